@@ -1,0 +1,395 @@
+//! `wimfs apply` and `wimfs extract`: write an image (or parts of it) to a directory.
+//!
+//! Names were validated when the image was loaded (no '/', NUL, '.', '..'), nothing is created
+//! below a symlink the image itself contains, and files are opened without following links,
+//! so nothing is written outside the target.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+use rayon::prelude::*;
+use wimfs::format::header::FLAG_RP_FIX;
+use wimfs::format::reparse::LinkReparse;
+use wimfs::image::{DentryId, InodeId};
+use wimfs::time::filetime_to_system;
+use wimfs::{Image, Wim};
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// The WIM file (part 1 of a split set).
+    wimfile: PathBuf,
+    /// Image (1-based index or name) and target directory; the image may be left out if the
+    /// WIM has exactly one.
+    #[arg(num_args = 1..=2, required = true)]
+    rest: Vec<String>,
+    /// Other parts of a split WIM (glob).
+    #[arg(long = "ref", value_name = "GLOB")]
+    refs: Vec<String>,
+    /// Restore UNIX owners, modes and special files stored with --unix-data.
+    #[arg(long)]
+    unix_data: bool,
+    /// Do not rewrite absolute link targets to point into the target directory.
+    #[arg(long)]
+    norpfix: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ExtractArgs {
+    /// The WIM file (part 1 of a split set).
+    wimfile: PathBuf,
+    /// Image (1-based index or name).
+    image: String,
+    /// Paths inside the image to extract.
+    #[arg(required = true)]
+    paths: Vec<String>,
+    /// Directory to extract into (default: the current directory).
+    #[arg(long, default_value = ".")]
+    dest_dir: PathBuf,
+    /// Other parts of a split WIM (glob).
+    #[arg(long = "ref", value_name = "GLOB")]
+    refs: Vec<String>,
+    /// Restore UNIX owners, modes and special files stored with --unix-data.
+    #[arg(long)]
+    unix_data: bool,
+    /// Do not rewrite absolute link targets to point into the target directory.
+    #[arg(long)]
+    norpfix: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+struct Extractor<'a> {
+    wim: &'a Wim,
+    img: &'a Image,
+    unix_data: bool,
+    /// Root for absolute link targets that were fixed at capture time.
+    link_root: Option<String>,
+    quiet: bool,
+}
+
+pub fn run_apply(a: ApplyArgs) -> Result<i32> {
+    let wim = super::open_wim(&a.wimfile, &a.refs, false)?;
+    let (image_spec, target) = match a.rest.as_slice() {
+        [t] => (None, t.clone()),
+        [i, t] => (Some(i.as_str()), t.clone()),
+        _ => unreachable!("clap enforces 1..=2 values"),
+    };
+    let index = super::pick_image(&wim, image_spec)?;
+    let img = Image::load(&wim, index)?;
+    let target = PathBuf::from(target);
+    fs::create_dir_all(&target)
+        .with_context(|| format!("{}: cannot create target directory", target.display()))?;
+    let ex = Extractor::new(&wim, &img, &target, a.unix_data, a.norpfix, a.quiet)?;
+    ex.extract(&[(Image::ROOT, target.clone())])?;
+    Ok(0)
+}
+
+pub fn run_extract(a: ExtractArgs) -> Result<i32> {
+    let wim = super::open_wim(&a.wimfile, &a.refs, false)?;
+    let index = wim.resolve_image(&a.image)?;
+    let img = Image::load(&wim, index)?;
+    fs::create_dir_all(&a.dest_dir)
+        .with_context(|| format!("{}: cannot create directory", a.dest_dir.display()))?;
+    let mut roots = Vec::new();
+    for p in &a.paths {
+        let d = img.lookup(p).ok_or_else(|| {
+            anyhow!(
+                "{}: image {index} has no file \"{p}\"",
+                wim.path().display()
+            )
+        })?;
+        let dest = if d == Image::ROOT {
+            a.dest_dir.clone()
+        } else {
+            a.dest_dir.join(&img.dentries[d].name)
+        };
+        roots.push((d, dest));
+    }
+    let ex = Extractor::new(&wim, &img, &a.dest_dir, a.unix_data, a.norpfix, a.quiet)?;
+    ex.extract(&roots)?;
+    Ok(0)
+}
+
+impl<'a> Extractor<'a> {
+    fn new(
+        wim: &'a Wim,
+        img: &'a Image,
+        target: &Path,
+        unix_data: bool,
+        norpfix: bool,
+        quiet: bool,
+    ) -> Result<Self> {
+        let abs = fs::canonicalize(target)
+            .with_context(|| format!("{}: cannot resolve", target.display()))?;
+        let link_root = (!norpfix && wim.header().flags & FLAG_RP_FIX != 0)
+            .then(|| abs.to_string_lossy().into_owned());
+        Ok(Extractor {
+            wim,
+            img,
+            unix_data,
+            link_root,
+            quiet,
+        })
+    }
+
+    /// Extracts each (dentry, destination path) subtree.
+    fn extract(&self, roots: &[(DentryId, PathBuf)]) -> Result<()> {
+        let img = self.img;
+        // Plan: every dentry to create with its path; skip what lies below image symlinks.
+        let mut plan: Vec<(DentryId, PathBuf)> = Vec::new();
+        for (root, dest) in roots {
+            let mut stack = vec![(*root, dest.clone())];
+            while let Some((d, path)) = stack.pop() {
+                let ino = img.inode_of(d);
+                if ino.is_directory() {
+                    for &c in img.dentries[d].children.iter().rev() {
+                        stack.push((c, path.join(&img.dentries[c].name)));
+                    }
+                } else if !img.dentries[d].children.is_empty() {
+                    tracing::warn!(
+                        "ignoring entries below non-directory \"{}\"",
+                        img.path_of(d)
+                    );
+                }
+                plan.push((d, path));
+            }
+        }
+        // 1. Directories, parents first.
+        for (d, path) in &plan {
+            if img.inode_of(*d).is_directory() {
+                make_dir(path)?;
+            }
+        }
+        // 2. File data, one write per inode, in parallel, in blob order for locality.
+        let mut first: HashMap<InodeId, &PathBuf> = HashMap::new();
+        let mut files: Vec<(InodeId, &PathBuf)> = Vec::new();
+        for (d, path) in &plan {
+            let ino_id = img.dentries[*d].inode;
+            let ino = &img.inodes[ino_id];
+            if ino.is_directory() || ino.is_symlink() || self.special(ino_id).is_some() {
+                continue;
+            }
+            if let std::collections::hash_map::Entry::Vacant(v) = first.entry(ino_id) {
+                v.insert(path);
+                files.push((ino_id, path));
+            }
+        }
+        files.sort_by_key(|(i, _)| {
+            img.inodes[*i]
+                .data_stream()
+                .and_then(|s| s.blob)
+                .map(|b| (b.resource, b.offset))
+        });
+        let total: u64 = files.iter().map(|(i, _)| img.inodes[*i].size()).sum();
+        let pb = super::progress::bytes_bar(total, "extracting", self.quiet);
+        files
+            .par_iter()
+            .try_for_each(|(ino, path)| self.write_file(*ino, path, &|n| pb.inc(n)))?;
+        pb.finish_and_clear();
+        // 3. Hard links, symlinks and special files.
+        for (d, path) in &plan {
+            let ino_id = img.dentries[*d].inode;
+            let ino = &img.inodes[ino_id];
+            if ino.is_directory() {
+                continue;
+            }
+            if ino.is_symlink() {
+                self.make_symlink(*d, path)?;
+            } else if let Some((mode, rdev)) = self.special(ino_id) {
+                make_special(path, mode, rdev)?;
+            } else if let Some(src) = first.get(&ino_id) {
+                if *src != path {
+                    remove_existing(path)?;
+                    fs::hard_link(src, path)
+                        .with_context(|| format!("{}: cannot create hard link", path.display()))?;
+                }
+            }
+        }
+        // 4. Ownership, modes and times; directories last and deepest first so that
+        //    creating children does not disturb their times.
+        for (d, path) in plan
+            .iter()
+            .filter(|(d, _)| !img.inode_of(*d).is_directory())
+        {
+            self.set_metadata(*d, path)?;
+        }
+        for (d, path) in plan
+            .iter()
+            .rev()
+            .filter(|(d, _)| img.inode_of(*d).is_directory())
+        {
+            self.set_metadata(*d, path)?;
+        }
+        Ok(())
+    }
+
+    /// (mode, rdev) if the inode is a device, fifo or socket to recreate with --unix-data.
+    fn special(&self, ino: InodeId) -> Option<(u32, u32)> {
+        if !self.unix_data {
+            return None;
+        }
+        let u = self.img.inodes[ino].unix?;
+        let fmt = u.mode & 0o170000;
+        [0o020000, 0o060000, 0o010000, 0o140000]
+            .contains(&fmt)
+            .then_some((u.mode, u.rdev))
+    }
+
+    fn write_file(&self, ino: InodeId, path: &Path, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
+        let inode = &self.img.inodes[ino];
+        let mut f = create_file(path)?;
+        if let Some(loc) = inode.data_stream().and_then(|s| s.blob) {
+            let mut h = <sha1::Sha1 as sha1::Digest>::new();
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut f);
+            self.wim
+                .stream_blob(&loc, &mut |piece| {
+                    sha1::Digest::update(&mut h, piece);
+                    progress(piece.len() as u64);
+                    w.write_all(piece).map_err(|e| wimfs::Error::Io {
+                        path: path.to_path_buf(),
+                        what: "writing".into(),
+                        source: e,
+                    })
+                })
+                .with_context(|| {
+                    format!("extracting \"{}\"", self.img.path_of(inode.dentries[0]))
+                })?;
+            w.flush()
+                .with_context(|| format!("{}: write failed", path.display()))?;
+            let digest: [u8; 20] = sha1::Digest::finalize(h).into();
+            if digest != loc.hash {
+                bail!(
+                    "{}: data of \"{}\" is corrupt (SHA-1 mismatch)",
+                    self.wim.path().display(),
+                    self.img.path_of(inode.dentries[0])
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn make_symlink(&self, d: DentryId, path: &Path) -> Result<()> {
+        let ino = self.img.inode_of(d);
+        let data = match ino.reparse_stream().and_then(|s| s.blob) {
+            Some(loc) => self.wim.read_blob(&loc, true)?,
+            None => Vec::new(),
+        };
+        let link = LinkReparse::parse(ino.reparse_tag, &data).map_err(|e| {
+            anyhow!(
+                "{}: \"{}\": {e}",
+                self.wim.path().display(),
+                self.img.path_of(d)
+            )
+        })?;
+        let target = link.unix_target(ino.rp_flags, self.link_root.as_deref());
+        remove_existing(path)?;
+        symlink(&target, path)
+    }
+
+    fn set_metadata(&self, d: DentryId, path: &Path) -> Result<()> {
+        let ino = self.img.inode_of(d);
+        #[cfg(unix)]
+        if self.unix_data {
+            if let Some(u) = ino.unix {
+                use std::os::unix::ffi::OsStrExt;
+                let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+                // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+                if unsafe { libc::lchown(c.as_ptr(), u.uid, u.gid) } != 0 {
+                    tracing::warn!(
+                        "{}: cannot set owner: {}",
+                        path.display(),
+                        std::io::Error::last_os_error()
+                    );
+                }
+                if !ino.is_symlink() {
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(path, fs::Permissions::from_mode(u.mode & 0o7777))
+                        .with_context(|| format!("{}: cannot set mode", path.display()))?;
+                }
+            }
+        }
+        let atime = filetime::FileTime::from_system_time(filetime_to_system(ino.last_access_time));
+        let mtime = filetime::FileTime::from_system_time(filetime_to_system(ino.last_write_time));
+        filetime::set_symlink_file_times(path, atime, mtime)
+            .with_context(|| format!("{}: cannot set times", path.display()))?;
+        Ok(())
+    }
+}
+
+fn make_dir(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => bail!("{}: exists and is not a directory", path.display()),
+        Err(_) => fs::create_dir(path)
+            .with_context(|| format!("{}: cannot create directory", path.display())),
+    }
+}
+
+fn remove_existing(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => bail!("{}: a directory is in the way", path.display()),
+        Ok(_) => {
+            fs::remove_file(path).with_context(|| format!("{}: cannot replace", path.display()))
+        }
+        Err(_) => Ok(()),
+    }
+}
+
+fn create_file(path: &Path) -> Result<fs::File> {
+    remove_existing(path)?;
+    let mut o = fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.custom_flags(libc::O_NOFOLLOW);
+    }
+    o.open(path)
+        .with_context(|| format!("{}: cannot create file", path.display()))
+}
+
+#[cfg(unix)]
+fn symlink(target: &str, path: &Path) -> Result<()> {
+    std::os::unix::fs::symlink(target, path)
+        .with_context(|| format!("{}: cannot create symlink", path.display()))
+}
+
+#[cfg(windows)]
+fn symlink(target: &str, path: &Path) -> Result<()> {
+    std::os::windows::fs::symlink_file(target, path)
+        .with_context(|| format!("{}: cannot create symlink", path.display()))
+}
+
+#[cfg(unix)]
+fn make_special(path: &Path, mode: u32, rdev: u32) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    remove_existing(path)?;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let r = unsafe { libc::mknod(c.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) };
+    if r != 0 {
+        bail!(
+            "{}: cannot create special file: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(windows)]
+fn make_special(path: &Path, _mode: u32, _rdev: u32) -> Result<()> {
+    tracing::warn!(
+        "{}: special files cannot be created on Windows",
+        path.display()
+    );
+    Ok(())
+}

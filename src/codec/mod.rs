@@ -1,0 +1,84 @@
+//! Chunk codecs used by WIM files: XPRESS (Huffman variant), the WIM flavour of LZX, and LZMS.
+//!
+//! Each codec decompresses exactly one chunk: the caller knows the chunk's uncompressed size
+//! (from the resource's chunk table) and hands an output buffer of exactly that length. The
+//! codecs know nothing about WIM files; they are pure functions of their input bytes.
+
+pub mod lzms;
+pub mod lzx;
+pub mod xpress;
+
+use thiserror::Error;
+
+/// A failure to decode one chunk. Corrupt or truncated data never panics; it yields this.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CodecError {
+    /// The compressed stream is malformed or ends early.
+    #[error("corrupt {codec} data: {what}")]
+    Corrupt {
+        codec: &'static str,
+        what: &'static str,
+    },
+    /// The decoder was asked for something it does not support (e.g. an invalid chunk size).
+    #[error("unsupported {codec} parameters: {what}")]
+    Unsupported {
+        codec: &'static str,
+        what: &'static str,
+    },
+}
+
+/// A compression format as named in the WIM header flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Compression {
+    None,
+    Xpress,
+    Lzx,
+    Lzms,
+}
+
+impl Compression {
+    /// The name wimlib and DISM print for this format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compression::None => "None",
+            Compression::Xpress => "XPRESS",
+            Compression::Lzx => "LZX",
+            Compression::Lzms => "LZMS",
+        }
+    }
+}
+
+/// A reusable per-thread decompressor for one format and maximum chunk size.
+pub trait Decompressor: Send {
+    /// Decompresses `input` (one compressed chunk) into all of `output`, whose length is the
+    /// chunk's uncompressed size (at most the chunk size the decompressor was made for).
+    fn decompress(&mut self, input: &[u8], output: &mut [u8]) -> Result<(), CodecError>;
+}
+
+/// Makes a decompressor for `compression` and chunks of up to `chunk_size` bytes.
+pub fn new_decompressor(
+    compression: Compression,
+    chunk_size: u32,
+) -> Result<Box<dyn Decompressor>, CodecError> {
+    Ok(match compression {
+        Compression::None => Box::new(Stored),
+        Compression::Xpress => Box::new(xpress::XpressDecoder::new(chunk_size)?),
+        Compression::Lzx => Box::new(lzx::LzxDecoder::new(chunk_size)?),
+        Compression::Lzms => Box::new(lzms::LzmsDecoder::new(chunk_size)?),
+    })
+}
+
+struct Stored;
+
+impl Decompressor for Stored {
+    fn decompress(&mut self, input: &[u8], output: &mut [u8]) -> Result<(), CodecError> {
+        if input.len() != output.len() {
+            return Err(CodecError::Corrupt {
+                codec: "stored",
+                what: "length mismatch",
+            });
+        }
+        output.copy_from_slice(input);
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! The directory entry tree of a metadata resource.
+//!
+//! Layout: security data, then (8-aligned) the root dentry; each directory's `subdir_offset`
+//! points at a list of child dentries ended by an 8-byte zero length. A dentry is 102 fixed
+//! bytes, its UTF-16LE name and short name (each NUL-terminated when present), tagged items
+//! up to its 8-aligned length, then `num_extra_streams` stream entries.
+
+use std::collections::HashSet;
+
+use super::bytes::{align8, utf16le_to_string, Bytes};
+use super::security::{parse_security_data, SecurityData};
+use super::{FormatError, Result, Sha1Hash};
+
+/// Fixed part of an on-disk dentry.
+pub const DENTRY_FIXED_SIZE: u64 = 102;
+/// Fixed part of an on-disk extra stream entry.
+pub const STREAM_FIXED_SIZE: u64 = 38;
+/// Deepest directory nesting accepted.
+pub const MAX_DEPTH: usize = 16384;
+
+pub const FILE_ATTRIBUTE_READONLY: u32 = 0x1;
+pub const FILE_ATTRIBUTE_HIDDEN: u32 = 0x2;
+pub const FILE_ATTRIBUTE_SYSTEM: u32 = 0x4;
+pub const FILE_ATTRIBUTE_DIRECTORY: u32 = 0x10;
+pub const FILE_ATTRIBUTE_ARCHIVE: u32 = 0x20;
+pub const FILE_ATTRIBUTE_NORMAL: u32 = 0x80;
+pub const FILE_ATTRIBUTE_SPARSE_FILE: u32 = 0x200;
+pub const FILE_ATTRIBUTE_REPARSE_POINT: u32 = 0x400;
+pub const FILE_ATTRIBUTE_COMPRESSED: u32 = 0x800;
+pub const FILE_ATTRIBUTE_ENCRYPTED: u32 = 0x4000;
+
+/// An extra stream entry: a named data stream, or an unnamed one (data or reparse data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamRecord {
+    /// Empty for an unnamed stream.
+    pub name: String,
+    pub hash: Sha1Hash,
+}
+
+/// One directory entry as stored, with the index of its parent in the flat list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DentryRecord {
+    /// Index of the parent in [`MetadataTree::dentries`]; `None` for the root.
+    pub parent: Option<usize>,
+    /// Offset of this dentry in the metadata resource (for error messages).
+    pub offset: u64,
+    pub attributes: u32,
+    pub security_id: i32,
+    pub subdir_offset: u64,
+    pub creation_time: u64,
+    pub last_access_time: u64,
+    pub last_write_time: u64,
+    pub main_hash: Sha1Hash,
+    pub unknown_0x54: u32,
+    /// Reparse tag (reparse points only).
+    pub reparse_tag: u32,
+    pub rp_reserved: u16,
+    pub rp_flags: u16,
+    /// Hard link group id (non-reparse points only); 0 = not hard-linked.
+    pub hard_link_group_id: u64,
+    pub name: String,
+    pub short_name: String,
+    /// Raw tagged items (8-aligned region after the names).
+    pub extra: Vec<u8>,
+    pub streams: Vec<StreamRecord>,
+}
+
+impl DentryRecord {
+    pub fn is_directory(&self) -> bool {
+        self.attributes & FILE_ATTRIBUTE_DIRECTORY != 0
+    }
+
+    pub fn is_reparse_point(&self) -> bool {
+        self.attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0
+    }
+}
+
+/// A parsed metadata resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataTree {
+    pub security: SecurityData,
+    /// All dentries; index 0 is the root; parents precede children.
+    pub dentries: Vec<DentryRecord>,
+}
+
+fn bad(offset: u64, detail: impl Into<String>) -> FormatError {
+    FormatError::invalid(
+        "metadata resource",
+        format!("dentry at offset {offset}: {}", detail.into()),
+    )
+}
+
+/// Reads the dentry at `offset`. Returns `None` at an end-of-directory marker, else the
+/// dentry and the offset of the next sibling.
+fn read_dentry(b: &Bytes<'_>, offset: u64) -> Result<Option<(DentryRecord, u64)>> {
+    let raw_len = b.u64(offset)?;
+    let len = align8(raw_len).ok_or_else(|| bad(offset, "length overflows"))?;
+    if len <= 8 {
+        return Ok(None);
+    }
+    if len < DENTRY_FIXED_SIZE {
+        return Err(bad(
+            offset,
+            format!("length {raw_len} is below the minimum {DENTRY_FIXED_SIZE}"),
+        ));
+    }
+    let d = Bytes::new(
+        b.slice(offset, len)
+            .map_err(|_| bad(offset, format!("length {len} runs past the end")))?,
+        "dentry",
+    );
+    let attributes = d.u32(8)?;
+    let is_reparse = attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0;
+    let name_len = d.u16(100)? as u64;
+    let short_len = d.u16(98)? as u64;
+    let num_streams = d.u16(96)?;
+    if (name_len | short_len) & 1 != 0 {
+        return Err(bad(offset, "odd name length"));
+    }
+    let mut p = DENTRY_FIXED_SIZE;
+    let mut take_name = |n: u64| -> Result<String> {
+        if n == 0 {
+            return Ok(String::new());
+        }
+        let s = d
+            .slice(p, n)
+            .map_err(|_| bad(offset, "name runs past the dentry"))?;
+        d.slice(p + n, 2)
+            .map_err(|_| bad(offset, "name terminator runs past the dentry"))?;
+        p += n + 2;
+        Ok(utf16le_to_string(s))
+    };
+    let name = take_name(name_len)?;
+    let short_name = take_name(short_len)?;
+    let extra_start = align8(p).unwrap_or(len).min(len);
+    let extra = d.slice(extra_start, len - extra_start)?.to_vec();
+    let mut rec = DentryRecord {
+        parent: None,
+        offset,
+        attributes,
+        security_id: d.u32(12)? as i32,
+        subdir_offset: d.u64(16)?,
+        creation_time: d.u64(40)?,
+        last_access_time: d.u64(48)?,
+        last_write_time: d.u64(56)?,
+        main_hash: d.array(64)?,
+        unknown_0x54: d.u32(84)?,
+        reparse_tag: if is_reparse { d.u32(88)? } else { 0 },
+        rp_reserved: if is_reparse { d.u16(92)? } else { 0 },
+        rp_flags: if is_reparse { d.u16(94)? } else { 0 },
+        hard_link_group_id: if is_reparse { 0 } else { d.u64(88)? },
+        name,
+        short_name,
+        extra,
+        streams: Vec::with_capacity(num_streams as usize),
+    };
+    let mut pos = offset + len;
+    for i in 0..num_streams {
+        let slen = align8(
+            b.u64(pos)
+                .map_err(|_| bad(offset, format!("stream entry {i} runs past the end")))?,
+        )
+        .ok_or_else(|| bad(offset, "stream length overflows"))?;
+        if slen < STREAM_FIXED_SIZE {
+            return Err(bad(
+                offset,
+                format!("stream entry {i} is too short ({slen} bytes)"),
+            ));
+        }
+        let s = Bytes::new(
+            b.slice(pos, slen)
+                .map_err(|_| bad(offset, format!("stream entry {i} runs past the end")))?,
+            "stream entry",
+        );
+        let nlen = s.u16(36)? as u64;
+        if nlen & 1 != 0 || STREAM_FIXED_SIZE + nlen > slen {
+            return Err(bad(
+                offset,
+                format!("stream entry {i} has a bad name length"),
+            ));
+        }
+        rec.streams.push(StreamRecord {
+            name: utf16le_to_string(s.slice(38, nlen)?),
+            hash: s.array(16)?,
+        });
+        pos += slen;
+    }
+    Ok(Some((rec, pos)))
+}
+
+/// Parses a whole uncompressed metadata resource: security data and the dentry tree.
+/// Rejects directory cycles and nesting beyond [`MAX_DEPTH`]; children of non-directories
+/// are ignored, as Windows does.
+pub fn parse_metadata(meta: &[u8]) -> Result<MetadataTree> {
+    let security = parse_security_data(meta)?;
+    let b = Bytes::new(meta, "metadata resource");
+    let root_off = security.total_length;
+    let Some((root, _)) = read_dentry(&b, root_off)? else {
+        return Err(FormatError::invalid(
+            "metadata resource",
+            "the image has no root directory",
+        ));
+    };
+    if !root.is_directory() {
+        return Err(FormatError::invalid(
+            "metadata resource",
+            "the root of the image is not a directory",
+        ));
+    }
+    let mut dentries = vec![root];
+    let mut visited = HashSet::new();
+    // (directory index, depth)
+    let mut stack = vec![(0usize, 0usize)];
+    // Each real dentry occupies at least DENTRY_FIXED_SIZE distinct bytes; more records than
+    // that can only come from lists that overlap each other.
+    let max_dentries = meta.len() / DENTRY_FIXED_SIZE as usize + 1;
+    while let Some((dir, depth)) = stack.pop() {
+        let sub = dentries[dir].subdir_offset;
+        if sub == 0 || !dentries[dir].is_directory() {
+            continue;
+        }
+        if depth >= MAX_DEPTH {
+            return Err(FormatError::invalid(
+                "metadata resource",
+                "directories are nested too deeply",
+            ));
+        }
+        if !visited.insert(sub) || sub == root_off {
+            return Err(FormatError::invalid(
+                "metadata resource",
+                format!("directory cycle: children list at offset {sub} is reached twice"),
+            ));
+        }
+        let mut pos = sub;
+        while let Some((mut child, next)) = read_dentry(&b, pos)? {
+            child.parent = Some(dir);
+            let idx = dentries.len();
+            if idx >= max_dentries {
+                return Err(FormatError::invalid(
+                    "metadata resource",
+                    "directory lists overlap",
+                ));
+            }
+            let is_dir = child.is_directory() && child.subdir_offset != 0;
+            dentries.push(child);
+            if is_dir {
+                stack.push((idx, depth + 1));
+            }
+            if next <= pos {
+                return Err(bad(pos, "sibling list does not advance"));
+            }
+            pos = next;
+        }
+    }
+    Ok(MetadataTree { security, dentries })
+}

@@ -1,0 +1,238 @@
+//! The XML info resource (UTF-16LE): per-image names, counts, sizes and times.
+//!
+//! Parsed into a small element tree (so every property can be shown, as `info` does) and a
+//! typed view of the fields tools rely on.
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+use super::{FormatError, Result};
+
+/// An XML element: name, attributes, text and child elements.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Element {
+    pub name: String,
+    pub attrs: Vec<(String, String)>,
+    pub text: String,
+    pub children: Vec<Element>,
+}
+
+impl Element {
+    /// The first child named `name` (case-sensitive, as the format's tags are upper case).
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.children.iter().find(|c| c.name == name)
+    }
+
+    /// Text of the child `name`, trimmed.
+    pub fn child_text(&self, name: &str) -> Option<&str> {
+        self.child(name).map(|c| c.text.trim())
+    }
+
+    /// Value of attribute `name`.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Per-image information from the XML.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImageInfo {
+    pub index: u32,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub dir_count: Option<u64>,
+    pub file_count: Option<u64>,
+    pub total_bytes: Option<u64>,
+    pub hard_link_bytes: Option<u64>,
+    /// Windows FILETIME (100 ns ticks since 1601).
+    pub creation_time: Option<u64>,
+    pub last_modification_time: Option<u64>,
+    pub wimboot: bool,
+    /// The whole `<IMAGE>` element.
+    pub element: Element,
+}
+
+/// The parsed XML info resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WimXml {
+    pub total_bytes: Option<u64>,
+    pub images: Vec<ImageInfo>,
+    /// The `<WIM>` root element.
+    pub root: Element,
+}
+
+fn parse_u64(s: &str) -> Option<u64> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn parse_time(e: Option<&Element>) -> Option<u64> {
+    let e = e?;
+    let high = parse_u64(e.child_text("HIGHPART")?)?;
+    let low = parse_u64(e.child_text("LOWPART")?)?;
+    Some((high << 32) | (low & 0xffff_ffff))
+}
+
+/// Decodes the raw resource bytes (UTF-16LE, optional BOM) to text.
+pub fn decode_utf16(data: &[u8]) -> Result<String> {
+    if data.len() % 2 != 0 {
+        return Err(FormatError::invalid(
+            "XML data",
+            "odd length for UTF-16 text",
+        ));
+    }
+    let units: Vec<u16> = data
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let units = units.strip_prefix(&[0xfeff]).unwrap_or(&units);
+    String::from_utf16(units).map_err(|_| FormatError::invalid("XML data", "invalid UTF-16"))
+}
+
+/// Parses XML text into an element tree (the single root element).
+pub fn parse_element_tree(text: &str) -> Result<Element> {
+    let mut reader = Reader::from_str(text);
+    let mut stack: Vec<Element> = vec![Element::default()];
+    let err = |e: &dyn std::fmt::Display| FormatError::invalid("XML data", e.to_string());
+    loop {
+        match reader.read_event().map_err(|e| err(&e))? {
+            Event::Start(s) | Event::Empty(s) if stack.len() > 256 => {
+                let _ = s;
+                return Err(FormatError::invalid("XML data", "nested too deeply"));
+            }
+            Event::Start(s) => {
+                stack.push(element_from_start(&s)?);
+            }
+            Event::Empty(s) => {
+                let el = element_from_start(&s)?;
+                stack
+                    .last_mut()
+                    .expect("stack has a root")
+                    .children
+                    .push(el);
+            }
+            Event::End(_) => {
+                if stack.len() < 2 {
+                    return Err(FormatError::invalid("XML data", "unbalanced end tag"));
+                }
+                let el = stack.pop().expect("checked length");
+                stack.last_mut().expect("checked length").children.push(el);
+            }
+            Event::Text(t) => {
+                let s = t.unescape().map_err(|e| err(&e))?;
+                stack
+                    .last_mut()
+                    .expect("stack has a root")
+                    .text
+                    .push_str(&s);
+            }
+            Event::CData(t) => {
+                stack
+                    .last_mut()
+                    .expect("stack has a root")
+                    .text
+                    .push_str(&String::from_utf8_lossy(&t));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    if stack.len() != 1 {
+        return Err(FormatError::invalid("XML data", "unclosed element"));
+    }
+    let doc = stack.pop().expect("checked length");
+    doc.children
+        .into_iter()
+        .next()
+        .ok_or_else(|| FormatError::invalid("XML data", "no root element"))
+}
+
+fn element_from_start(s: &quick_xml::events::BytesStart<'_>) -> Result<Element> {
+    let mut el = Element {
+        name: String::from_utf8_lossy(s.name().as_ref()).into_owned(),
+        ..Default::default()
+    };
+    for a in s.attributes() {
+        let a = a.map_err(|e| FormatError::invalid("XML data", e.to_string()))?;
+        let v = a
+            .unescape_value()
+            .map_err(|e| FormatError::invalid("XML data", e.to_string()))?;
+        el.attrs.push((
+            String::from_utf8_lossy(a.key.as_ref()).into_owned(),
+            v.into_owned(),
+        ));
+    }
+    Ok(el)
+}
+
+/// Parses the XML info resource.
+pub fn parse_xml(data: &[u8]) -> Result<WimXml> {
+    let text = decode_utf16(data)?;
+    if text.trim().is_empty() {
+        return Ok(WimXml::default());
+    }
+    let root = parse_element_tree(&text)?;
+    if root.name != "WIM" {
+        return Err(FormatError::invalid(
+            "XML data",
+            format!("root element is <{}>, expected <WIM>", root.name),
+        ));
+    }
+    let mut images = Vec::new();
+    for (pos, img) in root
+        .children
+        .iter()
+        .filter(|c| c.name == "IMAGE")
+        .enumerate()
+    {
+        let index = img
+            .attr("INDEX")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(pos as u32 + 1);
+        images.push(ImageInfo {
+            index,
+            name: img.child_text("NAME").map(str::to_string),
+            description: img.child_text("DESCRIPTION").map(str::to_string),
+            dir_count: img.child_text("DIRCOUNT").and_then(parse_u64),
+            file_count: img.child_text("FILECOUNT").and_then(parse_u64),
+            total_bytes: img.child_text("TOTALBYTES").and_then(parse_u64),
+            hard_link_bytes: img.child_text("HARDLINKBYTES").and_then(parse_u64),
+            creation_time: parse_time(img.child("CREATIONTIME")),
+            last_modification_time: parse_time(img.child("LASTMODIFICATIONTIME")),
+            wimboot: img.child_text("WIMBOOT").is_some_and(|v| v != "0"),
+            element: img.clone(),
+        });
+    }
+    images.sort_by_key(|i| i.index);
+    Ok(WimXml {
+        total_bytes: root.child_text("TOTALBYTES").and_then(parse_u64),
+        images,
+        root,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::bytes::string_to_utf16le;
+
+    #[test]
+    fn parses_wimlib_style_xml() {
+        let text = "\u{feff}<WIM><IMAGE INDEX=\"1\"><NAME>My &amp; Image</NAME><DIRCOUNT>2</DIRCOUNT>\
+            <CREATIONTIME><HIGHPART>0x01DD7CD2</HIGHPART><LOWPART>0xACC21D86</LOWPART></CREATIONTIME>\
+            </IMAGE><TOTALBYTES>554</TOTALBYTES></WIM>";
+        let x = parse_xml(&string_to_utf16le(text)).unwrap();
+        assert_eq!(x.total_bytes, Some(554));
+        assert_eq!(x.images[0].name.as_deref(), Some("My & Image"));
+        assert_eq!(x.images[0].dir_count, Some(2));
+        assert_eq!(x.images[0].creation_time, Some(0x01DD7CD2_ACC21D86));
+        assert!(parse_xml(&string_to_utf16le("<WIM><IMAGE>")).is_err());
+        assert!(parse_xml(&[0x3c]).is_err());
+    }
+}

@@ -1,0 +1,6 @@
+//! The in-memory image: dentries (names in a tree) over inodes (files with streams).
+
+mod load;
+mod model;
+
+pub use model::{Dentry, DentryId, Image, Inode, InodeId, Stream, StreamKind};

@@ -1,0 +1,65 @@
+//! `std::io::Read + Seek` over one blob.
+
+use std::io::{self, Read, Seek, SeekFrom};
+
+use super::wim::{BlobLocation, Wim};
+
+/// Reads a blob (a file's data stream) sequentially or at random, decoding only the chunks
+/// it touches through the WIM's chunk cache.
+pub struct BlobReader<'a> {
+    wim: &'a Wim,
+    loc: Option<BlobLocation>,
+    pos: u64,
+}
+
+impl<'a> BlobReader<'a> {
+    /// A reader over `loc`, or over an empty stream when `None`.
+    pub fn new(wim: &'a Wim, loc: Option<BlobLocation>) -> Self {
+        BlobReader { wim, loc, pos: 0 }
+    }
+
+    /// Size of the stream in bytes.
+    pub fn len(&self) -> u64 {
+        self.loc.map_or(0, |l| l.size)
+    }
+
+    /// Whether the stream is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(loc) = self.loc else { return Ok(0) };
+        if self.pos >= loc.size {
+            return Ok(0);
+        }
+        let n = ((loc.size - self.pos).min(buf.len() as u64)) as usize;
+        self.wim
+            .read_blob_at(&loc, self.pos, &mut buf[..n])
+            .map_err(io::Error::other)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for BlobReader<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let new = match pos {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len().checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        match new {
+            Some(p) => {
+                self.pos = p;
+                Ok(p)
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the stream",
+            )),
+        }
+    }
+}

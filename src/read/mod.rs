@@ -1,0 +1,13 @@
+//! Opening a WIM (or a split set) and reading blobs: chunk tables, parallel chunk decoding,
+//! the shared chunk cache and SHA-1 checks.
+
+pub mod blob;
+pub mod cache;
+pub mod file;
+pub mod resource;
+pub mod verify;
+pub mod wim;
+
+pub use blob::BlobReader;
+pub use cache::ChunkCache;
+pub use wim::{BlobLocation, OpenOptions, Wim};

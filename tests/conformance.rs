@@ -1,0 +1,283 @@
+//! Conformance: WIMs written by wimlib-imagex in every compression, chunk size and layout
+//! read back identically through wimfs (verify, apply, dir, info), cross-checked with 7-Zip.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::*;
+
+/// The fixture tree, built once per test binary.
+fn source() -> &'static Path {
+    static SRC: OnceLock<tempfile::TempDir> = OnceLock::new();
+    SRC.get_or_init(|| {
+        let d = tempdir();
+        make_tree(&d.path().join("src"));
+        d
+    })
+    .path()
+    .join("src")
+    .leak()
+}
+
+fn capture(dir: &Path, args: &[&str]) -> PathBuf {
+    let wim = dir.join("test.wim");
+    let mut c = wimlib(["capture"]);
+    c.arg(source()).arg(&wim).arg("Test Image").args(args);
+    ok(&mut c);
+    wim
+}
+
+/// Parses `key: value` lines of `wimlib-imagex info` into (header, per-image maps).
+fn wimlib_info(
+    wim: &Path,
+    refs: &[String],
+) -> (BTreeMap<String, String>, Vec<BTreeMap<String, String>>) {
+    // `wimlib-imagex info` reads part 1 alone; it takes no --ref.
+    let _ = refs;
+    let mut c = wimlib(["info"]);
+    c.arg(wim);
+    let text = ok(&mut c);
+    let mut header = BTreeMap::new();
+    let mut images: Vec<BTreeMap<String, String>> = Vec::new();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim().to_string(), v.trim().to_string());
+        if k == "Index" {
+            images.push(BTreeMap::new());
+        }
+        match images.last_mut() {
+            Some(m) => {
+                m.insert(k, v);
+            }
+            None => {
+                header.insert(k, v);
+            }
+        }
+    }
+    (header, images)
+}
+
+fn ref_args(refs: &[String]) -> Vec<String> {
+    refs.iter()
+        .flat_map(|r| ["--ref".to_string(), r.clone()])
+        .collect()
+}
+
+/// All the checks for one WIM: verify, apply == source, dir == wimlib dir, info agrees,
+/// 7-Zip's extraction equals ours.
+fn check_wim(wim: &Path, image: &str, refs: &[String], seven_zip: bool) {
+    let work = tempdir();
+    let r = ref_args(refs);
+    // verify
+    ok(wimfs_cmd(["verify"]).arg(wim).args(&r));
+    // apply
+    let out = work.path().join("applied");
+    ok(wimfs_cmd(["apply"]).arg(wim).arg(image).arg(&out).args(&r));
+    assert_same_tree(source(), &out);
+    // dir
+    let ours = ok(wimfs_cmd(["dir"]).arg(wim).arg(image).args(&r));
+    let theirs = ok(wimlib(["dir"]).arg(wim).arg(image).args(&r));
+    let mut a: Vec<&str> = ours.lines().collect();
+    let mut b: Vec<&str> = theirs.lines().collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "dir listing differs from wimlib-imagex dir");
+    // info --json
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(wimfs_cmd(["info", "--json"]).arg(wim).args(&r)))
+            .expect("info --json parses");
+    let (hdr, imgs) = wimlib_info(wim, refs);
+    assert_eq!(json["image_count"].to_string(), hdr["Image Count"]);
+    assert_eq!(json["compression"].as_str().unwrap(), hdr["Compression"]);
+    if let Some(cs) = hdr.get("Chunk Size") {
+        assert_eq!(format!("{} bytes", json["chunk_size"]), *cs);
+    }
+    assert_eq!(
+        format!("{}/{}", json["part_number"], json["total_parts"]),
+        hdr["Part Number"]
+    );
+    assert_eq!(format!("0x{}", json["guid"].as_str().unwrap()), hdr["GUID"]);
+    assert_eq!(json["boot_index"].to_string(), hdr["Boot Index"]);
+    let jimgs = json["images"].as_array().unwrap();
+    assert_eq!(jimgs.len(), imgs.len());
+    for (j, w) in jimgs.iter().zip(&imgs) {
+        assert_eq!(j["index"].to_string(), w["Index"]);
+        assert_eq!(j["name"].as_str().unwrap_or(""), w["Name"]);
+        assert_eq!(j["dir_count"].to_string(), w["Directory Count"]);
+        assert_eq!(j["file_count"].to_string(), w["File Count"]);
+        assert_eq!(j["total_bytes"].to_string(), w["Total Bytes"]);
+        assert_eq!(j["hard_link_bytes"].to_string(), w["Hard Link Bytes"]);
+    }
+    // 7-Zip cross-check (standalone files only: 7-Zip does not take split sets this way).
+    if seven_zip {
+        let sz = work.path().join("7z");
+        let idx = image.parse::<usize>().ok();
+        let o = run(Command::new("7zz")
+            .arg("x")
+            .arg("-y")
+            .arg(format!("-o{}", sz.display()))
+            .arg(wim));
+        let text =
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);
+        // 7-Zip refuses to create links that leave the target ("Dangerous link path"); any
+        // other error is a failure.
+        let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("ERROR")).collect();
+        assert!(
+            errors.iter().all(|l| l.contains("link")),
+            "7zz x failed:\n{text}"
+        );
+        assert!(
+            o.status.success() || !errors.is_empty(),
+            "7zz x failed:\n{text}"
+        );
+        let multi = json["image_count"].as_u64().unwrap() > 1;
+        let root = match (multi, idx) {
+            (true, Some(i)) => sz.join(i.to_string()),
+            _ => sz.clone(),
+        };
+        for rel in walk(&out) {
+            let m = std::fs::symlink_metadata(out.join(&rel)).unwrap();
+            if m.is_file() {
+                let ours = std::fs::read(out.join(&rel)).unwrap();
+                let theirs = std::fs::read(root.join(&rel)).unwrap_or_else(|e| {
+                    panic!("7zz did not extract {rel:?} into {}: {e}", root.display())
+                });
+                assert!(ours == theirs, "7-Zip and wimfs disagree on {rel:?}");
+            }
+        }
+    }
+}
+
+fn case(args: &[&str]) {
+    let dir = tempdir();
+    let wim = capture(dir.path(), args);
+    check_wim(&wim, "1", &[], true);
+}
+
+#[test]
+fn none() {
+    case(&["--compress=none"]);
+}
+
+#[test]
+fn xpress_4k() {
+    case(&["--compress=xpress", "--chunk-size=4096"]);
+}
+
+#[test]
+fn xpress_32k() {
+    case(&["--compress=xpress", "--chunk-size=32768"]);
+}
+
+#[test]
+fn xpress_64k() {
+    case(&["--compress=xpress", "--chunk-size=65536"]);
+}
+
+#[test]
+fn lzx_32k() {
+    case(&["--compress=lzx", "--chunk-size=32768"]);
+}
+
+#[test]
+fn lzx_64k() {
+    case(&["--compress=lzx", "--chunk-size=65536"]);
+}
+
+#[test]
+fn lzx_2m() {
+    case(&["--compress=lzx", "--chunk-size=2097152"]);
+}
+
+#[test]
+fn lzms_default() {
+    case(&["--compress=lzms"]);
+}
+
+#[test]
+fn lzms_1m() {
+    case(&["--compress=lzms", "--chunk-size=1048576"]);
+}
+
+#[test]
+fn solid_lzms() {
+    case(&["--solid"]);
+}
+
+#[test]
+fn solid_lzx() {
+    case(&["--solid", "--solid-compress=lzx"]);
+}
+
+#[test]
+fn solid_xpress() {
+    case(&["--solid", "--solid-compress=xpress"]);
+}
+
+#[test]
+fn multi_image_by_name() {
+    let dir = tempdir();
+    let wim = capture(dir.path(), &["--compress=lzx"]);
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("only-in-two.txt"), "second image\n").unwrap();
+    ok(wimlib(["append"]).arg(&other).arg(&wim).arg("Second"));
+    ok(wimlib(["append"]).arg(source()).arg(&wim).arg("Third"));
+    check_wim(&wim, "Third", &[], false);
+    check_wim(&wim, "3", &[], true);
+    let listing = ok(wimfs_cmd(["dir"]).arg(&wim).arg("Second"));
+    assert_eq!(listing, "/\n/only-in-two.txt\n");
+    // An image must be named when there are several.
+    let out = run(wimfs_cmd(["dir"]).arg(&wim));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 images"));
+}
+
+#[test]
+fn split_set() {
+    let dir = tempdir();
+    let wim = capture(dir.path(), &["--compress=lzx"]);
+    let swm = dir.path().join("part.swm");
+    ok(wimlib(["split"]).arg(&wim).arg(&swm).arg("1"));
+    let glob = format!("{}/part*.swm", dir.path().display());
+    let parts = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".swm"))
+        .count();
+    assert!(parts >= 3, "expected several parts, got {parts}");
+    check_wim(&swm, "1", &[glob], false);
+    // Without the other parts: a clear error naming the missing parts.
+    let out = run(wimfs_cmd(["verify"]).arg(&swm));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("missing part"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn integrity_table_checked() {
+    let dir = tempdir();
+    let wim = capture(dir.path(), &["--compress=xpress", "--check"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(wimfs_cmd(["info", "--json", "--check"]).arg(&wim))).unwrap();
+    assert_eq!(v["integrity_ok"], serde_json::Value::Bool(true));
+    ok(wimfs_cmd(["verify"]).arg(&wim));
+}
+
+#[test]
+fn sample_image_applies() {
+    let wim = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample.wim");
+    let work = tempdir();
+    ok(wimfs_cmd(["verify"]).arg(&wim));
+    ok(wimfs_cmd(["apply"]).arg(&wim).arg(work.path().join("a")));
+    ok(wimlib(["apply"]).arg(&wim).arg(work.path().join("b")));
+    assert_same_tree(&work.path().join("b"), &work.path().join("a"));
+}
