@@ -8,6 +8,7 @@ command -v wimlib-imagex >/dev/null 2>&1 || need+=(wimtools)
 command -v 7zz >/dev/null 2>&1 || need+=(7zip)
 command -v fusermount3 >/dev/null 2>&1 || need+=(fuse3)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v bc >/dev/null 2>&1 || need+=(bc)
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -9,22 +9,25 @@ use crate::codec::CodecError;
 use crate::format::FormatError;
 
 /// Everything that can go wrong reading or writing a WIM. Every variant names the file.
+///
+/// Messages already include their cause's text, so causes are not chained as `source()`
+/// (which would print them twice).
 #[derive(Debug, Error)]
 pub enum Error {
-    #[error("{path}: {what}: {source}")]
+    #[error("{path}: {what}: {cause}")]
     Io {
         path: PathBuf,
         what: String,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{path}: {source}")]
-    Format { path: PathBuf, source: FormatError },
-    #[error("{path}: resource at offset {offset}, chunk {chunk}: {source}")]
+    #[error("{path}: {cause}")]
+    Format { path: PathBuf, cause: FormatError },
+    #[error("{path}: resource at offset {offset}, chunk {chunk}: {cause}")]
     Decompress {
         path: PathBuf,
         offset: u64,
         chunk: u64,
-        source: CodecError,
+        cause: CodecError,
     },
     #[error("{path}: {what} is corrupt: SHA-1 is {actual}, expected {expected}")]
     HashMismatch {
@@ -55,7 +58,7 @@ impl Error {
         Error::Io {
             path: path.into(),
             what: what.into(),
-            source,
+            cause: source,
         }
     }
 

@@ -10,17 +10,18 @@ use std::sync::OnceLock;
 
 use common::*;
 
-/// The fixture tree, built once per test binary.
+/// The fixture tree, built once per test run under cargo's per-target temp dir (so nothing
+/// is left behind in /tmp).
 fn source() -> &'static Path {
-    static SRC: OnceLock<tempfile::TempDir> = OnceLock::new();
+    static SRC: OnceLock<PathBuf> = OnceLock::new();
     SRC.get_or_init(|| {
-        let d = tempdir();
-        make_tree(&d.path().join("src"));
-        d
+        let p = Path::new(env!("CARGO_TARGET_TMPDIR")).join("conformance-src");
+        if p.exists() {
+            std::fs::remove_dir_all(&p).unwrap();
+        }
+        make_tree(&p);
+        p
     })
-    .path()
-    .join("src")
-    .leak()
 }
 
 fn capture(dir: &Path, args: &[&str]) -> PathBuf {

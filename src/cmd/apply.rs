@@ -256,7 +256,7 @@ impl<'a> Extractor<'a> {
                     w.write_all(piece).map_err(|e| wimfs::Error::Io {
                         path: path.to_path_buf(),
                         what: "writing".into(),
-                        source: e,
+                        cause: e,
                     })
                 })
                 .with_context(|| {

@@ -339,6 +339,33 @@ impl BuildScratch {
         }
     }
 
+    /// Fills `keys[..n]` with `(freq << 10) | symbol` in ascending order. Frequencies are
+    /// mostly small, so a counting sort places all but the largest, which share the last
+    /// bucket and are sorted conventionally.
+    fn sort_keys(&mut self, freqs: &[u32]) {
+        let n = freqs.len();
+        let last = n - 1;
+        let mut starts = [0u16; MAX_OFFSET_SYMS];
+        let starts = &mut starts[..n];
+        for &f in freqs {
+            starts[(f as usize).min(last)] += 1;
+        }
+        let mut total = 0;
+        for s in starts.iter_mut() {
+            let count = *s;
+            *s = total;
+            total += count;
+        }
+        let big_start = starts[last] as usize;
+        let keys = &mut self.keys[..n];
+        for (sym, &f) in freqs.iter().enumerate() {
+            let b = &mut starts[(f as usize).min(last)];
+            keys[*b as usize] = (f << 10) | sym as u32;
+            *b += 1;
+        }
+        keys[big_start..].sort_unstable();
+    }
+
     /// Computes codeword lengths into `self.lens` from `freqs` (all nonzero, at least two).
     ///
     /// The encoder and decoder must agree exactly, so this follows the construction LZMS
@@ -347,11 +374,7 @@ impl BuildScratch {
     /// are then handed out longest-first in that sorted order.
     fn huffman_lengths(&mut self, freqs: &[u32]) {
         let n = freqs.len();
-        let keys = &mut self.keys[..n];
-        for (sym, (k, &f)) in keys.iter_mut().zip(freqs).enumerate() {
-            *k = (f << 10) | sym as u32;
-        }
-        keys.sort_unstable();
+        self.sort_keys(freqs);
 
         // Build internal nodes in order of creation; their frequencies come out nondecreasing,
         // so leaves and internal nodes are both queues.
@@ -755,8 +778,21 @@ impl State {
 #[inline(always)]
 fn copy_match(out: &mut [u8], pos: usize, offset: usize, len: usize) {
     let src = pos - offset;
-    if offset >= len {
+    let end = pos + len;
+    if offset >= 8 && end + 8 <= out.len() {
+        // Whole words, each read before the word that could overlap it is written; the
+        // overshoot past `end` lands in output not yet decoded.
+        let (mut s, mut d) = (src, pos);
+        while d < end {
+            out.copy_within(s..s + 8, d);
+            s += 8;
+            d += 8;
+        }
+    } else if offset >= len {
         out.copy_within(src..src + len, pos);
+    } else if offset == 1 {
+        let b = out[src];
+        out[pos..end].fill(b);
     } else {
         // The bytes from `src` repeat with period `offset`; each copy can take everything
         // written so far, doubling the chunk size.
@@ -787,6 +823,22 @@ const X86_MAX_TRANSLATION_DISTANCE: i32 = 1023;
 /// Two references to the same (low 16 bits of a) target this close mark likely x86 code.
 const X86_ID_WINDOW: i32 = 65535;
 
+const BYTES_01: u64 = 0x0101_0101_0101_0101;
+const BYTES_7F: u64 = BYTES_01 * 0x7F;
+
+/// High bit of each byte of `word` that may start a translated instruction (0x48, 0x4C,
+/// 0xE8, 0xE9, 0xF0, 0xFF), computed for eight bytes at once.
+#[inline(always)]
+fn x86_candidates(word: u64) -> u64 {
+    // High bit set exactly in the nonzero bytes of `t`, without carries between bytes.
+    let nonzero = |t: u64| ((t & BYTES_7F).wrapping_add(BYTES_7F)) | t;
+    let rex = nonzero((word & (BYTES_01 * 0xFB)) ^ (BYTES_01 * 0x48));
+    let call_jmp = nonzero((word & (BYTES_01 * 0xFE)) ^ (BYTES_01 * 0xE8));
+    let lock = nonzero(word ^ (BYTES_01 * 0xF0));
+    let group = nonzero(!word);
+    !(rex & call_jmp & lock & group) & (BYTES_01 * 0x80)
+}
+
 /// Undoes the encoder's translation of relative call/branch/RIP-relative displacements into
 /// absolute ones. The heuristics that decide where code is must track the encoder's exactly,
 /// so they look at the restored (relative) displacement, as the encoder did before it
@@ -808,6 +860,17 @@ fn x86_undo(data: &mut [u8], target_usage: &mut [i32]) {
     let limit = size - 16;
     let mut p = 1;
     while p < limit {
+        // `p + 8 <= limit + 8 < size`, so the word is always in bounds.
+        let word = u64::from_le_bytes(data[p..p + 8].try_into().unwrap());
+        let hits = x86_candidates(word);
+        if hits == 0 {
+            p += 8;
+            continue;
+        }
+        p += (hits.trailing_zeros() / 8) as usize;
+        if p >= limit {
+            break;
+        }
         let b = data[p];
         let (opcode_len, max_distance) = match b {
             0x48 | 0x4C => {
@@ -1108,6 +1171,32 @@ mod tests {
                     let _ = decode(&mut d, &vec![byte; in_len], out_len);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn match_copies_agree_with_bytewise_copy() {
+        let mut rng = Rng(99);
+        for _ in 0..20000 {
+            let size = 1 + rng.below(80);
+            let pos = 1 + rng.below(size);
+            if pos >= size {
+                continue;
+            }
+            let offset = 1 + rng.below(pos);
+            let len = 1 + rng.below(size - pos);
+            let mut fast = rng.bytes(size);
+            let mut slow = fast.clone();
+            copy_match(&mut fast, pos, offset, len);
+            for p in pos..pos + len {
+                slow[p] = slow[p - offset];
+            }
+            // Bytes past the match may hold overshoot; only the decoded prefix must agree.
+            assert_eq!(
+                fast[..pos + len],
+                slow[..pos + len],
+                "{size} {pos} {offset} {len}"
+            );
         }
     }
 

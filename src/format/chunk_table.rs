@@ -111,7 +111,7 @@ pub fn parse_normal(
     };
     for i in 0..t.num_chunks() {
         let (s, e) = t.chunk_range(i);
-        check_chunk(i, e.checked_sub(s).unwrap_or(0), t.chunk_usize(i))?;
+        check_chunk(i, e.saturating_sub(s), t.chunk_usize(i))?;
     }
     Ok(t)
 }

@@ -31,7 +31,7 @@ pub fn parse_security_data(meta: &[u8]) -> Result<SecurityData> {
             ),
         ));
     }
-    let fixed = 8 + count.checked_mul(8).unwrap_or(u64::MAX);
+    let fixed = 8 + count.saturating_mul(8);
     if fixed > total {
         return Err(FormatError::invalid(
             "security data",

@@ -24,6 +24,9 @@ use crate::format::{hash_hex, is_zero_hash, Sha1Hash};
 
 static NEXT_WIM_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Idle decompressors, reused so their tables are allocated once per thread's worth of work.
+type DecoderPool = HashMap<(Compression, u32), Vec<Box<dyn Decompressor>>>;
+
 /// Where a blob's bytes are: a range of a resource's uncompressed data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BlobLocation {
@@ -56,7 +59,7 @@ pub struct Wim {
     blobs: HashMap<Sha1Hash, BlobLocation>,
     metadata: Vec<BlobLocation>,
     pub(crate) cache: Arc<ChunkCache>,
-    decoders: Mutex<HashMap<(Compression, u32), Vec<Box<dyn Decompressor>>>>,
+    decoders: Mutex<DecoderPool>,
 }
 
 impl std::fmt::Debug for Wim {
@@ -79,7 +82,7 @@ fn read_header(part: &PartFile) -> Result<Header> {
     part.read_exact_at(&mut buf, 0, "header")?;
     Header::parse(&buf).map_err(|source| Error::Format {
         path: part.path.clone(),
-        source,
+        cause: source,
     })
 }
 
@@ -180,7 +183,7 @@ impl Wim {
             wim.xml_raw = wim.read_blob(&loc, false)?;
             wim.xml = parse_xml(&wim.xml_raw).map_err(|source| Error::Format {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
         }
         if opts.check_integrity {
@@ -208,7 +211,7 @@ impl Wim {
             let h = &self.header;
             let compression = h.compression().map_err(|source| Error::Format {
                 path: path.clone(),
-                source,
+                cause: source,
             })?;
             if compression == Compression::None {
                 return Err(Error::invalid(
@@ -264,7 +267,7 @@ impl Wim {
         let (usize, chunk_size, compression) =
             chunk_table::parse_solid_header(&hdr).map_err(|source| Error::Format {
                 path: p.path.clone(),
-                source,
+                cause: source,
             })?;
         let storage = Storage::Solid {
             compression,
@@ -291,7 +294,7 @@ impl Wim {
         let data = self.read_blob(&loc, false)?;
         let entries = parse_blob_table(&data).map_err(|source| Error::Format {
             path: path.clone(),
-            source,
+            cause: source,
         })?;
         let solid_allowed = h.version == crate::format::header::VERSION_SOLID;
         let mut i = 0;
@@ -600,7 +603,7 @@ impl Wim {
             path: path.clone(),
             offset: res.offset,
             chunk: i as u64,
-            source,
+            cause: source,
         };
         let mut d = self
             .take_decoder(table.compression, table.chunk_size)
@@ -652,6 +655,27 @@ impl Wim {
             done += n;
         }
         Ok(())
+    }
+
+    /// Decodes, in parallel, the chunks holding `len` bytes at `offset` of a blob into the
+    /// cache, so that following [`Wim::read_blob_at`] calls hit it (read-ahead for mounts).
+    pub fn prefetch(&self, loc: &BlobLocation, offset: u64, len: u64) -> Result<()> {
+        let end = offset.saturating_add(len).min(loc.size);
+        let res = &self.resources[loc.resource as usize];
+        if offset >= end || matches!(res.storage, Storage::Raw) {
+            return Ok(());
+        }
+        let table = self.chunk_table(loc.resource)?;
+        let cs = table.chunk_size as u64;
+        let first = (loc.offset + offset) / cs;
+        let last = (loc.offset + end - 1) / cs;
+        (first..=last)
+            .into_par_iter()
+            .filter(|&i| !self.cache.contains(&(self.id, loc.resource, i)))
+            .try_for_each(|i| {
+                self.cached_chunk(loc.resource, &table, i as usize)
+                    .map(|_| ())
+            })
     }
 
     /// Reads a whole blob, decoding its chunks in parallel; checks its SHA-1 when `verify`.
@@ -772,7 +796,7 @@ impl Wim {
         )?;
         let table = parse_integrity_table(&raw).map_err(|source| Error::Format {
             path: part.path.clone(),
-            source,
+            cause: source,
         })?;
         let end = h.blob_table.end().unwrap_or(0);
         if end < HEADER_SIZE as u64 || end > part.len {

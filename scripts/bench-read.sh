@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Read benchmark: `wimfs verify` against `wimlib-imagex verify` on the same files, in one run.
+# The corpus is /usr/share + /usr/bin + /usr/lib/x86_64-linux-gnu captured by wimlib in XPRESS,
+# LZX, LZMS and solid LZMS. Prints median wall times of RUNS runs (default 3) and the
+# wimfs/wimlib ratio (below 1.0 = wimfs faster).
+#   BENCH_DIR=/tmp/wimfs-bench RUNS=3 FORMATS="xpress lzx lzms solid" scripts/bench-read.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+cargo build --release --quiet
+wimfs=$PWD/target/release/wimfs
+dir=${BENCH_DIR:-/tmp/wimfs-bench}
+runs=${RUNS:-3}
+formats=${FORMATS:-xpress lzx lzms solid}
+mkdir -p "$dir"
+list="$dir/sources.txt"
+: > "$list"
+for s in /usr/share:/share /usr/bin:/bin /usr/lib/x86_64-linux-gnu:/lib; do
+    [ -d "${s%%:*}" ] && echo "${s%%:*} ${s##*:}" >> "$list"
+done
+
+capture() { # name, args...
+    local name=$1; shift
+    local wim="$dir/usr-$name.wim"
+    if [ ! -s "$wim" ]; then
+        echo "capturing $wim ..." >&2
+        wimlib-imagex capture "$list" "$wim" usr --source-list --norpfix "$@" >/dev/null 2>&1
+    fi
+    echo "$wim"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+timeit() { # command... -> seconds
+    local s e
+    s=$(date +%s.%N)
+    "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; echo 0; return; }
+    e=$(date +%s.%N)
+    echo "$e - $s" | bc -l
+}
+
+printf '%-8s %10s %12s %12s %8s\n' format size_MB wimfs_s wimlib_s ratio
+for f in $formats; do
+    case $f in
+        xpress) wim=$(capture xpress --compress=xpress) ;;
+        lzx) wim=$(capture lzx --compress=lzx) ;;
+        lzms) wim=$(capture lzms --compress=lzms) ;;
+        solid) wim=$(capture solid --solid) ;;
+        *) echo "unknown format $f" >&2; exit 2 ;;
+    esac
+    cat "$wim" > /dev/null # same page-cache state for both tools
+    ours=(); theirs=()
+    for _ in $(seq "$runs"); do
+        ours+=("$(timeit "$wimfs" verify --quiet "$wim")")
+        theirs+=("$(timeit wimlib-imagex verify "$wim")")
+    done
+    a=$(printf '%s\n' "${ours[@]}" | median)
+    b=$(printf '%s\n' "${theirs[@]}" | median)
+    printf '%-8s %10d %12.2f %12.2f %8.2f\n' "$f" $(( $(stat -c %s "$wim") / 1048576 )) "$a" "$b" "$(echo "$a / $b" | bc -l)"
+done
