@@ -17,7 +17,7 @@ cargo build --release --quiet
 scripts/fuzz-seeds.sh
 for t in "${targets[@]}"; do
     mkdir -p "fuzz/corpus/$t"
-    args=(-max_len=262144 -rss_limit_mb=4096)
+    args=(-max_len=70000 -rss_limit_mb=4096)
     if [ -n "${RUNS:-}" ]; then args+=(-runs="$RUNS"); else args+=(-max_total_time="$secs"); fi
     echo "fuzz: $t" >&2
     cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- "${args[@]}" 2>&1 | grep -E '^(#[0-9]+.*DONE|Done|==|SUMMARY|.*panicked)' || true

@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --workspace --release
 cargo test --workspace --release "$@"
+bash scripts/check-windows.sh

@@ -2,12 +2,12 @@
 //!
 //! Open a WIM, list its images, walk an image's entries and read a file's data:
 //!
-//! ```no_run
+//! ```
 //! use std::io::Read;
 //! use wimfs::{Image, Wim};
 //!
 //! # fn main() -> wimfs::Result<()> {
-//! let wim = Wim::open("install.wim")?;
+//! let wim = Wim::open("examples/sample.wim")?;
 //! for info in &wim.xml().images {
 //!     println!("image {}: {}", info.index, info.name.as_deref().unwrap_or(""));
 //! }
@@ -15,10 +15,12 @@
 //! for d in image.walk(Image::ROOT) {
 //!     println!("{} ({} bytes)", image.path_of(d), image.inode_of(d).size());
 //! }
-//! if let Some(d) = image.lookup("/Windows/win.ini") {
-//!     let mut text = String::new();
-//!     wim.open_stream(image.inode_of(d).data_stream()).read_to_string(&mut text).unwrap();
-//! }
+//! let readme = image.lookup("/README.txt").expect("the sample has a README");
+//! let mut text = String::new();
+//! wim.open_stream(image.inode_of(readme).data_stream())
+//!     .read_to_string(&mut text)
+//!     .expect("readable");
+//! assert_eq!(text, "Hello from the wimfs sample image.\n");
 //! # Ok(())
 //! # }
 //! ```

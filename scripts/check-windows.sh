@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Type-checks the whole workspace for Windows (x86_64-pc-windows-msvc) from Linux, so that
+# Windows-only code (WinFsp adapter, named-pipe control channel) cannot rot unnoticed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=x86_64-pc-windows-msvc
+rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+if grep -q '^name = "winfsp' Cargo.lock 2>/dev/null; then
+    # The winfsp crate generates bindings with bindgen against the MinGW headers.
+    need=()
+    dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
+    dpkg -s mingw-w64-x86-64-dev >/dev/null 2>&1 || need+=(mingw-w64-x86-64-dev)
+    if [ ${#need[@]} -gt 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+    fi
+    export BINDGEN_EXTRA_CLANG_ARGS_x86_64_pc_windows_msvc="-I/usr/x86_64-w64-mingw32/include -fgnuc-version=4.2.1 -D__MINGW32__ -D_ReadWriteBarrier=_ReadWriteBarrier"
+fi
+cargo check --workspace --lib --bins --target "$target" --target-dir target/windows-check
+echo "check-windows: workspace type-checks for $target"
