@@ -168,19 +168,19 @@ impl Probs {
     };
 }
 
-struct RangeDecoder<'a> {
-    input: &'a [u8],
+/// The stream's state; the input is passed to each call (it is shared with the bitstream,
+/// and one slice keeps one fewer pair of registers live in the decode loop).
+struct RangeDecoder {
     pos: usize,
     range: u32,
     code: u32,
 }
 
-impl<'a> RangeDecoder<'a> {
-    fn new(input: &'a [u8]) -> Self {
+impl RangeDecoder {
+    fn new(input: &[u8]) -> Self {
         let hi = u16::from_le_bytes([input[0], input[1]]) as u32;
         let lo = u16::from_le_bytes([input[2], input[3]]) as u32;
         RangeDecoder {
-            input,
             pos: 4,
             range: u32::MAX,
             code: (hi << 16) | lo,
@@ -190,7 +190,12 @@ impl<'a> RangeDecoder<'a> {
     /// Decodes one bit in the context selected by `state`, whose low bits are the most recent
     /// bits decoded with this family of contexts.
     #[inline(always)]
-    fn bit<const N: usize>(&mut self, state: &mut usize, probs: &mut [Prob; N]) -> usize {
+    fn bit<const N: usize>(
+        &mut self,
+        input: &[u8],
+        state: &mut usize,
+        probs: &mut [Prob; N],
+    ) -> usize {
         let p = &mut probs[*state & (N - 1)];
         // Neither certainty is representable: 0 and 64 zeros are clamped to 1 and 63.
         let mut prob = p.zeros;
@@ -200,8 +205,9 @@ impl<'a> RangeDecoder<'a> {
         if self.range & 0xFFFF_0000 == 0 {
             self.range <<= 16;
             self.code <<= 16;
-            // Past the end, zeros are shifted in; the stream's own length checks stop decoding.
-            if let Some(w) = self.input.get(self.pos..self.pos + 2) {
+            // Past the end of the input zeros are shifted in, as the reference decoder does;
+            // decoding still stops, since every item produces output.
+            if let Some(w) = input.get(self.pos..self.pos + 2) {
                 self.code |= u16::from_le_bytes([w[0], w[1]]) as u32;
                 self.pos += 2;
             }
@@ -227,8 +233,7 @@ impl<'a> RangeDecoder<'a> {
 // ---------------------------------------------------------------------------------------------
 // Bitstream (back of the chunk)
 
-struct BitReader<'a> {
-    input: &'a [u8],
+struct BitReader {
     /// Bytes `..end` are not yet loaded; words are consumed from the end towards the front.
     end: usize,
     /// Next bits at the top. Bits below `avail` may already hold the following stream bits;
@@ -237,10 +242,9 @@ struct BitReader<'a> {
     avail: u32,
 }
 
-impl<'a> BitReader<'a> {
-    fn new(input: &'a [u8]) -> Self {
+impl BitReader {
+    fn new(input: &[u8]) -> Self {
         BitReader {
-            input,
             end: input.len(),
             buf: 0,
             avail: 0,
@@ -249,16 +253,16 @@ impl<'a> BitReader<'a> {
 
     /// Makes at least `n` (<= 32) bits available.
     #[inline(always)]
-    fn ensure(&mut self, n: u32) {
+    fn ensure(&mut self, input: &[u8], n: u32) {
         if self.avail < n {
-            self.refill();
+            self.refill(input);
         }
     }
 
     #[inline(always)]
-    fn refill(&mut self) {
+    fn refill(&mut self, input: &[u8]) {
         if self.end >= 8 {
-            let word: [u8; 8] = self.input[self.end - 8..self.end].try_into().unwrap();
+            let word: [u8; 8] = input[self.end - 8..self.end].try_into().unwrap();
             // Loaded little-endian, the word nearest `end` is the top 16 bits, which is exactly
             // the order the stream is read in.
             self.buf |= u64::from_le_bytes(word) >> self.avail;
@@ -266,12 +270,12 @@ impl<'a> BitReader<'a> {
             self.end -= (taken / 8) as usize;
             self.avail += taken;
         } else {
-            self.refill_slow();
+            self.refill_slow(input);
         }
     }
 
     #[cold]
-    fn refill_slow(&mut self) {
+    fn refill_slow(&mut self, input: &[u8]) {
         while self.avail <= 48 {
             if self.end < 2 {
                 // The encoder never needs bits beyond the start; reading zeros there matches
@@ -279,7 +283,7 @@ impl<'a> BitReader<'a> {
                 self.avail = 64;
                 return;
             }
-            let w = u16::from_le_bytes([self.input[self.end - 2], self.input[self.end - 1]]);
+            let w = u16::from_le_bytes([input[self.end - 2], input[self.end - 1]]);
             self.buf |= (w as u64) << (48 - self.avail);
             self.end -= 2;
             self.avail += 16;
@@ -301,8 +305,8 @@ impl<'a> BitReader<'a> {
 
     /// Reads `n` <= 30 verbatim bits.
     #[inline(always)]
-    fn bits(&mut self, n: u32) -> u32 {
-        self.ensure(n);
+    fn bits(&mut self, input: &[u8], n: u32) -> u32 {
+        self.ensure(input, n);
         let v = self.peek(n) as u32;
         self.consume(n);
         v
@@ -317,8 +321,8 @@ const SUBTABLE: u32 = 0x80;
 
 /// Work space shared by all code rebuilds.
 struct BuildScratch {
-    /// `(freq << 10) | symbol`, sorted ascending.
-    keys: [u32; MAX_OFFSET_SYMS],
+    /// `(freq << 10) | symbol`, sorted ascending, plus room for a sentinel.
+    keys: [u32; MAX_OFFSET_SYMS + 1],
     node_freq: [u32; MAX_OFFSET_SYMS],
     node_parent: [u16; MAX_OFFSET_SYMS],
     node_depth: [u8; MAX_OFFSET_SYMS],
@@ -330,7 +334,7 @@ struct BuildScratch {
 impl BuildScratch {
     fn new() -> Self {
         BuildScratch {
-            keys: [0; MAX_OFFSET_SYMS],
+            keys: [0; MAX_OFFSET_SYMS + 1],
             node_freq: [0; MAX_OFFSET_SYMS],
             node_parent: [0; MAX_OFFSET_SYMS],
             node_depth: [0; MAX_OFFSET_SYMS],
@@ -378,24 +382,25 @@ impl BuildScratch {
 
         // Build internal nodes in order of creation; their frequencies come out nondecreasing,
         // so leaves and internal nodes are both queues.
-        let freq = |k: u32| k >> 10;
-        let (mut leaf, mut head, mut made) = (0usize, 0usize, 0usize);
-        while made < n - 1 {
+        // Sentinels stand in for an exhausted queue, so each pick is a branch-free select
+        // (the choices are data-dependent and would mispredict often). The leaf sentinel
+        // exceeds any real sum of frequencies; the node sentinel exceeds the leaf sentinel.
+        self.keys[n] = u32::MAX;
+        let (mut leaf, mut head) = (0usize, 0usize);
+        for made in 0..n - 1 {
+            self.node_freq[made] = u32::MAX;
             let mut sum = 0;
             for _ in 0..2 {
-                let take_leaf =
-                    leaf < n && (head == made || freq(self.keys[leaf]) <= self.node_freq[head]);
-                if take_leaf {
-                    sum += freq(self.keys[leaf]);
-                    leaf += 1;
-                } else {
-                    sum += self.node_freq[head];
-                    self.node_parent[head] = made as u16;
-                    head += 1;
-                }
+                let leaf_freq = self.keys[leaf] >> 10;
+                let node_freq = self.node_freq[head];
+                let take_leaf = leaf_freq <= node_freq;
+                sum += if take_leaf { leaf_freq } else { node_freq };
+                // A stale parent written here is overwritten when that node is really taken.
+                self.node_parent[head] = made as u16;
+                leaf += take_leaf as usize;
+                head += !take_leaf as usize;
             }
             self.node_freq[made] = sum;
-            made += 1;
         }
 
         // Depths of internal nodes, root first. Each internal node at depth d turns one
@@ -555,8 +560,8 @@ impl<const TABLE_BITS: u32> AdaptiveCode<TABLE_BITS> {
     }
 
     #[inline(always)]
-    fn decode(&mut self, bits: &mut BitReader, scratch: &mut BuildScratch) -> usize {
-        bits.ensure(MAX_CODEWORD_LEN as u32);
+    fn decode(&mut self, input: &[u8], bits: &mut BitReader, scratch: &mut BuildScratch) -> usize {
+        bits.ensure(input, MAX_CODEWORD_LEN as u32);
         let mut entry = self.table[bits.peek(TABLE_BITS)];
         if entry & SUBTABLE != 0 {
             bits.consume(TABLE_BITS);
@@ -645,6 +650,8 @@ impl Decompressor for LzmsDecoder {
 }
 
 impl State {
+    // Out of line so the whole decode loop is optimised as one unit, apart from the x86 pass.
+    #[inline(never)]
     fn decode(&mut self, input: &[u8], out: &mut [u8]) -> Result<(), CodecError> {
         let State {
             probs,
@@ -682,25 +689,25 @@ impl State {
         let n = out.len();
         let mut pos = 0usize;
         while pos < n {
-            if rd.bit(&mut main_state, &mut probs.main) == 0 {
-                out[pos] = literal.decode(&mut bits, scratch) as u8;
+            if rd.bit(input, &mut main_state, &mut probs.main) == 0 {
+                out[pos] = literal.decode(input, &mut bits, scratch) as u8;
                 pos += 1;
                 prev_kind = 0;
                 continue;
             }
 
-            if rd.bit(&mut match_state, &mut probs.matches) == 0 {
-                let offset = if rd.bit(&mut lz_state, &mut probs.lz) == 0 {
-                    let slot = OFFSET_SLOTS[lz_offset.decode(&mut bits, scratch)];
+            if rd.bit(input, &mut match_state, &mut probs.matches) == 0 {
+                let offset = if rd.bit(input, &mut lz_state, &mut probs.lz) == 0 {
+                    let slot = OFFSET_SLOTS[lz_offset.decode(input, &mut bits, scratch)];
                     lz_reps[3] = lz_reps[2];
                     lz_reps[2] = lz_reps[1];
                     lz_reps[1] = lz_reps[0];
-                    slot.base + bits.bits(slot.extra_bits)
+                    slot.base + bits.bits(input, slot.extra_bits)
                 } else {
                     let skew = prev_kind & 1;
-                    let idx = if rd.bit(&mut lz_rep_state[0], &mut probs.lz_rep[0]) == 0 {
+                    let idx = if rd.bit(input, &mut lz_rep_state[0], &mut probs.lz_rep[0]) == 0 {
                         0
-                    } else if rd.bit(&mut lz_rep_state[1], &mut probs.lz_rep[1]) == 0 {
+                    } else if rd.bit(input, &mut lz_rep_state[1], &mut probs.lz_rep[1]) == 0 {
                         1
                     } else {
                         2
@@ -716,8 +723,8 @@ impl State {
                 lz_reps[0] = offset;
                 prev_kind = 1;
 
-                let slot = LENGTH_SLOTS[length.decode(&mut bits, scratch)];
-                let len = (slot.base + bits.bits(slot.extra_bits)) as usize;
+                let slot = LENGTH_SLOTS[length.decode(input, &mut bits, scratch)];
+                let len = (slot.base + bits.bits(input, slot.extra_bits)) as usize;
                 let offset = offset as usize;
                 if offset > pos {
                     return Err(corrupt("match offset before start of chunk"));
@@ -728,18 +735,20 @@ impl State {
                 copy_match(out, pos, offset, len);
                 pos += len;
             } else {
-                let (power, raw) = if rd.bit(&mut delta_state, &mut probs.delta) == 0 {
-                    let power = delta_power.decode(&mut bits, scratch) as u32;
-                    let slot = OFFSET_SLOTS[delta_offset.decode(&mut bits, scratch)];
+                let (power, raw) = if rd.bit(input, &mut delta_state, &mut probs.delta) == 0 {
+                    let power = delta_power.decode(input, &mut bits, scratch) as u32;
+                    let slot = OFFSET_SLOTS[delta_offset.decode(input, &mut bits, scratch)];
                     delta_reps[3] = delta_reps[2];
                     delta_reps[2] = delta_reps[1];
                     delta_reps[1] = delta_reps[0];
-                    (power, slot.base + bits.bits(slot.extra_bits))
+                    (power, slot.base + bits.bits(input, slot.extra_bits))
                 } else {
                     let skew = prev_kind >> 1;
-                    let idx = if rd.bit(&mut delta_rep_state[0], &mut probs.delta_rep[0]) == 0 {
+                    let idx = if rd.bit(input, &mut delta_rep_state[0], &mut probs.delta_rep[0])
+                        == 0
+                    {
                         0
-                    } else if rd.bit(&mut delta_rep_state[1], &mut probs.delta_rep[1]) == 0 {
+                    } else if rd.bit(input, &mut delta_rep_state[1], &mut probs.delta_rep[1]) == 0 {
                         1
                     } else {
                         2
@@ -754,8 +763,8 @@ impl State {
                 delta_reps[0] = (power, raw);
                 prev_kind = 2;
 
-                let slot = LENGTH_SLOTS[length.decode(&mut bits, scratch)];
-                let len = (slot.base + bits.bits(slot.extra_bits)) as usize;
+                let slot = LENGTH_SLOTS[length.decode(input, &mut bits, scratch)];
+                let len = (slot.base + bits.bits(input, slot.extra_bits)) as usize;
 
                 // power < 8 and raw < 2^31, so these cannot overflow in 64 bits.
                 let span = 1usize << power;
@@ -824,25 +833,40 @@ const X86_MAX_TRANSLATION_DISTANCE: i32 = 1023;
 const X86_ID_WINDOW: i32 = 65535;
 
 const BYTES_01: u64 = 0x0101_0101_0101_0101;
-const BYTES_7F: u64 = BYTES_01 * 0x7F;
 
-/// High bit of each byte of `word` that may start a translated instruction (0x48, 0x4C,
-/// 0xE8, 0xE9, 0xF0, 0xFF), computed for eight bytes at once.
+const fn bytes(v: u8) -> u64 {
+    BYTES_01 * v as u64
+}
+
+/// High bit of each byte of `w0` (bytes `p..p + 8`) that starts a possibly translated
+/// instruction, given the words one and two bytes further on. Computed eight positions at a
+/// time, this skips the many 0x48 prefixes and 0xFF/0xF0 bytes that are not followed by the
+/// right opcode and operand bytes; the exact test runs on the few that remain.
 #[inline(always)]
-fn x86_candidates(word: u64) -> u64 {
+fn x86_candidates(w0: u64, w1: u64, w2: u64) -> u64 {
     // High bit set exactly in the nonzero bytes of `t`, without carries between bytes.
-    let nonzero = |t: u64| ((t & BYTES_7F).wrapping_add(BYTES_7F)) | t;
-    let rex = nonzero((word & (BYTES_01 * 0xFB)) ^ (BYTES_01 * 0x48));
-    let call_jmp = nonzero((word & (BYTES_01 * 0xFE)) ^ (BYTES_01 * 0xE8));
-    let lock = nonzero(word ^ (BYTES_01 * 0xF0));
-    let group = nonzero(!word);
-    !(rex & call_jmp & lock & group) & (BYTES_01 * 0x80)
+    let nz = |t: u64| ((t & bytes(0x7F)).wrapping_add(bytes(0x7F))) | t;
+    // 0x48/0x4C, then 0x89/0x8B/0x8D/0x8F, then a ModR/M byte with r/m = 101.
+    let rip_relative = nz((w0 & bytes(0xFB)) ^ bytes(0x48))
+        | nz((w1 | bytes(0x06)) ^ bytes(0x8F))
+        | nz((w2 & bytes(0x07)) ^ bytes(0x05));
+    let call_or_jmp = nz((w0 & bytes(0xFE)) ^ bytes(0xE8));
+    let lock_add = nz(w0 ^ bytes(0xF0)) | nz(w1 ^ bytes(0x83)) | nz(w2 ^ bytes(0x05));
+    let call_indirect = nz(!w0) | nz(w1 ^ bytes(0x15));
+    !(rip_relative & call_or_jmp & lock_add & call_indirect) & bytes(0x80)
+}
+
+fn load_u64(data: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(data[at..at + 8].try_into().unwrap())
 }
 
 /// Undoes the encoder's translation of relative call/branch/RIP-relative displacements into
 /// absolute ones. The heuristics that decide where code is must track the encoder's exactly,
 /// so they look at the restored (relative) displacement, as the encoder did before it
 /// translated.
+// Kept out of line (it runs once per chunk) so it does not compete with the decode loop for
+// registers.
+#[inline(never)]
 fn x86_undo(data: &mut [u8], target_usage: &mut [i32]) {
     let size = data.len();
     if size <= 17 {
@@ -856,65 +880,67 @@ fn x86_undo(data: &mut [u8], target_usage: &mut [i32]) {
     let mut last_x86 = -X86_MAX_TRANSLATION_DISTANCE - 1;
 
     // Opcodes starting in the last 16 bytes are never translated, so every access below
-    // (at most 7 bytes past `p`) stays inside `data`.
+    // (at most 10 bytes past `p` or `q`) stays inside `data`.
     let limit = size - 16;
+    // Scanning resumes at `cursor`; bytes before it belong to handled instructions.
+    let mut cursor = 1;
     let mut p = 1;
     while p < limit {
-        // `p + 8 <= limit + 8 < size`, so the word is always in bounds.
-        let word = u64::from_le_bytes(data[p..p + 8].try_into().unwrap());
-        let hits = x86_candidates(word);
-        if hits == 0 {
-            p += 8;
-            continue;
-        }
-        p += (hits.trailing_zeros() / 8) as usize;
-        if p >= limit {
-            break;
-        }
-        let b = data[p];
-        let (opcode_len, max_distance) = match b {
-            0x48 | 0x4C => {
-                // REX.W + LEA / MOV with a RIP-relative operand.
-                let (op, modrm) = (data[p + 1], data[p + 2]);
-                if modrm & 0x07 == 0x05
-                    && (op == 0x8D || (op == 0x8B && b & 0x04 == 0 && modrm & 0xF0 == 0))
-                {
-                    (3, X86_MAX_TRANSLATION_DISTANCE)
-                } else {
-                    p += 1;
+        let mut hits = x86_candidates(
+            load_u64(data, p),
+            load_u64(data, p + 1),
+            load_u64(data, p + 2),
+        );
+        while hits != 0 {
+            let q = p + (hits.trailing_zeros() / 8) as usize;
+            hits &= hits - 1;
+            if q < cursor {
+                continue;
+            }
+            if q >= limit {
+                return;
+            }
+            let b = data[q];
+            let (opcode_len, max_distance) = match b {
+                0x48 | 0x4C => {
+                    // REX.W + LEA, or + MOV with a narrower ModR/M test.
+                    let (op, modrm) = (data[q + 1], data[q + 2]);
+                    if op == 0x8D || (op == 0x8B && b & 0x04 == 0 && modrm & 0xF0 == 0) {
+                        (3, X86_MAX_TRANSLATION_DISTANCE)
+                    } else {
+                        cursor = q + 1;
+                        continue;
+                    }
+                }
+                // CALL rel32 is so common in non-code data that it needs closer evidence.
+                0xE8 => (1, X86_MAX_TRANSLATION_DISTANCE >> 1),
+                0xE9 => {
+                    // JMP rel32 is never translated, but its displacement is skipped.
+                    cursor = q + 5;
                     continue;
                 }
-            }
-            // CALL rel32 is so common in non-code data that it needs closer evidence.
-            0xE8 => (1, X86_MAX_TRANSLATION_DISTANCE >> 1),
-            0xE9 => {
-                // JMP rel32 is never translated, but its displacement is skipped.
-                p += 5;
-                continue;
-            }
-            0xF0 if data[p + 1] == 0x83 && data[p + 2] == 0x05 => (3, X86_MAX_TRANSLATION_DISTANCE),
-            0xFF if data[p + 1] == 0x15 => (2, X86_MAX_TRANSLATION_DISTANCE),
-            _ => {
-                p += 1;
-                continue;
-            }
-        };
+                // LOCK ADD and CALL indirect, already fully matched by the candidate test.
+                0xF0 => (3, X86_MAX_TRANSLATION_DISTANCE),
+                _ => (2, X86_MAX_TRANSLATION_DISTANCE),
+            };
 
-        let i = p as i32;
-        let at = p + opcode_len;
-        let field: &mut [u8; 4] = (&mut data[at..at + 4]).try_into().unwrap();
-        if i - last_x86 <= max_distance {
-            let v = u32::from_le_bytes(*field).wrapping_sub(i as u32);
-            *field = v.to_le_bytes();
+            let i = q as i32;
+            let at = q + opcode_len;
+            let field: &mut [u8; 4] = (&mut data[at..at + 4]).try_into().unwrap();
+            if i - last_x86 <= max_distance {
+                let v = u32::from_le_bytes(*field).wrapping_sub(i as u32);
+                *field = v.to_le_bytes();
+            }
+            let target = (i as u32).wrapping_add(u16::from_le_bytes([field[0], field[1]]) as u32);
+            let slot = &mut usage[target as u16 as usize];
+            let end = i + opcode_len as i32 + 3;
+            if end - *slot <= X86_ID_WINDOW {
+                last_x86 = end;
+            }
+            *slot = end;
+            cursor = at + 4;
         }
-        let target = (i as u32).wrapping_add(u16::from_le_bytes([field[0], field[1]]) as u32);
-        let slot = &mut usage[target as u16 as usize];
-        let end = i + opcode_len as i32 + 3;
-        if end - *slot <= X86_ID_WINDOW {
-            last_x86 = end;
-        }
-        *slot = end;
-        p = at + 4;
+        p = (p + 8).max(cursor);
     }
 }
 
@@ -1293,7 +1319,7 @@ mod tests {
             let data = pack_backwards(&stream);
             let mut bits = BitReader::new(&data);
             for &s in &syms {
-                assert_eq!(code.decode(&mut bits, &mut scratch), s);
+                assert_eq!(code.decode(&data, &mut bits, &mut scratch), s);
             }
         }
     }
@@ -1314,11 +1340,12 @@ mod tests {
 
     #[test]
     fn probability_adapts_and_clamps() {
-        let mut rd = RangeDecoder::new(&[0xFF; 64]);
+        let input = [0xFF; 64];
+        let mut rd = RangeDecoder::new(&input);
         let mut probs = [Prob::INITIAL; 4];
         let mut state = 0;
         for _ in 0..200 {
-            rd.bit(&mut state, &mut probs);
+            rd.bit(&input, &mut state, &mut probs);
             assert!(state < 4);
         }
         for p in &probs {

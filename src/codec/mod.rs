@@ -55,6 +55,14 @@ pub trait Decompressor: Send {
     fn decompress(&mut self, input: &[u8], output: &mut [u8]) -> Result<(), CodecError>;
 }
 
+/// A reusable per-thread compressor for one format, maximum chunk size and level.
+pub trait Compressor: Send {
+    /// Compresses one chunk (`input.len()` ≤ the chunk size the compressor was made for).
+    /// Returns the compressed bytes in `out` (cleared first), or `false` if the result would
+    /// not be smaller than the input — the caller then stores the chunk raw, as WIM allows.
+    fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> bool;
+}
+
 /// Makes a decompressor for `compression` and chunks of up to `chunk_size` bytes.
 pub fn new_decompressor(
     compression: Compression,

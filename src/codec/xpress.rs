@@ -63,10 +63,18 @@ impl XpressDecoder {
 
     /// Builds the decode table for the canonical code given by the 4-bit lengths in `packed`.
     fn build_table(&mut self, packed: &[u8; LENGTHS_BYTES]) -> Result<(), CodecError> {
+        // Four partial histograms, so that runs of equal lengths do not serialise on one
+        // counter's store-to-load round trip.
+        let mut partial = [[0u16; 16]; 4];
+        for pair in packed.chunks_exact(2) {
+            partial[0][usize::from(pair[0] & 0xF)] += 1;
+            partial[1][usize::from(pair[0] >> 4)] += 1;
+            partial[2][usize::from(pair[1] & 0xF)] += 1;
+            partial[3][usize::from(pair[1] >> 4)] += 1;
+        }
         let mut counts = [0u16; 16];
-        for &byte in packed {
-            counts[usize::from(byte & 0xF)] += 1;
-            counts[usize::from(byte >> 4)] += 1;
+        for (len, count) in counts.iter_mut().enumerate() {
+            *count = partial.iter().map(|h| h[len]).sum();
         }
 
         // Kraft sum in units of 2^-15. Anything but an exactly full code space is rejected:
@@ -300,12 +308,19 @@ fn refill_tail(data: &[u8], mut buf: u64, mut avail: u32, mut pos: usize) -> (u6
 #[inline(always)]
 fn copy_match(out: &mut [u8], op: usize, offset: usize, len: usize) {
     let src = op - offset;
-    if offset >= 8 && out.len() - op >= len + 8 {
+    if offset >= 8 && out.len() - op >= len + 24 {
         // Eight-byte blocks never overlap their own source when offset >= 8, and each block
-        // reads only bytes already final. The last block may spill up to 7 bytes past the
-        // match; those are overwritten later, and the room for them was checked above.
+        // reads only bytes already final. Most matches are short, so the first three blocks
+        // are copied without asking, sparing a hard-to-predict loop exit; blocks may spill up
+        // to 23 bytes past the match, which get overwritten later and were checked to fit.
         let mut s = src;
         let mut d = op;
+        for _ in 0..3 {
+            let block: [u8; 8] = out[s..s + 8].try_into().unwrap();
+            out[d..d + 8].copy_from_slice(&block);
+            s += 8;
+            d += 8;
+        }
         let end = op + len;
         while d < end {
             let block: [u8; 8] = out[s..s + 8].try_into().unwrap();
@@ -316,6 +331,21 @@ fn copy_match(out: &mut [u8], op: usize, offset: usize, len: usize) {
     } else if offset == 1 {
         let b = out[src];
         out[op..op + len].fill(b);
+    } else if out.len() - op >= len + 24 {
+        // A short-offset match is a repeating pattern, and so is its continuation at any
+        // multiple of the period. Lay down the first multiple of at least eight bytes one byte
+        // at a time; from then on eight-byte blocks can copy from that far back.
+        let period = offset * 8usize.div_ceil(offset);
+        for i in 0..period {
+            out[op + i] = out[src + i];
+        }
+        let mut d = op + period;
+        let end = op + len;
+        while d < end {
+            let block: [u8; 8] = out[d - period..d - period + 8].try_into().unwrap();
+            out[d..d + 8].copy_from_slice(&block);
+            d += 8;
+        }
     } else {
         for i in 0..len {
             out[op + i] = out[src + i];
