@@ -282,3 +282,21 @@ fn sample_image_applies() {
     ok(wimlib(["apply"]).arg(&wim).arg(work.path().join("b")));
     assert_same_tree(&work.path().join("b"), &work.path().join("a"));
 }
+
+/// Lowering a loaded image reproduces wimlib's metadata resource byte for byte.
+#[test]
+fn metadata_round_trips_byte_identical() {
+    for args in [&["--compress=none"][..], &["--compress=none", "--unix-data"][..]] {
+        let dir = tempdir();
+        let wim_path = capture(dir.path(), args);
+        let wim = wimfs::Wim::open(&wim_path).unwrap();
+        let loc = *wim.metadata_location(1).unwrap();
+        let original = wim.read_blob(&loc, true).unwrap();
+        let img = wimfs::Image::load(&wim, 1).unwrap();
+        let lowered = img.to_metadata();
+        assert_eq!(lowered.len(), original.len(), "{args:?}: metadata size differs");
+        assert!(lowered == original, "{args:?}: metadata bytes differ");
+        let again = wimfs::Image::from_metadata(&wim, 1, &lowered).unwrap();
+        assert_eq!(again, img);
+    }
+}

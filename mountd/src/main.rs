@@ -1,7 +1,270 @@
-//! wimfs-mountd: the mount daemon. The read-only mount is not built yet; this binary
-//! reports that clearly instead of pretending to mount.
+//! wimfs-mountd: mounts one image of a WIM read-only over FUSE and serves it until unmounted.
+//!
+//! Normally started by `wimfs mount`, which passes `--ready-fd` and waits for one line on it:
+//! `ok` once the mount is live, or `error: ...`. Logs go to stderr (`wimfs mount` points that
+//! at a log file beside the control socket).
 
+#[cfg(unix)]
 fn main() {
-    eprintln!("wimfs-mountd: mounting is not implemented in this build");
+    unix::main()
+}
+
+#[cfg(not(unix))]
+fn main() {
+    eprintln!("wimfs-mountd: only FUSE (Unix) mounts are built so far");
     std::process::exit(2);
+}
+
+#[cfg(unix)]
+mod unix {
+    use std::fs::File;
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use anyhow::{bail, Context, Result};
+    use clap::Parser;
+    use fuser::{Config, MountOption, SessionACL};
+    use wimfs::format::header::FLAG_RP_FIX;
+    use wimfs::{ChunkCache, Image, OpenOptions, Wim};
+    use wimfs_mountd::control::{Control, Status};
+    use wimfs_mountd::core::{Fs, FsOptions, StreamsInterface};
+    use wimfs_mountd::fuse::{FuseFs, MAX_READ};
+    use wimfs_mountd::options::{parse_mount_options, parse_size};
+
+    /// Mounts an image of a WIM file read-only (FUSE).
+    #[derive(Parser, Debug)]
+    #[command(name = "wimfs-mountd", version)]
+    struct Args {
+        /// The WIM file (part 1 of a split set).
+        wimfile: PathBuf,
+        /// Image: 1-based index or name.
+        image: String,
+        /// Mountpoint (an existing directory).
+        dir: PathBuf,
+        /// Other parts of a split WIM (paths; `wimfs mount` expands globs).
+        #[arg(long = "ref", value_name = "PATH")]
+        refs: Vec<PathBuf>,
+        /// Check the integrity table before mounting.
+        #[arg(long)]
+        check: bool,
+        /// Show UNIX owners, modes and special files saved with --unix-data.
+        #[arg(long)]
+        unix_data: bool,
+        /// How named data streams are shown: xattr, windows or none.
+        #[arg(long, default_value = "xattr")]
+        streams_interface: StreamsInterface,
+        /// Let other users access the mount.
+        #[arg(long)]
+        allow_other: bool,
+        /// Bound of the decompressed-chunk cache (K/M/G suffixes).
+        #[arg(long, default_value = "256M", value_parser = parse_size)]
+        cache_size: usize,
+        /// Log debugging detail.
+        #[arg(long)]
+        debug: bool,
+        /// Extra FUSE mount options, comma-separated.
+        #[arg(short = 'o', value_name = "OPTS")]
+        options: Vec<String>,
+        /// Send log output to this file; `auto` puts it beside the control socket.
+        #[arg(long, value_name = "FILE")]
+        log: Option<PathBuf>,
+        /// Write `ok` or `error: ...` to this file descriptor once mounted (or failed).
+        #[arg(long, value_name = "FD")]
+        ready_fd: Option<i32>,
+    }
+
+    pub fn main() {
+        let args = Args::parse();
+        let filter = if args.debug {
+            tracing_subscriber::EnvFilter::new("debug")
+        } else {
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                // fuser warns when its own unmount-on-exit finds the mount already gone.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,fuser=error"))
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .try_init();
+        let mut ready = args.ready_fd.map(|fd| {
+            // SAFETY: the parent handed us this descriptor for our exclusive use; nothing else
+            // in this process opens or closes it.
+            unsafe { File::from_raw_fd(fd) }
+        });
+        let code = match run(args, &mut ready) {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                if let Some(mut r) = ready.take() {
+                    let _ = writeln!(r, "error: {e:#}");
+                }
+                1
+            }
+        };
+        std::process::exit(code);
+    }
+
+    fn run(args: Args, ready: &mut Option<File>) -> Result<()> {
+        let dir = absolute_dir(&args.dir)?;
+        let log = match &args.log {
+            Some(p) if p.as_os_str() == "auto" => {
+                Some(wimfs_mountd::control::socket_path(&dir).with_extension("log"))
+            }
+            other => other.clone(),
+        };
+        if let Some(log) = &log {
+            redirect_stderr(log)?;
+        }
+        let wimfile = std::fs::canonicalize(&args.wimfile)
+            .with_context(|| format!("{}: cannot open", args.wimfile.display()))?;
+        let wim = Wim::open_with(
+            &wimfile,
+            OpenOptions {
+                refs: args.refs.clone(),
+                check_integrity: args.check,
+                cache: Some(Arc::new(ChunkCache::new(args.cache_size))),
+            },
+        )?;
+        let index = wim.resolve_image(&args.image)?;
+        let img = Image::load(&wim, index)?;
+        let link_root =
+            (wim.header().flags & FLAG_RP_FIX != 0).then(|| dir.to_string_lossy().into_owned());
+        let image_name = wim
+            .xml()
+            .images
+            .iter()
+            .find(|i| i.index == index)
+            .and_then(|i| i.name.clone());
+        let wim = Arc::new(wim);
+        let opts = FsOptions {
+            unix_data: args.unix_data,
+            streams: args.streams_interface,
+            link_root,
+            // SAFETY: getuid/getgid have no preconditions and cannot fail.
+            uid: unsafe { libc::getuid() },
+            // SAFETY: as above.
+            gid: unsafe { libc::getgid() },
+            ..FsOptions::default()
+        };
+        let fs = Arc::new(Fs::new(Arc::clone(&wim), img, opts));
+        let control = Control::bind(&dir)?;
+
+        let mut mount_options = vec![
+            MountOption::FSName(wim.path().to_string_lossy().into_owned()),
+            // As a kernel option (not fuser's Subtype, which only fusermount passes on) so
+            // that a direct mount shows as fuse.wimfs too.
+            MountOption::CUSTOM("subtype=wimfs".into()),
+            MountOption::RO,
+            MountOption::DefaultPermissions,
+            MountOption::CUSTOM(format!("max_read={MAX_READ}")),
+        ];
+        for o in &args.options {
+            mount_options.extend(parse_mount_options(o).map_err(anyhow::Error::msg)?);
+        }
+        if mount_options.contains(&MountOption::RW) {
+            bail!("this mount is read-only");
+        }
+        let mut config = Config::default();
+        config.mount_options = mount_options;
+        config.acl = if args.allow_other {
+            SessionACL::All
+        } else {
+            SessionACL::Owner
+        };
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        config.n_threads = Some(threads.clamp(2, 8));
+        config.clone_fd = true;
+
+        // Detach from the caller's session so its terminal's signals do not reach us.
+        // SAFETY: setsid has no memory-safety preconditions; failure (already a leader) is fine.
+        unsafe { libc::setsid() };
+        let session = fuser::Session::new(FuseFs::new(Arc::clone(&fs)), &dir, &config)
+            .with_context(|| format!("{}: cannot mount", dir.display()))?;
+        let status = Status {
+            wim: wim.path().to_string_lossy().into_owned(),
+            image: index,
+            image_name,
+            dir: dir.to_string_lossy().into_owned(),
+            mode: "ro",
+            pid: std::process::id(),
+            log: log.map(|l| l.to_string_lossy().into_owned()),
+            open_files: 0,
+            cache_bytes: 0,
+            cache_capacity: args.cache_size,
+            cache_hits: 0,
+            cache_misses: 0,
+        };
+        let served = control.serve(Arc::clone(&fs), status);
+        tracing::info!(
+            "mounted image {index} of {} on {}",
+            wim.path().display(),
+            dir.display()
+        );
+        if let Some(mut r) = ready.take() {
+            let _ = writeln!(r, "ok");
+        }
+        detach_stdio();
+        let result = session.run();
+        served.finish();
+        tracing::info!("{} unmounted", dir.display());
+        result.with_context(|| format!("{}: FUSE session failed", dir.display()))
+    }
+
+    /// The mountpoint as an absolute path without resolving a final symlink-free component
+    /// through the (possibly already mounted) directory itself.
+    fn absolute_dir(dir: &Path) -> Result<PathBuf> {
+        let meta = std::fs::metadata(dir)
+            .with_context(|| format!("{}: cannot use as mountpoint", dir.display()))?;
+        if !meta.is_dir() {
+            bail!("{}: not a directory", dir.display());
+        }
+        std::fs::canonicalize(dir).with_context(|| format!("{}: cannot resolve", dir.display()))
+    }
+
+    /// Sends stderr (where tracing writes) to `log`, replacing an older mount's log there.
+    fn redirect_stderr(log: &Path) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if let Some(parent) = log.parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .with_context(|| format!("{}: cannot create", parent.display()))?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(log)
+            .with_context(|| format!("{}: cannot open log", log.display()))?;
+        // SAFETY: dup2 onto fd 2; `f` stays open for the call.
+        if unsafe { libc::dup2(f.as_raw_fd(), 2) } < 0 {
+            bail!(
+                "cannot redirect logging: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
+    }
+
+    /// Points stdin and stdout at /dev/null: the parent that may hold their other ends
+    /// goes away, and the daemon has nothing to say on stdout.
+    fn detach_stdio() {
+        if let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        {
+            use std::os::fd::AsRawFd;
+            for fd in [0, 1] {
+                // SAFETY: dup2 onto the standard descriptors; `null` stays open for the call.
+                unsafe { libc::dup2(null.as_raw_fd(), fd) };
+            }
+        }
+    }
 }

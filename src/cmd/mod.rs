@@ -1,8 +1,12 @@
 //! One module per CLI verb.
 
 mod apply;
+#[cfg(unix)]
+mod capture;
 mod dir;
 mod info;
+#[cfg(unix)]
+mod mount;
 mod progress;
 mod verify;
 
@@ -35,6 +39,18 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Extract files or directories from an image.
     Extract(apply::ExtractArgs),
+    /// Capture a directory tree into a new WIM file.
+    #[cfg(unix)]
+    Capture(capture::CaptureArgs),
+    /// Mount an image read-only (FUSE).
+    #[cfg(unix)]
+    Mount(mount::MountArgs),
+    /// Unmount a mounted image.
+    #[cfg(unix)]
+    Unmount(mount::UnmountArgs),
+    /// List mounted images.
+    #[cfg(unix)]
+    Mounts(mount::MountsArgs),
 }
 
 pub fn init_logging(debug: bool) {
@@ -58,6 +74,14 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Verify(a) => verify::run(a),
         Command::Apply(a) => apply::run_apply(a),
         Command::Extract(a) => apply::run_extract(a),
+        #[cfg(unix)]
+        Command::Capture(a) => capture::run(a),
+        #[cfg(unix)]
+        Command::Mount(a) => mount::run_mount(a, cli.debug),
+        #[cfg(unix)]
+        Command::Unmount(a) => mount::run_unmount(a),
+        #[cfg(unix)]
+        Command::Mounts(a) => mount::run_mounts(a),
     }
 }
 

@@ -6,7 +6,9 @@
 
 pub mod lzms;
 pub mod lzx;
+pub mod lzx_enc;
 pub mod xpress;
+pub mod xpress_enc;
 
 use thiserror::Error;
 
@@ -73,6 +75,28 @@ pub fn new_decompressor(
         Compression::Xpress => Box::new(xpress::XpressDecoder::new(chunk_size)?),
         Compression::Lzx => Box::new(lzx::LzxDecoder::new(chunk_size)?),
         Compression::Lzms => Box::new(lzms::LzmsDecoder::new(chunk_size)?),
+    })
+}
+
+/// Default compression level (1..=100), as wimlib's.
+pub const DEFAULT_LEVEL: u32 = 50;
+
+/// Makes a compressor for `compression`, chunks of up to `chunk_size` bytes and `level`
+/// (1..=100; higher is smaller and slower).
+pub fn new_compressor(
+    compression: Compression,
+    chunk_size: u32,
+    level: u32,
+) -> Result<Box<dyn Compressor>, CodecError> {
+    Ok(match compression {
+        Compression::None => {
+            return Err(CodecError::Unsupported { codec: "none", what: "stored data needs no compressor" })
+        }
+        Compression::Xpress => Box::new(xpress_enc::XpressEncoder::new(chunk_size, level)?),
+        Compression::Lzx => Box::new(lzx_enc::LzxEncoder::new(chunk_size, level)?),
+        Compression::Lzms => {
+            return Err(CodecError::Unsupported { codec: "lzms", what: "the LZMS compressor is not built yet" })
+        }
     })
 }
 

@@ -73,6 +73,11 @@ impl DentryRecord {
     pub fn is_reparse_point(&self) -> bool {
         self.attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0
     }
+
+    /// A directory that can hold entries: a directory symlink or junction cannot.
+    pub fn has_children_list(&self) -> bool {
+        self.is_directory() && !self.is_reparse_point()
+    }
 }
 
 /// A parsed metadata resource.
@@ -190,7 +195,7 @@ fn read_dentry(b: &Bytes<'_>, offset: u64) -> Result<Option<(DentryRecord, u64)>
 
 /// Parses a whole uncompressed metadata resource: security data and the dentry tree.
 /// Rejects directory cycles and nesting beyond [`MAX_DEPTH`]; children of non-directories
-/// are ignored, as Windows does.
+/// (including directory reparse points) are ignored, as Windows does.
 pub fn parse_metadata(meta: &[u8]) -> Result<MetadataTree> {
     let security = parse_security_data(meta)?;
     let b = Bytes::new(meta, "metadata resource");
@@ -216,7 +221,7 @@ pub fn parse_metadata(meta: &[u8]) -> Result<MetadataTree> {
     let max_dentries = meta.len() / DENTRY_FIXED_SIZE as usize + 1;
     while let Some((dir, depth)) = stack.pop() {
         let sub = dentries[dir].subdir_offset;
-        if sub == 0 || !dentries[dir].is_directory() {
+        if sub == 0 || !dentries[dir].has_children_list() {
             continue;
         }
         if depth >= MAX_DEPTH {
@@ -241,7 +246,7 @@ pub fn parse_metadata(meta: &[u8]) -> Result<MetadataTree> {
                     "directory lists overlap",
                 ));
             }
-            let is_dir = child.is_directory() && child.subdir_offset != 0;
+            let is_dir = child.has_children_list() && child.subdir_offset != 0;
             dentries.push(child);
             if is_dir {
                 stack.push((idx, depth + 1));
@@ -253,4 +258,118 @@ pub fn parse_metadata(meta: &[u8]) -> Result<MetadataTree> {
         }
     }
     Ok(MetadataTree { security, dentries })
+}
+
+/// Bytes a dentry occupies before its stream entries: fixed part, names, tagged items.
+fn dentry_base_len(rec: &DentryRecord) -> u64 {
+    let mut len = DENTRY_FIXED_SIZE;
+    for n in [&rec.name, &rec.short_name] {
+        if !n.is_empty() {
+            len += n.encode_utf16().count() as u64 * 2 + 2;
+        }
+    }
+    let len = (len + 7) & !7;
+    len + ((rec.extra.len() as u64 + 7) & !7)
+}
+
+fn stream_entry_len(s: &StreamRecord) -> u64 {
+    let name = if s.name.is_empty() { 0 } else { s.name.encode_utf16().count() as u64 * 2 + 2 };
+    (STREAM_FIXED_SIZE + name + 7) & !7
+}
+
+fn dentry_total_len(rec: &DentryRecord) -> u64 {
+    dentry_base_len(rec) + rec.streams.iter().map(stream_entry_len).sum::<u64>()
+}
+
+fn put_utf16z(out: &mut Vec<u8>, s: &str) {
+    if !s.is_empty() {
+        for u in s.encode_utf16() {
+            out.extend_from_slice(&u.to_le_bytes());
+        }
+        out.extend_from_slice(&[0, 0]);
+    }
+}
+
+fn pad8(out: &mut Vec<u8>) {
+    out.resize((out.len() + 7) & !7, 0);
+}
+
+fn write_dentry(out: &mut Vec<u8>, rec: &DentryRecord, subdir_offset: u64) {
+    let start = out.len();
+    let name_bytes = rec.name.encode_utf16().count() * 2;
+    let short_bytes = rec.short_name.encode_utf16().count() * 2;
+    out.extend_from_slice(&dentry_base_len(rec).to_le_bytes());
+    out.extend_from_slice(&rec.attributes.to_le_bytes());
+    out.extend_from_slice(&(rec.security_id as u32).to_le_bytes());
+    out.extend_from_slice(&subdir_offset.to_le_bytes());
+    out.extend_from_slice(&[0u8; 16]);
+    out.extend_from_slice(&rec.creation_time.to_le_bytes());
+    out.extend_from_slice(&rec.last_access_time.to_le_bytes());
+    out.extend_from_slice(&rec.last_write_time.to_le_bytes());
+    out.extend_from_slice(&rec.main_hash);
+    out.extend_from_slice(&rec.unknown_0x54.to_le_bytes());
+    if rec.is_reparse_point() {
+        out.extend_from_slice(&rec.reparse_tag.to_le_bytes());
+        out.extend_from_slice(&rec.rp_reserved.to_le_bytes());
+        out.extend_from_slice(&rec.rp_flags.to_le_bytes());
+    } else {
+        out.extend_from_slice(&rec.hard_link_group_id.to_le_bytes());
+    }
+    out.extend_from_slice(&(rec.streams.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(short_bytes as u16).to_le_bytes());
+    out.extend_from_slice(&(name_bytes as u16).to_le_bytes());
+    put_utf16z(out, &rec.name);
+    put_utf16z(out, &rec.short_name);
+    pad8(out);
+    out.extend_from_slice(&rec.extra);
+    pad8(out);
+    debug_assert_eq!((out.len() - start) as u64, dentry_base_len(rec));
+    for s in &rec.streams {
+        let sstart = out.len();
+        out.extend_from_slice(&stream_entry_len(s).to_le_bytes());
+        out.extend_from_slice(&0u64.to_le_bytes());
+        out.extend_from_slice(&s.hash);
+        out.extend_from_slice(&((s.name.encode_utf16().count() * 2) as u16).to_le_bytes());
+        put_utf16z(out, &s.name);
+        pad8(out);
+        debug_assert_eq!((out.len() - sstart) as u64, stream_entry_len(s));
+    }
+}
+
+/// Serializes a metadata resource: security data, then the root dentry and an end marker,
+/// then each directory's children list (pre-order), each ended by an 8-byte zero — the
+/// layout Windows and wimlib write. `dentries[0]` is the root; `children[i]` lists the
+/// children of dentry `i` in order. Directories get a (possibly empty) list; other dentries
+/// get subdir offset 0.
+pub fn serialize_metadata(security: &[Vec<u8>], dentries: &[DentryRecord], children: &[Vec<usize>]) -> Vec<u8> {
+    let sd = super::security::serialize_security_data(security);
+    // Pre-order traversal of the tree decides where each directory's list goes.
+    let mut order = Vec::with_capacity(dentries.len());
+    let mut stack = vec![0usize];
+    while let Some(d) = stack.pop() {
+        order.push(d);
+        stack.extend(children[d].iter().rev().copied());
+    }
+    let mut subdir = vec![0u64; dentries.len()];
+    let mut next = sd.len() as u64 + dentry_total_len(&dentries[0]) + 8;
+    for &d in &order {
+        if dentries[d].has_children_list() {
+            subdir[d] = next;
+            next += children[d].iter().map(|&c| dentry_total_len(&dentries[c])).sum::<u64>() + 8;
+        }
+    }
+    let mut out = sd;
+    out.reserve((next as usize).saturating_sub(out.len()));
+    write_dentry(&mut out, &dentries[0], subdir[0]);
+    out.extend_from_slice(&[0u8; 8]);
+    for &d in &order {
+        if dentries[d].has_children_list() {
+            debug_assert_eq!(out.len() as u64, subdir[d]);
+            for &c in &children[d] {
+                write_dentry(&mut out, &dentries[c], subdir[c]);
+            }
+            out.extend_from_slice(&[0u8; 8]);
+        }
+    }
+    out
 }

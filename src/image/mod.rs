@@ -1,6 +1,7 @@
 //! The in-memory image: dentries (names in a tree) over inodes (files with streams).
 
 mod load;
+mod lower;
 mod model;
 
 pub use model::{Dentry, DentryId, Image, Inode, InodeId, Stream, StreamKind};

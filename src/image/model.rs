@@ -65,8 +65,10 @@ pub struct Inode {
 }
 
 impl Inode {
+    /// A directory that holds entries. Reparse points never do (a directory symlink or
+    /// junction is a link), matching how Windows and wimlib read the tree.
     pub fn is_directory(&self) -> bool {
-        self.attributes & FILE_ATTRIBUTE_DIRECTORY != 0 && !self.is_symlink()
+        self.attributes & FILE_ATTRIBUTE_DIRECTORY != 0 && !self.is_reparse_point()
     }
 
     pub fn is_reparse_point(&self) -> bool {

@@ -1,0 +1,264 @@
+//! The control channel: a Unix socket per mount, through which `wimfs unmount` and
+//! `wimfs mounts` reach the daemon.
+//!
+//! The socket lives in a directory only its owner can enter (mode 0700) and is itself 0600,
+//! so file permissions are the authentication. One request line per connection, one reply
+//! line: `status` → a JSON object; `unmount` / `unmount lazy` → `ok` or `error <ERRNO>: text`.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::core::Fs;
+
+/// Where control sockets live: /run/wimfs for root, else $XDG_RUNTIME_DIR/wimfs, else
+/// /tmp/wimfs-$UID. (`wimfs mounts` looks in the same place.)
+pub fn runtime_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        return PathBuf::from("/run/wimfs");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("wimfs"),
+        _ => PathBuf::from(format!("/tmp/wimfs-{uid}")),
+    }
+}
+
+/// The socket path for a mountpoint: a hash of its absolute path keeps the name short
+/// (socket paths are limited to ~108 bytes) and unique per mountpoint.
+pub fn socket_path(mountpoint: &Path) -> PathBuf {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in mountpoint.as_os_str().as_bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    runtime_dir().join(format!("mnt-{h:016x}.sock"))
+}
+
+/// What `status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub wim: String,
+    pub image: u32,
+    pub image_name: Option<String>,
+    pub dir: String,
+    pub mode: &'static str,
+    pub pid: u32,
+    pub log: Option<String>,
+    pub open_files: usize,
+    pub cache_bytes: usize,
+    pub cache_capacity: usize,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+}
+
+/// The listening side, owned by the daemon.
+pub struct Control {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+/// Errors setting up the control socket.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}: cannot create the control directory: {1}")]
+    Dir(PathBuf, std::io::Error),
+    #[error("{0} is already mounted by wimfs (pid {1})")]
+    AlreadyMounted(PathBuf, u32),
+    #[error("{0}: cannot create the control socket: {1}")]
+    Bind(PathBuf, std::io::Error),
+}
+
+impl Control {
+    /// Creates the socket for `mountpoint`, refusing if a live daemon already serves it.
+    pub fn bind(mountpoint: &Path) -> Result<Control, ControlError> {
+        let path = socket_path(mountpoint);
+        let dir = path.parent().expect("socket path has a directory");
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| ControlError::Dir(dir.to_path_buf(), e))?;
+        if path.exists() {
+            if let Ok(s) = query_status(&path) {
+                return Err(ControlError::AlreadyMounted(
+                    mountpoint.to_path_buf(),
+                    s.pid,
+                ));
+            }
+            // A daemon that died without cleaning up left it behind.
+            let _ = fs::remove_file(&path);
+        }
+        let listener =
+            UnixListener::bind(&path).map_err(|e| ControlError::Bind(path.clone(), e))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+            .map_err(|e| ControlError::Bind(path.clone(), e))?;
+        Ok(Control { listener, path })
+    }
+
+    /// Path of the socket.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves requests on a background thread until the process exits.
+    pub fn serve(self, fs: Arc<Fs>, status: Status) -> Served {
+        let served = Served {
+            path: self.path.clone(),
+            busy: Arc::new(Mutex::new(())),
+        };
+        let busy = Arc::clone(&served.busy);
+        let listener = self.listener;
+        let spawned = std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    match conn {
+                        Ok(c) => {
+                            let _busy = busy.lock();
+                            if let Err(e) = handle(c, &fs, &status) {
+                                tracing::warn!("control request failed: {e}");
+                            }
+                        }
+                        Err(e) => tracing::warn!("control socket: {e}"),
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the control thread: {e}");
+        }
+        served
+    }
+}
+
+/// A running control thread.
+pub struct Served {
+    path: PathBuf,
+    /// Held while a request is handled, so that the daemon does not exit between
+    /// unmounting and sending the reply.
+    busy: Arc<Mutex<()>>,
+}
+
+impl Served {
+    /// Waits for a request in progress, then removes the socket.
+    pub fn finish(self) {
+        let _done = self.busy.lock();
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn handle(conn: UnixStream, fs: &Fs, status: &Status) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line)?;
+    let reply = match line.trim() {
+        "status" => {
+            let stats = fs.wim().cache().stats();
+            let s = Status {
+                open_files: fs.open_handles(),
+                cache_bytes: stats.bytes,
+                cache_hits: stats.hits,
+                cache_misses: stats.misses,
+                ..status.clone()
+            };
+            serde_json::to_string(&s).unwrap_or_else(|e| format!("error EIO: {e}"))
+        }
+        "unmount" => unmount(Path::new(&status.dir), false),
+        "unmount lazy" => unmount(Path::new(&status.dir), true),
+        other => format!("error EINVAL: unknown request {other:?}"),
+    };
+    tracing::debug!("control: {} -> {reply}", line.trim());
+    (&conn).write_all(format!("{reply}\n").as_bytes())
+}
+
+/// Unmounts `dir`; the FUSE session then ends and the daemon exits.
+fn unmount(dir: &Path, lazy: bool) -> String {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
+        return "error EINVAL: bad mountpoint".into();
+    };
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        return "ok".into();
+    }
+    let err = std::io::Error::last_os_error();
+    match err.raw_os_error() {
+        Some(libc::EBUSY) => "error EBUSY: the mount is busy (files are open or a process \
+                              has its working directory inside); use --lazy to detach it anyway"
+            .into(),
+        // Not root: the setuid helper may unmount what this user mounted.
+        Some(libc::EPERM) => {
+            let mut cmd = std::process::Command::new("fusermount3");
+            cmd.arg("-u");
+            if lazy {
+                cmd.arg("-z");
+            }
+            match cmd.arg(dir).output() {
+                Ok(o) if o.status.success() => "ok".into(),
+                Ok(o) => {
+                    let msg = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                    if msg.contains("busy") {
+                        format!("error EBUSY: {msg}")
+                    } else {
+                        format!("error EPERM: {msg}")
+                    }
+                }
+                Err(e) => format!("error EPERM: cannot run fusermount3: {e}"),
+            }
+        }
+        _ => format!("error EIO: {err}"),
+    }
+}
+
+/// Sends one request to a daemon and returns its reply line.
+pub fn request(socket: &Path, what: &str) -> std::io::Result<String> {
+    let conn = UnixStream::connect(socket)?;
+    conn.set_read_timeout(Some(Duration::from_secs(30)))?;
+    (&conn).write_all(format!("{what}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line)?;
+    Ok(line.trim_end().to_string())
+}
+
+fn query_status(socket: &Path) -> std::io::Result<Status> {
+    let line = request(socket, "status")?;
+    let v: serde_json::Value = serde_json::from_str(&line)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(Status {
+        wim: v["wim"].as_str().unwrap_or_default().to_string(),
+        image: v["image"].as_u64().unwrap_or(0) as u32,
+        image_name: v["image_name"].as_str().map(str::to_string),
+        dir: v["dir"].as_str().unwrap_or_default().to_string(),
+        mode: "ro",
+        pid: v["pid"].as_u64().unwrap_or(0) as u32,
+        log: None,
+        open_files: 0,
+        cache_bytes: 0,
+        cache_capacity: 0,
+        cache_hits: 0,
+        cache_misses: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_names_are_stable_and_distinct() {
+        let a = socket_path(Path::new("/mnt/a"));
+        assert_eq!(a, socket_path(Path::new("/mnt/a")));
+        assert_ne!(a, socket_path(Path::new("/mnt/b")));
+        assert!(a.as_os_str().len() < 100);
+        assert!(a.starts_with(runtime_dir()));
+    }
+}

@@ -1,0 +1,95 @@
+//! Parsing of daemon options: sizes with suffixes and `-o` FUSE mount options.
+
+use fuser::MountOption;
+
+/// Parses a byte count with an optional K/M/G/T suffix (powers of 1024; a trailing `B` or
+/// `iB` is accepted): `512M`, `1G`, `1048576`.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("iB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(t);
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("bad size {s:?}: unknown suffix {c:?}")),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: u64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad size {s:?}: expected a number like 512M or 1G"))?;
+    n.checked_shl(shift)
+        .filter(|v| v >> shift == n)
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// Turns a comma-separated `-o` list into mount options. `rw` is refused: this mount is
+/// read-only.
+pub fn parse_mount_options(s: &str) -> Result<Vec<MountOption>, String> {
+    let mut out = Vec::new();
+    for o in s.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        out.push(match o {
+            "ro" => MountOption::RO,
+            "rw" => {
+                return Err(
+                    "-o rw: this mount is read-only (read-write mounts are not built yet)".into(),
+                )
+            }
+            "dev" => MountOption::Dev,
+            "nodev" => MountOption::NoDev,
+            "suid" => MountOption::Suid,
+            "nosuid" => MountOption::NoSuid,
+            "exec" => MountOption::Exec,
+            "noexec" => MountOption::NoExec,
+            "atime" => MountOption::Atime,
+            "noatime" => MountOption::NoAtime,
+            "auto_unmount" => MountOption::AutoUnmount,
+            "default_permissions" => MountOption::DefaultPermissions,
+            o if o.starts_with("fsname=") => MountOption::FSName(o[7..].to_string()),
+            o if o.starts_with("subtype=") => MountOption::Subtype(o[8..].to_string()),
+            o => MountOption::CUSTOM(o.to_string()),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+
+    #[test]
+    fn mount_options() {
+        let o = parse_mount_options("noexec, noatime,max_read=65536").unwrap();
+        assert_eq!(
+            o,
+            [
+                MountOption::NoExec,
+                MountOption::NoAtime,
+                MountOption::CUSTOM("max_read=65536".into())
+            ]
+        );
+        assert!(parse_mount_options("rw").is_err());
+    }
+}

@@ -1,0 +1,545 @@
+//! Mount tests through the kernel: WIMs captured by wimlib-imagex, mounted by wimfs-mountd
+//! (and by `wimfs mount`), checked with ordinary file system calls.
+//!
+//! Every mount lives in its own temporary directory and is torn down by a guard, even when
+//! the test fails. Needs root (or fusermount3) and /dev/fuse.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Half compressible text-like bytes, half noise.
+        if (out.len() / 4096) % 2 == 0 {
+            out.push(b"the quick brown fox "[(x % 20) as usize]);
+        } else {
+            out.push(x as u8);
+        }
+    }
+    out
+}
+
+/// A tree with everything that survives a plain Linux capture unchanged.
+fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("dir/sub/deeper")).unwrap();
+    fs::create_dir_all(root.join("empty_dir")).unwrap();
+    fs::write(root.join("hello.txt"), "hello\n").unwrap();
+    fs::write(root.join("dir/big.bin"), pattern(5 << 20, 3)).unwrap();
+    fs::write(root.join("dir/sub/small"), pattern(5000, 4)).unwrap();
+    fs::write(root.join("dir/sub/deeper/empty"), "").unwrap();
+    fs::write(root.join("Ünïcödé 名前.txt"), "unicode\n").unwrap();
+    fs::hard_link(root.join("dir/big.bin"), root.join("big_link")).unwrap();
+    std::os::unix::fs::symlink("../hello.txt", root.join("dir/rel_link")).unwrap();
+    std::os::unix::fs::symlink("sub/deeper", root.join("dir/dir_link")).unwrap();
+    for i in 0..200 {
+        fs::write(root.join(format!("dir/f{i:03}")), pattern(i * 97, i as u64)).unwrap();
+    }
+}
+
+fn capture(src: &Path, wim: &Path, extra: &[&str]) {
+    let out = Command::new("wimlib-imagex")
+        .arg("capture")
+        .arg(src)
+        .arg(wim)
+        .args(extra)
+        .output()
+        .expect("wimlib-imagex runs");
+    assert!(
+        out.status.success(),
+        "capture failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn is_mounted(dir: &Path) -> bool {
+    let dir = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(1) == Some(dir.as_str()))
+}
+
+fn gone(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A live mount; dropping it unmounts and makes sure the daemon is gone.
+struct Mount {
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mount {
+    /// Starts wimfs-mountd directly, the way `wimfs mount` does.
+    fn start(wim: &Path, dir: &Path, extra: &[&str]) -> Mount {
+        fs::create_dir_all(dir).unwrap();
+        let dir = fs::canonicalize(dir).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wimfs-mountd"))
+            .arg(wim)
+            .arg("1")
+            .arg(&dir)
+            .args(["--ready-fd", "1", "--log", "auto"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("wimfs-mountd starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let m = Mount {
+            dir,
+            child: Some(child),
+        };
+        assert_eq!(line.trim(), "ok", "daemon did not report a live mount");
+        assert!(is_mounted(&m.dir));
+        m
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    fn log(&self) -> String {
+        let sock = wimfs_mountd::control::socket_path(&self.dir);
+        fs::read_to_string(sock.with_extension("log")).unwrap_or_default()
+    }
+}
+
+fn remove_log(dir: &Path) {
+    let _ = fs::remove_file(wimfs_mountd::control::socket_path(dir).with_extension("log"));
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        remove_log(&self.dir);
+        if is_mounted(&self.dir) {
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(&self.dir)
+                .stderr(Stdio::null())
+                .status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn diff(a: &Path, b: &Path) {
+    let out = Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "trees differ:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn mounted_tree_equals_source_for_every_compression() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    for (name, args) in [
+        ("none", &["--compress=none"][..]),
+        ("xpress", &["--compress=xpress"]),
+        ("lzx", &["--compress=lzx"]),
+        ("lzms", &["--compress=lzms"]),
+        ("solid", &["--solid"]),
+    ] {
+        let wim = tmp.path().join(format!("{name}.wim"));
+        capture(&src, &wim, args);
+        let m = Mount::start(&wim, &tmp.path().join(format!("mnt-{name}")), &[]);
+        diff(&src, &m.dir);
+        let a = fs::metadata(m.p("dir/big.bin")).unwrap();
+        let b = fs::metadata(m.p("big_link")).unwrap();
+        assert_eq!(a.ino(), b.ino(), "{name}: hard links share an inode");
+        assert_eq!(a.nlink(), 2);
+        assert_eq!(
+            fs::read_link(m.p("dir/rel_link")).unwrap(),
+            Path::new("../hello.txt")
+        );
+        drop(m);
+    }
+}
+
+#[test]
+fn links_unix_data_and_xattrs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    std::os::unix::fs::symlink(src.join("dir/sub/small"), src.join("abs_link")).unwrap();
+    fs::set_permissions(src.join("hello.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(src.join("dir/sub"), fs::Permissions::from_mode(0o711)).unwrap();
+    let fifo = std::ffi::CString::new(src.join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
+    let wim = tmp.path().join("u.wim");
+    capture(&src, &wim, &["--unix-data"]);
+
+    let m = Mount::start(&wim, &tmp.path().join("mnt"), &["--unix-data"]);
+    assert_eq!(
+        fs::read_link(m.p("abs_link")).unwrap(),
+        m.dir.join("dir/sub/small"),
+        "absolute links inside the image point into the mountpoint"
+    );
+    assert_eq!(fs::read(m.p("abs_link")).unwrap(), pattern(5000, 4));
+    let meta = |p: &str| fs::symlink_metadata(m.p(p)).unwrap();
+    assert_eq!(meta("hello.txt").mode() & 0o7777, 0o600);
+    assert_eq!(meta("dir/sub").mode() & 0o7777, 0o711);
+    assert!(meta("fifo").file_type().is_fifo());
+    assert_eq!(meta("fifo").mode() & 0o7777, 0o640);
+    let attrs = xattr(&m.p("dir"), "system.wim.attributes").unwrap();
+    assert_eq!(attrs, b"0x00000010");
+    assert!(xattr(&m.p("hello.txt"), "user.nope").is_err());
+    drop(m);
+
+    let m = Mount::start(&wim, &tmp.path().join("mnt2"), &[]);
+    assert_eq!(
+        fs::symlink_metadata(m.p("hello.txt")).unwrap().mode() & 0o7777,
+        0o644
+    );
+    // SAFETY: getuid cannot fail.
+    assert_eq!(fs::metadata(m.p("hello.txt")).unwrap().uid(), unsafe {
+        libc::getuid()
+    });
+}
+
+fn xattr(path: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let p = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid NUL-terminated strings; `buf` is writable for its length.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(r as usize);
+    Ok(buf)
+}
+
+#[test]
+fn writes_fail_with_erofs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &[]);
+    let m = Mount::start(&wim, &tmp.path().join("mnt"), &[]);
+    let erofs = |r: std::io::Result<()>, what: &str| {
+        assert_eq!(
+            r.unwrap_err().raw_os_error(),
+            Some(libc::EROFS),
+            "{what} should fail with EROFS"
+        )
+    };
+    erofs(fs::write(m.p("new.txt"), "x"), "create");
+    erofs(
+        fs::OpenOptions::new()
+            .write(true)
+            .open(m.p("hello.txt"))
+            .map(|_| ()),
+        "open for writing",
+    );
+    erofs(fs::create_dir(m.p("newdir")), "mkdir");
+    erofs(fs::remove_file(m.p("hello.txt")), "unlink");
+    erofs(fs::rename(m.p("hello.txt"), m.p("x")), "rename");
+    erofs(
+        fs::set_permissions(m.p("hello.txt"), fs::Permissions::from_mode(0o600)),
+        "chmod",
+    );
+    assert_eq!(fs::read(m.p("hello.txt")).unwrap(), b"hello\n");
+}
+
+#[test]
+fn eight_concurrent_readers_read_correct_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &["--compress=lzx"]);
+    let m = Mount::start(&wim, &tmp.path().join("mnt"), &["--cache-size", "4M"]);
+    let want = pattern(5 << 20, 3);
+    std::thread::scope(|s| {
+        for t in 0..8u64 {
+            let (m, want, src) = (&m, &want, &src);
+            s.spawn(move || {
+                let mut f = fs::File::open(m.p("dir/big.bin")).unwrap();
+                let mut x = t * 7919 + 1;
+                for _ in 0..200 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let off = (x >> 20) % (want.len() as u64 - 70_000);
+                    let len = 1 + (x >> 8) as usize % 70_000;
+                    let mut buf = vec![0u8; len];
+                    f.seek(SeekFrom::Start(off)).unwrap();
+                    f.read_exact(&mut buf).unwrap();
+                    assert!(
+                        buf == want[off as usize..off as usize + len],
+                        "t{t} @{off}+{len}"
+                    );
+                }
+                for i in (t as usize..200).step_by(8) {
+                    let name = format!("dir/f{i:03}");
+                    assert_eq!(
+                        fs::read(m.p(&name)).unwrap(),
+                        fs::read(src.join(&name)).unwrap()
+                    );
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn corrupt_blob_gives_eio_and_the_rest_stays_readable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &["--compress=none"]);
+    let victim = pattern(5000, 4);
+    let mut bytes = fs::read(&wim).unwrap();
+    let at = bytes
+        .windows(victim.len())
+        .position(|w| w == victim)
+        .unwrap();
+    bytes[at + 2000] ^= 0x55;
+    fs::write(&wim, &bytes).unwrap();
+    let m = Mount::start(&wim, &tmp.path().join("mnt"), &[]);
+    let err = fs::read(m.p("dir/sub/small")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    assert_eq!(
+        fs::read(m.p("dir/sub/small")).unwrap_err().raw_os_error(),
+        Some(libc::EIO)
+    );
+    diff(&src.join("dir/sub/deeper"), &m.p("dir/sub/deeper"));
+    assert_eq!(fs::read(m.p("dir/big.bin")).unwrap(), pattern(5 << 20, 3));
+    assert!(
+        m.log().contains("/dir/sub/small"),
+        "the log names the file: {}",
+        m.log()
+    );
+}
+
+#[test]
+fn fusermount_unmount_ends_the_daemon() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &[]);
+    let mut m = Mount::start(&wim, &tmp.path().join("mnt"), &[]);
+    let st = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&m.dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut child = m.child.take().unwrap();
+    wait_until("daemon exits", || matches!(child.try_wait(), Ok(Some(_))));
+    assert!(child.try_wait().unwrap().unwrap().success());
+    assert!(!is_mounted(&m.dir));
+    assert!(!wimfs_mountd::control::socket_path(&m.dir).exists());
+}
+
+/// The `wimfs` CLI, built beside the daemon by `cargo build/test --workspace`.
+fn wimfs_cli() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_BIN_EXE_wimfs-mountd")).with_file_name("wimfs");
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipping: {} is not built (cargo build --workspace)",
+            p.display()
+        );
+        None
+    }
+}
+
+/// Guard for mounts made through the CLI: unmounts and kills the daemon by pid.
+struct CliMount {
+    dir: PathBuf,
+    pid: u32,
+}
+
+impl Drop for CliMount {
+    fn drop(&mut self) {
+        remove_log(&self.dir);
+        if is_mounted(&self.dir) {
+            let _ = Command::new("fusermount3")
+                .arg("-u")
+                .arg("-z")
+                .arg(&self.dir)
+                .status();
+        }
+        let start = Instant::now();
+        while !gone(self.pid) && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if !gone(self.pid) {
+            // SAFETY: kill has no memory-safety preconditions; the pid is our daemon's.
+            unsafe { libc::kill(self.pid as i32, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn cli_mount_mounts_unmount_and_busy() {
+    let Some(cli) = wimfs_cli() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &["--compress=lzx"]);
+    let dir = tmp.path().join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let dir = fs::canonicalize(&dir).unwrap();
+    let out = Command::new(&cli)
+        .arg("mount")
+        .arg(&wim)
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty(), "mount prints nothing on stdout");
+    let out = Command::new(&cli)
+        .args(["mounts", "--json"])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let me = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["dir"] == dir.to_str().unwrap())
+        .expect("listed by wimfs mounts")
+        .clone();
+    let pid = me["pid"].as_u64().unwrap() as u32;
+    let _guard = CliMount {
+        dir: dir.clone(),
+        pid,
+    };
+    assert_eq!(me["mode"], "ro");
+    assert_eq!(me["image"], 1);
+    diff(&src, &dir);
+
+    // Busy: an open file keeps a plain unmount from succeeding.
+    let held = fs::File::open(dir.join("hello.txt")).unwrap();
+    let out = Command::new(&cli)
+        .arg("unmount")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("EBUSY"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(&dir));
+    drop(held);
+
+    let out = Command::new(&cli)
+        .args(["unmount", "--commit"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(&dir));
+    assert!(gone(pid), "daemon {pid} is gone after unmount");
+}
+
+#[test]
+fn cli_lazy_unmount_of_a_busy_mount() {
+    let Some(cli) = wimfs_cli() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &[]);
+    let dir = tmp.path().join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let dir = fs::canonicalize(&dir).unwrap();
+    let st = Command::new(&cli)
+        .arg("mount")
+        .arg(&wim)
+        .arg("1")
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let sock = wimfs_mountd::control::socket_path(&dir);
+    let status = wimfs_mountd::control::request(&sock, "status").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let pid = v["pid"].as_u64().unwrap() as u32;
+    let _guard = CliMount {
+        dir: dir.clone(),
+        pid,
+    };
+    let mut held = fs::File::open(dir.join("dir/big.bin")).unwrap();
+    let st = Command::new(&cli)
+        .args(["unmount", "--lazy"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(!is_mounted(&dir));
+    // The open file still reads; the daemon leaves once it is closed.
+    let mut buf = vec![0u8; 4096];
+    held.read_exact(&mut buf).unwrap();
+    assert_eq!(buf, pattern(5 << 20, 3)[..4096]);
+    drop(held);
+    wait_until("daemon exits after the last close", || gone(pid));
+}

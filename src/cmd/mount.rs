@@ -1,0 +1,303 @@
+//! `wimfs mount`, `wimfs unmount` and `wimfs mounts`: start, stop and list mount daemons.
+//!
+//! The filesystem itself is served by `wimfs-mountd` (found beside this executable, then on
+//! PATH). `mount` starts it and waits for its one-line readiness report; `unmount` and
+//! `mounts` talk to running daemons over their control sockets.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Args;
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// The WIM file (part 1 of a split set).
+    wimfile: PathBuf,
+    /// Image (1-based index or name) and mountpoint; the image may be left out if the WIM
+    /// has exactly one.
+    #[arg(num_args = 1..=2, required = true, value_name = "[IMAGE] DIR")]
+    rest: Vec<String>,
+    /// Check the integrity table before mounting.
+    #[arg(long)]
+    check: bool,
+    /// Other parts of a split WIM (glob).
+    #[arg(long = "ref", value_name = "GLOB")]
+    refs: Vec<String>,
+    /// Show UNIX owners, modes and special files saved with --unix-data.
+    #[arg(long)]
+    unix_data: bool,
+    /// How named data streams are shown: xattr (user.NAME), windows (FILE:NAME) or none.
+    #[arg(long, default_value = "xattr", value_parser = ["xattr", "windows", "none"])]
+    streams_interface: String,
+    /// Let other users access the mount.
+    #[arg(long)]
+    allow_other: bool,
+    /// Bound of the decompressed-chunk cache (e.g. 512M, 1G).
+    #[arg(long, value_name = "N")]
+    cache_size: Option<String>,
+    /// Extra FUSE mount options, comma-separated.
+    #[arg(short = 'o', value_name = "FUSE_OPTS")]
+    options: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UnmountArgs {
+    /// The mountpoint.
+    dir: PathBuf,
+    /// Detach the mount now even if it is busy; the daemon exits when the last user is gone.
+    #[arg(long)]
+    lazy: bool,
+    /// Accepted for wimlib compatibility; read-only mounts have nothing to commit.
+    #[arg(long)]
+    commit: bool,
+    /// Accepted for wimlib compatibility (integrity table on commit); ignored here.
+    #[arg(long)]
+    check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct MountsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where daemons put their control sockets. Must match `wimfs_mountd::control::runtime_dir`.
+fn runtime_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        return PathBuf::from("/run/wimfs");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("wimfs"),
+        _ => PathBuf::from(format!("/tmp/wimfs-{uid}")),
+    }
+}
+
+fn daemon_path() -> Result<PathBuf> {
+    const NAME: &str = "wimfs-mountd";
+    if let Some(p) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join(NAME)))
+        .filter(|p| p.is_file())
+    {
+        return Ok(p);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(NAME))
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow!("cannot find {NAME} beside wimfs or on PATH"))
+}
+
+pub fn run_mount(a: MountArgs, debug: bool) -> Result<i32> {
+    let (image_spec, dir) = match a.rest.as_slice() {
+        [d] => (None, d.clone()),
+        [i, d] => (Some(i.as_str()), d.clone()),
+        _ => unreachable!("clap enforces 1..=2 values"),
+    };
+    let refs = super::expand_refs(&a.refs)?;
+    // Resolve the image here so that "which image?" errors read like every other command's.
+    let wim = super::open_wim(&a.wimfile, &a.refs, false)?;
+    let index = super::pick_image(&wim, image_spec)?;
+    drop(wim);
+    let daemon = daemon_path()?;
+    let mut cmd = Command::new(&daemon);
+    cmd.arg(&a.wimfile)
+        .arg(index.to_string())
+        .arg(&dir)
+        .args(["--ready-fd", "1", "--log", "auto"])
+        .args(["--streams-interface", &a.streams_interface]);
+    for r in &refs {
+        cmd.arg("--ref").arg(r);
+    }
+    for (flag, on) in [
+        ("--check", a.check),
+        ("--unix-data", a.unix_data),
+        ("--allow-other", a.allow_other),
+        ("--debug", debug),
+    ] {
+        if on {
+            cmd.arg(flag);
+        }
+    }
+    if let Some(c) = &a.cache_size {
+        cmd.args(["--cache-size", c]);
+    }
+    for o in &a.options {
+        cmd.args(["-o", o]);
+    }
+    tracing::debug!("starting {cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {}", daemon.display()))?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().expect("piped");
+    BufReader::new(stdout).read_line(&mut line).ok();
+    match line.trim_end() {
+        "ok" => Ok(0),
+        msg => {
+            let status = child.wait()?;
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                e.read_to_string(&mut err).ok();
+            }
+            if let Some(m) = msg.strip_prefix("error: ") {
+                bail!("mounting {} on {dir}: {m}", a.wimfile.display());
+            }
+            bail!(
+                "mounting {} on {dir}: wimfs-mountd exited ({status}) {}",
+                a.wimfile.display(),
+                err.trim()
+            )
+        }
+    }
+}
+
+/// One running daemon, as its `status` reply describes it.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+struct MountInfo {
+    wim: String,
+    image: u32,
+    #[serde(default)]
+    image_name: Option<String>,
+    dir: String,
+    mode: String,
+    pid: u32,
+    #[serde(default)]
+    log: Option<String>,
+    #[serde(skip_serializing)]
+    #[serde(default)]
+    socket: PathBuf,
+}
+
+fn request(socket: &Path, what: &str, timeout: Duration) -> std::io::Result<String> {
+    let conn = UnixStream::connect(socket)?;
+    conn.set_read_timeout(Some(timeout))?;
+    (&conn).write_all(format!("{what}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line)?;
+    Ok(line.trim_end().to_string())
+}
+
+/// Every daemon answering on a socket in the runtime directory.
+fn list_mounts() -> Vec<MountInfo> {
+    let Ok(entries) = std::fs::read_dir(runtime_dir()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "sock") {
+            continue;
+        }
+        match request(&p, "status", Duration::from_secs(5)) {
+            Ok(line) => match serde_json::from_str::<MountInfo>(&line) {
+                Ok(mut m) => {
+                    m.socket = p;
+                    out.push(m);
+                }
+                Err(e) => tracing::warn!("{}: bad status reply: {e}", p.display()),
+            },
+            Err(e) => tracing::debug!("{}: no daemon: {e}", p.display()),
+        }
+    }
+    out.sort_by(|a, b| a.dir.cmp(&b.dir));
+    out
+}
+
+pub fn run_mounts(a: MountsArgs) -> Result<i32> {
+    let mounts = list_mounts();
+    let mut out = std::io::stdout().lock();
+    if a.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&mounts)?)?;
+        return Ok(0);
+    }
+    if mounts.is_empty() {
+        return Ok(0);
+    }
+    writeln!(
+        out,
+        "{:<30} {:<6} {:<4} {:>8}  WIM",
+        "DIR", "IMAGE", "MODE", "PID"
+    )?;
+    for m in &mounts {
+        writeln!(
+            out,
+            "{:<30} {:<6} {:<4} {:>8}  {}",
+            m.dir, m.image, m.mode, m.pid, m.wim
+        )?;
+    }
+    Ok(0)
+}
+
+fn is_gone(pid: u32) -> bool {
+    // A zombie (state Z) has exited; only its parent's wait is missing.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
+    if a.commit {
+        tracing::info!("--commit: nothing to commit on a read-only mount");
+    }
+    let dir = absolute(&a.dir)?;
+    let dir_s = dir.to_string_lossy();
+    let Some(m) = list_mounts().into_iter().find(|m| m.dir == dir_s) else {
+        bail!("{}: not mounted by a running wimfs daemon", dir.display());
+    };
+    let what = if a.lazy { "unmount lazy" } else { "unmount" };
+    let reply = request(&m.socket, what, Duration::from_secs(60))
+        .with_context(|| format!("{}: cannot reach the daemon (pid {})", dir.display(), m.pid))?;
+    if let Some(err) = reply.strip_prefix("error ") {
+        bail!("{}: cannot unmount: {err}", dir.display());
+    }
+    if reply != "ok" {
+        bail!(
+            "{}: unexpected reply from the daemon: {reply:?}",
+            dir.display()
+        );
+    }
+    if !a.lazy {
+        let start = Instant::now();
+        while !is_gone(m.pid) {
+            if start.elapsed() > Duration::from_secs(30) {
+                bail!(
+                    "{}: unmounted, but the daemon (pid {}) has not exited",
+                    dir.display(),
+                    m.pid
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(0)
+}
+
+/// The mountpoint as the daemon recorded it: canonical parent + final name, so that the
+/// (possibly unresponsive) mounted directory itself is never resolved.
+fn absolute(dir: &Path) -> Result<PathBuf> {
+    let name = dir
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a mountpoint", dir.display()))?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent = std::fs::canonicalize(&parent)
+        .with_context(|| format!("{}: cannot resolve", parent.display()))?;
+    Ok(parent.join(name))
+}

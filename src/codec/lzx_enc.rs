@@ -1,0 +1,1802 @@
+//! LZX compression in the form WIM files use it (the inverse of `lzx.rs`).
+//!
+//! Each chunk becomes a self-contained LZX stream: the input is copied and E8-translated with
+//! WIM's fixed translation size, then cut into blocks, each coded as a verbatim or
+//! aligned-offset block (whichever is smaller) with Huffman codes built for that block.
+//!
+//! Two parsers choose the literals and matches:
+//! * levels below [`MIN_OPTIMAL_LEVEL`]: a lazy parser over hash chains, fast and plain;
+//! * higher levels: a binary-tree match finder caches the matches of every position of a
+//!   block, then a min-cost path search over those matches (plus the repeat offsets the path
+//!   itself produces) runs a few times, each pass pricing symbols with the Huffman code
+//!   lengths the previous pass would produce. Almost all of the ratio comes from this.
+
+use super::{CodecError, Compressor};
+
+const NUM_CHARS: usize = 256;
+const MIN_MATCH: usize = 2;
+const MAX_MATCH: usize = 257;
+const NUM_PRIMARY_LENS: usize = 7;
+const NUM_LEN_SYMS: usize = 249;
+const NUM_PRE_SYMS: usize = 20;
+const NUM_ALIGNED_SYMS: usize = 8;
+const MAX_SLOTS: usize = 50;
+const MAX_MAIN_SYMS: usize = NUM_CHARS + MAX_SLOTS * 8;
+const NUM_RECENT: usize = 3;
+/// Offset slots from this one up carry their low three offset bits in the aligned code.
+const MIN_ALIGNED_SLOT: usize = 8;
+const DEFAULT_BLOCK_SIZE: usize = 32_768;
+const MIN_WINDOW_ORDER: u32 = 15;
+const MAX_WINDOW_ORDER: u32 = 21;
+/// The "file size" of E8 translation; WIM always uses this value, whatever the real size.
+const E8_FILE_SIZE: i32 = 12_000_000;
+/// The final bytes in which a CALL instruction is never translated.
+const E8_TAIL: usize = 10;
+
+// Codeword length limits. The format allows 16 for the main and length codes; the precode
+// gets a tighter limit because its lengths are sent in 4 bits and it is tiny anyway.
+const MAX_MAIN_LEN: u32 = 16;
+const MAX_LEN_LEN: u32 = 16;
+const MAX_PRE_LEN: u32 = 7;
+const MAX_ALIGNED_LEN: u32 = 7;
+
+/// Levels from here up use the near-optimal parser.
+const MIN_OPTIMAL_LEVEL: u32 = 35;
+/// Largest block the near-optimal parser builds: bigger blocks amortise the code headers,
+/// smaller ones adapt the codes; the split heuristic usually ends blocks earlier.
+const MAX_BLOCK: usize = 100_000;
+/// Block splits are only considered this far from either end of a block.
+const MIN_BLOCK: usize = 6_500;
+/// Block size the lazy parser aims for.
+const LAZY_BLOCK: usize = 65_536;
+/// Most cache entries one position can add: a count, a length-2 and a length-3 candidate
+/// and strictly increasing longer lengths.
+const MAX_MATCHES_PER_POS: usize = MAX_MATCH + 3;
+
+/// Nodes whose queue may still be read: a match reaches back at most `MAX_MATCH` nodes.
+const QUEUE_RING: usize = 512;
+
+/// Flags a node reached by "explicit match, literal, rep0 match".
+const GAP: u32 = 1 << 31;
+
+/// Fixed-point scale of the parser's cost model: one bit costs this much.
+const BIT: u32 = 64;
+
+/// Extra offset bits per offset slot (slots 0-2 are the repeat offsets and have none).
+const EXTRA_BITS: [u32; MAX_SLOTS] = {
+    let mut t = [0u32; MAX_SLOTS];
+    let mut s = 4;
+    while s < MAX_SLOTS {
+        let e = (s / 2 - 1) as u32;
+        t[s] = if e > 17 { 17 } else { e };
+        s += 1;
+    }
+    t
+};
+
+/// Smallest "formatted" offset (match offset + 2) of each slot; slots 0-2 stand for the
+/// repeat offsets, so formatted offsets 0-2 never occur for explicit matches.
+const SLOT_BASE: [u32; MAX_SLOTS + 1] = {
+    let mut t = [0u32; MAX_SLOTS + 1];
+    let mut s = 0;
+    while s < MAX_SLOTS {
+        t[s + 1] = t[s] + (1 << EXTRA_BITS[s]);
+        s += 1;
+    }
+    t
+};
+
+/// Offset slot of a formatted offset (`offset + 2`, so at least 3). Below 2^18 the slots
+/// follow the leading two bits; above it every slot spans 2^17.
+#[inline(always)]
+fn slot_of(formatted: u32) -> usize {
+    if formatted < 1 << 18 {
+        let l = 31 - formatted.leading_zeros();
+        (2 * l + ((formatted >> (l - 1)) & 1)) as usize
+    } else {
+        36 + ((formatted - (1 << 18)) >> 17) as usize
+    }
+}
+
+/// Number of main-code symbols for a window of `1 << order` bytes, as the decoder computes
+/// it: the slots stop at the one holding the largest offset, `window - 3`.
+fn num_main_syms(order: u32) -> usize {
+    let max_formatted = (1u32 << order) - 3 + 2;
+    NUM_CHARS + (slot_of(max_formatted) + 1) * 8
+}
+
+/// Forward E8 translation: CALL operands (after a 0xE8 byte, before the last 10 bytes) that
+/// point inside the notional 12 MB file become absolute, which makes repeated calls to one
+/// function repeat byte-for-byte. The decoder's `undo_e8` is its exact inverse.
+fn e8_forward(data: &mut [u8]) {
+    if data.len() <= E8_TAIL {
+        return;
+    }
+    let limit = data.len() - E8_TAIL;
+    let mut i = 0;
+    while let Some(k) = data[i..limit].iter().position(|&b| b == 0xE8) {
+        i += k;
+        let b = &mut data[i + 1..i + 5];
+        let rel = i32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let pos = i as i32;
+        if rel >= -pos && rel < E8_FILE_SIZE {
+            let abs = if rel < E8_FILE_SIZE - pos {
+                rel + pos
+            } else {
+                rel - E8_FILE_SIZE
+            };
+            b.copy_from_slice(&abs.to_le_bytes());
+        }
+        i += 5;
+        if i >= limit {
+            break;
+        }
+    }
+}
+
+/// MSB-first writer of 16-bit little-endian words, appending to a `Vec`.
+struct BitWriter<'a> {
+    out: &'a mut Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl<'a> BitWriter<'a> {
+    fn new(out: &'a mut Vec<u8>) -> Self {
+        Self { out, acc: 0, n: 0 }
+    }
+
+    /// Appends the low `bits` bits of `v` (bits <= 32; higher bits of `v` must be zero).
+    #[inline(always)]
+    fn put(&mut self, v: u32, bits: u32) {
+        debug_assert!(bits <= 32 && (bits == 32 || v >> bits == 0));
+        self.acc = (self.acc << bits) | u64::from(v);
+        self.n += bits;
+        while self.n >= 16 {
+            self.n -= 16;
+            let w = (self.acc >> self.n) as u16;
+            self.out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+
+    /// Pads the last word with zero bits.
+    fn finish(mut self) {
+        if self.n > 0 {
+            self.put(0, 16 - self.n);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.out.len()
+    }
+}
+
+/// Scratch space for building length-limited canonical Huffman codes without allocating.
+struct HuffBuilder {
+    /// `freq << 10 | symbol` for the used symbols, sorted by frequency.
+    leaves: Vec<u32>,
+    weight: Vec<u32>,
+    parent: Vec<u32>,
+}
+
+impl HuffBuilder {
+    fn new() -> Self {
+        Self {
+            leaves: Vec::with_capacity(MAX_MAIN_SYMS),
+            weight: vec![0; 2 * MAX_MAIN_SYMS],
+            parent: vec![0; 2 * MAX_MAIN_SYMS],
+        }
+    }
+
+    /// Builds codeword lengths (at most `max_len`) and canonical codewords for `freqs`.
+    ///
+    /// The result is always a complete code or the empty code (no symbol used), as the
+    /// decoder accepts nothing else: a lone used symbol is paired with a dummy one.
+    fn build(&mut self, freqs: &[u32], max_len: u32, lens: &mut [u8], codes: &mut [u32]) {
+        let n_syms = freqs.len();
+        lens[..n_syms].fill(0);
+        self.leaves.clear();
+        for (s, &f) in freqs.iter().enumerate() {
+            if f != 0 {
+                // Frequencies never exceed a block's size (< 2^21), so they fit above the
+                // 10 symbol bits.
+                self.leaves.push((f.min((1 << 22) - 1) << 10) | s as u32);
+            }
+        }
+        match self.leaves.len() {
+            0 => return,
+            1 => {
+                let s = (self.leaves[0] & 0x3ff) as usize;
+                lens[s] = 1;
+                lens[if s == 0 { 1 } else { 0 }] = 1;
+                canonical_codes(&lens[..n_syms], codes);
+                return;
+            }
+            _ => {}
+        }
+        self.leaves.sort_unstable();
+        let n = self.leaves.len();
+
+        // Huffman's algorithm with two queues: the sorted leaves (0..n) and the internal
+        // nodes (n..2n-1), which are created in nondecreasing weight order.
+        for (w, &l) in self.weight.iter_mut().zip(&self.leaves) {
+            *w = l >> 10;
+        }
+        let (mut li, mut ii, mut next) = (0usize, n, n);
+        for _ in 0..n - 1 {
+            let mut pick = || {
+                if li < n && (ii >= next || self.weight[li] <= self.weight[ii]) {
+                    li += 1;
+                    li - 1
+                } else {
+                    ii += 1;
+                    ii - 1
+                }
+            };
+            let a = pick();
+            let b = pick();
+            self.weight[next] = self.weight[a] + self.weight[b];
+            self.parent[a] = next as u32;
+            self.parent[b] = next as u32;
+            next += 1;
+        }
+        // Depths, reusing `weight`; parents always have larger indices than children.
+        let root = 2 * n - 2;
+        self.weight[root] = 0;
+        let mut count = [0u32; 33];
+        for i in (0..root).rev() {
+            let d = self.weight[self.parent[i] as usize] + 1;
+            self.weight[i] = d;
+            if i < n {
+                count[d.min(max_len) as usize] += 1;
+            }
+        }
+
+        // Clamping made the code over-subscribed: push the deepest shorter leaves one level
+        // down until the Kraft sum fits, then pull leaves up while it is below one, so that
+        // the code ends exactly complete.
+        let full = 1u64 << max_len;
+        let mut kraft: u64 = (1..=max_len)
+            .map(|l| u64::from(count[l as usize]) << (max_len - l))
+            .sum();
+        while kraft > full {
+            let l = (1..max_len).rev().find(|&l| count[l as usize] > 0).unwrap();
+            count[l as usize] -= 1;
+            count[l as usize + 1] += 1;
+            kraft -= 1 << (max_len - l - 1);
+        }
+        while kraft < full {
+            let l = (2..=max_len)
+                .rev()
+                .find(|&l| count[l as usize] > 0)
+                .unwrap();
+            count[l as usize] -= 1;
+            count[l as usize - 1] += 1;
+            kraft += 1 << (max_len - l);
+        }
+
+        // The most frequent symbols (at the end of the sorted list) get the shortest codes.
+        let mut idx = n;
+        for l in 1..=max_len {
+            for _ in 0..count[l as usize] {
+                idx -= 1;
+                lens[(self.leaves[idx] & 0x3ff) as usize] = l as u8;
+            }
+        }
+        canonical_codes(&lens[..n_syms], codes);
+    }
+}
+
+/// Canonical codewords: shorter codes first, ties in symbol order (as the decoder assumes).
+fn canonical_codes(lens: &[u8], codes: &mut [u32]) {
+    let mut count = [0u32; 18];
+    for &l in lens {
+        count[l as usize] += 1;
+    }
+    count[0] = 0;
+    let mut next = [0u32; 18];
+    let mut code = 0;
+    for l in 1..17 {
+        code = (code + count[l - 1]) << 1;
+        next[l] = code;
+    }
+    for (s, &l) in lens.iter().enumerate() {
+        if l != 0 {
+            codes[s] = next[l as usize];
+            next[l as usize] += 1;
+        }
+    }
+}
+
+#[inline(always)]
+fn load_u32(d: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]])
+}
+
+#[inline(always)]
+fn hash(x: u32, bits: u32) -> usize {
+    (x.wrapping_mul(0x1E35_A7BD) >> (32 - bits)) as usize
+}
+
+/// Length of the common prefix of `d[a..]` and `d[b..]`, known to be at least `len`, capped
+/// at `max` (with `b + max <= d.len()` and `a < b`).
+#[inline(always)]
+fn extend(d: &[u8], a: usize, b: usize, mut len: usize, max: usize) -> usize {
+    while len + 8 <= max {
+        let x = u64::from_le_bytes(d[a + len..a + len + 8].try_into().unwrap());
+        let y = u64::from_le_bytes(d[b + len..b + len + 8].try_into().unwrap());
+        let diff = x ^ y;
+        if diff != 0 {
+            return len + (diff.trailing_zeros() / 8) as usize;
+        }
+        len += 8;
+    }
+    while len < max && d[a + len] == d[b + len] {
+        len += 1;
+    }
+    len
+}
+
+/// One cached match, or (in the entry before a position's matches) their count in `len`.
+#[derive(Clone, Copy, Default)]
+struct Match {
+    len: u32,
+    offset: u32,
+}
+
+/// Positions in the match finders are stored as `base + pos`; anything below `base` is
+/// empty. Raising `base` by the chunk length empties all tables at once, so they only need
+/// clearing when the counter would overflow.
+struct Generation {
+    base: u32,
+}
+
+impl Generation {
+    /// Starts a chunk of `len` bytes; returns true if the tables must be cleared first.
+    fn start(&mut self, prev_len: usize, len: usize) -> bool {
+        let next = u64::from(self.base) + prev_len as u64;
+        if next + len as u64 + 1 >= u64::from(u32::MAX) {
+            self.base = 1;
+            true
+        } else {
+            self.base = next as u32;
+            false
+        }
+    }
+}
+
+const BT_HASH2_BITS: u32 = 12;
+const BT_HASH3_BITS: u32 = 15;
+
+/// Binary-tree match finder: hash tables give the most recent length-2 and length-3
+/// candidates, and a binary tree per 4-byte hash, kept sorted by the suffixes that follow,
+/// yields the longest matches with the smallest offsets at each length.
+struct BtFinder {
+    gen: Generation,
+    prev_len: usize,
+    hash4_bits: u32,
+    hash2: Vec<u32>,
+    hash3: Vec<[u32; 2]>,
+    hash4: Vec<u32>,
+    /// Left (smaller) and right (larger) children of each position's node.
+    child: Vec<[u32; 2]>,
+}
+
+impl BtFinder {
+    fn new(window: usize) -> Self {
+        let hash4_bits = (window.trailing_zeros()).clamp(15, 17);
+        Self {
+            gen: Generation { base: 1 },
+            prev_len: 0,
+            hash4_bits,
+            hash2: vec![0; 1 << BT_HASH2_BITS],
+            hash3: vec![[0; 2]; 1 << BT_HASH3_BITS],
+            hash4: vec![0; 1 << hash4_bits],
+            child: vec![[0; 2]; window],
+        }
+    }
+
+    fn start(&mut self, len: usize) {
+        if self.gen.start(self.prev_len, len) {
+            self.hash2.fill(0);
+            self.hash3.fill([0; 2]);
+            self.hash4.fill(0);
+        }
+        self.prev_len = len;
+    }
+
+    /// Inserts position `pos` and, if `out` is given, appends its matches (increasing
+    /// lengths) to it. Requires `nice_len <= max_len <= d.len() - pos` and `max_len >= 4`.
+    /// Returns the longest length found.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn advance(
+        &mut self,
+        d: &[u8],
+        pos: usize,
+        max_len: usize,
+        nice_len: usize,
+        mut depth: u32,
+        max_offset: usize,
+        mut out: Option<&mut Vec<Match>>,
+    ) -> usize {
+        let base = self.gen.base;
+        let cur = base + pos as u32;
+        let seq = load_u32(d, pos);
+        let mut best = 1;
+        let valid = |c: u32| c >= base && pos - (c - base) as usize <= max_offset;
+
+        let h2 = hash(seq & 0xffff, BT_HASH2_BITS);
+        let c2 = std::mem::replace(&mut self.hash2[h2], cur);
+        let h3 = hash(seq & 0xff_ffff, BT_HASH3_BITS);
+        let [c3a, c3b] = self.hash3[h3];
+        self.hash3[h3] = [cur, c3a];
+        if let Some(out) = out.as_deref_mut() {
+            if valid(c2) {
+                let m = (c2 - base) as usize;
+                if d[m] == d[pos] && d[m + 1] == d[pos + 1] {
+                    best = 2;
+                    out.push(Match {
+                        len: 2,
+                        offset: (pos - m) as u32,
+                    });
+                }
+            }
+            for c in [c3a, c3b] {
+                if valid(c) {
+                    let m = (c - base) as usize;
+                    if load_u32(d, m) & 0xff_ffff == seq & 0xff_ffff {
+                        best = 3;
+                        out.push(Match {
+                            len: 3,
+                            offset: (pos - m) as u32,
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+
+        let h4 = hash(seq, self.hash4_bits);
+        let mut node = std::mem::replace(&mut self.hash4[h4], cur);
+        // Where the next smaller / larger subtree hangs: (position, side).
+        let (mut lt, mut gt) = ((pos, 0usize), (pos, 1usize));
+        let (mut best_lt, mut best_gt) = (0usize, 0usize);
+        let mut len = 0;
+        loop {
+            if !valid(node) || depth == 0 {
+                self.child[lt.0][lt.1] = 0;
+                self.child[gt.0][gt.1] = 0;
+                return best;
+            }
+            depth -= 1;
+            let m = (node - base) as usize;
+            if d[m + len] == d[pos + len] {
+                len = extend(d, m, pos, len + 1, max_len);
+                if len > best {
+                    best = len;
+                    if let Some(out) = out.as_deref_mut() {
+                        out.push(Match {
+                            len: len as u32,
+                            offset: (pos - m) as u32,
+                        });
+                    }
+                }
+                if len >= nice_len {
+                    // The new node takes over the old one's subtrees; the old node (an
+                    // equal suffix, as far as the tree looks) drops out of the tree.
+                    let [l, r] = self.child[m];
+                    self.child[lt.0][lt.1] = l;
+                    self.child[gt.0][gt.1] = r;
+                    return best;
+                }
+            }
+            if d[m + len] < d[pos + len] {
+                self.child[lt.0][lt.1] = node;
+                lt = (m, 1);
+                node = self.child[m][1];
+                best_lt = len;
+                len = len.min(best_gt);
+            } else {
+                self.child[gt.0][gt.1] = node;
+                gt = (m, 0);
+                node = self.child[m][0];
+                best_gt = len;
+                len = len.min(best_lt);
+            }
+        }
+    }
+}
+
+const HC_BITS: u32 = 15;
+
+/// Hash-chain match finder over 3-byte hashes, for the lazy parser.
+struct HcFinder {
+    gen: Generation,
+    prev_len: usize,
+    head: Vec<u32>,
+    prev: Vec<u32>,
+}
+
+impl HcFinder {
+    fn new(window: usize) -> Self {
+        Self {
+            gen: Generation { base: 1 },
+            prev_len: 0,
+            head: vec![0; 1 << HC_BITS],
+            prev: vec![0; window],
+        }
+    }
+
+    fn start(&mut self, len: usize) {
+        if self.gen.start(self.prev_len, len) {
+            self.head.fill(0);
+        }
+        self.prev_len = len;
+    }
+
+    /// Inserts `pos` (needs 3 readable bytes, 4 if `pos + 4 <= d.len()`).
+    #[inline(always)]
+    fn insert(&mut self, d: &[u8], pos: usize) {
+        if pos + 4 > d.len() {
+            return;
+        }
+        let h = hash(load_u32(d, pos) & 0xff_ffff, HC_BITS);
+        self.prev[pos] = std::mem::replace(&mut self.head[h], self.gen.base + pos as u32);
+    }
+
+    /// Inserts `pos` and returns its longest match (length, offset), length 0 if none.
+    fn find(
+        &mut self,
+        d: &[u8],
+        pos: usize,
+        max_len: usize,
+        nice_len: usize,
+        depth: u32,
+        max_offset: usize,
+    ) -> (usize, usize) {
+        if max_len < 4 {
+            self.insert(d, pos);
+            return (0, 0);
+        }
+        let base = self.gen.base;
+        let h = hash(load_u32(d, pos) & 0xff_ffff, HC_BITS);
+        let mut c = std::mem::replace(&mut self.head[h], base + pos as u32);
+        self.prev[pos] = c;
+        let (mut best, mut best_off) = (2, 0);
+        for _ in 0..depth {
+            if c < base {
+                break;
+            }
+            let m = (c - base) as usize;
+            if pos - m > max_offset {
+                break;
+            }
+            // Only a candidate that beats the best so far at its last byte can be longer.
+            if d[m + best] == d[pos + best] && d[m] == d[pos] {
+                let len = extend(d, m, pos, 0, max_len);
+                if len > best {
+                    best = len;
+                    best_off = pos - m;
+                    if len >= nice_len {
+                        break;
+                    }
+                }
+            }
+            c = self.prev[m];
+        }
+        if best_off == 0 {
+            (0, 0)
+        } else {
+            (best, best_off)
+        }
+    }
+}
+
+/// One coded item: a literal (`len == 1`, byte in `code`) or a match (`code` 0-2 for the
+/// repeat offsets, otherwise the formatted offset).
+#[derive(Clone, Copy, Default)]
+struct Seq {
+    len: u32,
+    code: u32,
+}
+
+/// Symbol statistics, codes and the previous block's lengths (the delta base) of one chunk.
+struct Coder {
+    num_main_syms: usize,
+    window_order: u32,
+    main_freq: [u32; MAX_MAIN_SYMS],
+    len_freq: [u32; NUM_LEN_SYMS],
+    aligned_freq: [u32; NUM_ALIGNED_SYMS],
+    main_lens: [u8; MAX_MAIN_SYMS],
+    main_codes: [u32; MAX_MAIN_SYMS],
+    len_lens: [u8; NUM_LEN_SYMS],
+    len_codes: [u32; NUM_LEN_SYMS],
+    aligned_lens: [u8; NUM_ALIGNED_SYMS],
+    aligned_codes: [u32; NUM_ALIGNED_SYMS],
+    prev_main: [u8; MAX_MAIN_SYMS],
+    prev_len: [u8; NUM_LEN_SYMS],
+    huff: HuffBuilder,
+    /// Precode items: symbol in bits 0-4, run extra bits from bit 5, and for symbol 19 the
+    /// delta symbol from bit 6.
+    pre_items: Vec<u32>,
+}
+
+impl Coder {
+    fn new(window_order: u32) -> Self {
+        Self {
+            num_main_syms: num_main_syms(window_order),
+            window_order,
+            main_freq: [0; MAX_MAIN_SYMS],
+            len_freq: [0; NUM_LEN_SYMS],
+            aligned_freq: [0; NUM_ALIGNED_SYMS],
+            main_lens: [0; MAX_MAIN_SYMS],
+            main_codes: [0; MAX_MAIN_SYMS],
+            len_lens: [0; NUM_LEN_SYMS],
+            len_codes: [0; NUM_LEN_SYMS],
+            aligned_lens: [0; NUM_ALIGNED_SYMS],
+            aligned_codes: [0; NUM_ALIGNED_SYMS],
+            prev_main: [0; MAX_MAIN_SYMS],
+            prev_len: [0; NUM_LEN_SYMS],
+            huff: HuffBuilder::new(),
+            pre_items: Vec::with_capacity(MAX_MAIN_SYMS),
+        }
+    }
+
+    fn reset_freqs(&mut self) {
+        self.main_freq.fill(0);
+        self.len_freq.fill(0);
+        self.aligned_freq.fill(0);
+    }
+
+    #[inline(always)]
+    fn tally_match(&mut self, len: usize, code: u32) {
+        let slot = if code < NUM_RECENT as u32 {
+            code as usize
+        } else {
+            slot_of(code)
+        };
+        let header = (len - MIN_MATCH).min(NUM_PRIMARY_LENS);
+        self.main_freq[NUM_CHARS + slot * 8 + header] += 1;
+        if header == NUM_PRIMARY_LENS {
+            self.len_freq[len - MIN_MATCH - NUM_PRIMARY_LENS] += 1;
+        }
+        if slot >= MIN_ALIGNED_SLOT {
+            self.aligned_freq[(code & 7) as usize] += 1;
+        }
+    }
+
+    fn tally(&mut self, seqs: &[Seq]) {
+        for s in seqs {
+            if s.len == 1 {
+                self.main_freq[s.code as usize] += 1;
+            } else {
+                self.tally_match(s.len as usize, s.code);
+            }
+        }
+    }
+
+    fn build_codes(&mut self) {
+        let n = self.num_main_syms;
+        self.huff.build(
+            &self.main_freq[..n],
+            MAX_MAIN_LEN,
+            &mut self.main_lens,
+            &mut self.main_codes,
+        );
+        self.huff.build(
+            &self.len_freq,
+            MAX_LEN_LEN,
+            &mut self.len_lens,
+            &mut self.len_codes,
+        );
+        self.huff.build(
+            &self.aligned_freq,
+            MAX_ALIGNED_LEN,
+            &mut self.aligned_lens,
+            &mut self.aligned_codes,
+        );
+    }
+
+    /// Writes one block holding `seqs` (covering `size` bytes), tallying and building the
+    /// codes first. The offsets' low bits go through the aligned code when that is smaller.
+    fn write_block(&mut self, w: &mut BitWriter, seqs: &[Seq], size: usize) {
+        self.reset_freqs();
+        self.tally(seqs);
+        self.build_codes();
+        // An aligned block replaces 3 verbatim bits per aligned offset with the aligned
+        // codeword, at the price of sending its eight 3-bit lengths.
+        let (mut verbatim_cost, mut aligned_cost) = (0u64, 24u64);
+        for (&f, &l) in self.aligned_freq.iter().zip(&self.aligned_lens) {
+            verbatim_cost += 3 * u64::from(f);
+            aligned_cost += u64::from(l) * u64::from(f);
+        }
+        let aligned = aligned_cost < verbatim_cost;
+
+        w.put(if aligned { 2 } else { 1 }, 3);
+        if size == DEFAULT_BLOCK_SIZE {
+            w.put(1, 1);
+        } else {
+            w.put(0, 1);
+            if self.window_order >= 16 {
+                w.put((size >> 16) as u32, 8);
+            }
+            w.put((size & 0xffff) as u32, 16);
+        }
+        if aligned {
+            for &l in &self.aligned_lens {
+                w.put(u32::from(l), 3);
+            }
+        }
+        let n = self.num_main_syms;
+        self.write_lens(w, LensPart::Main(0, NUM_CHARS));
+        self.write_lens(w, LensPart::Main(NUM_CHARS, n));
+        self.write_lens(w, LensPart::Len);
+        self.prev_main[..n].copy_from_slice(&self.main_lens[..n]);
+        self.prev_len = self.len_lens;
+
+        let min_aligned_slot = if aligned { MIN_ALIGNED_SLOT } else { MAX_SLOTS };
+        for s in seqs {
+            if s.len == 1 {
+                let c = s.code as usize;
+                w.put(self.main_codes[c], u32::from(self.main_lens[c]));
+                continue;
+            }
+            let len = s.len as usize;
+            let slot = if s.code < NUM_RECENT as u32 {
+                s.code as usize
+            } else {
+                slot_of(s.code)
+            };
+            let header = (len - MIN_MATCH).min(NUM_PRIMARY_LENS);
+            let sym = NUM_CHARS + slot * 8 + header;
+            w.put(self.main_codes[sym], u32::from(self.main_lens[sym]));
+            if header == NUM_PRIMARY_LENS {
+                let l = len - MIN_MATCH - NUM_PRIMARY_LENS;
+                w.put(self.len_codes[l], u32::from(self.len_lens[l]));
+            }
+            if slot >= NUM_RECENT {
+                let extra = s.code - SLOT_BASE[slot];
+                let bits = EXTRA_BITS[slot];
+                if slot >= min_aligned_slot {
+                    w.put(extra >> 3, bits - 3);
+                    let a = (extra & 7) as usize;
+                    w.put(self.aligned_codes[a], u32::from(self.aligned_lens[a]));
+                } else {
+                    w.put(extra, bits);
+                }
+            }
+        }
+    }
+
+    /// Sends one part of the code lengths, delta-coded against the previous block's, through
+    /// a precode built for it. Runs of zeros use symbols 17/18; runs of 4-5 equal nonzero
+    /// lengths use symbol 19.
+    fn write_lens(&mut self, w: &mut BitWriter, part: LensPart) {
+        let (lens, prev): (&[u8], &[u8]) = match part {
+            LensPart::Main(a, b) => (&self.main_lens[a..b], &self.prev_main[a..b]),
+            LensPart::Len => (&self.len_lens, &self.prev_len),
+        };
+        let delta = |i: usize| u32::from((prev[i] + 17 - lens[i]) % 17);
+        let mut freq = [0u32; NUM_PRE_SYMS];
+        self.pre_items.clear();
+        let mut i = 0;
+        while i < lens.len() {
+            let l = lens[i];
+            let run = lens[i..].iter().take_while(|&&x| x == l).count();
+            let end = i + run;
+            if l == 0 {
+                while end - i >= 20 {
+                    let k = (end - i).min(51);
+                    self.pre_items.push(18 | ((k as u32 - 20) << 5));
+                    i += k;
+                }
+                if end - i >= 4 {
+                    let k = (end - i).min(19);
+                    self.pre_items.push(17 | ((k as u32 - 4) << 5));
+                    i += k;
+                }
+            } else {
+                while end - i >= 4 {
+                    let k = (end - i).min(5);
+                    let d = delta(i);
+                    self.pre_items.push(19 | ((k as u32 - 4) << 5) | (d << 6));
+                    freq[d as usize] += 1;
+                    i += k;
+                }
+            }
+            while i < end {
+                self.pre_items.push(delta(i));
+                i += 1;
+            }
+        }
+        for &it in &self.pre_items {
+            freq[(it & 31) as usize] += 1;
+        }
+        let mut pre_lens = [0u8; NUM_PRE_SYMS];
+        let mut pre_codes = [0u32; NUM_PRE_SYMS];
+        self.huff
+            .build(&freq, MAX_PRE_LEN, &mut pre_lens, &mut pre_codes);
+        for &l in &pre_lens {
+            w.put(u32::from(l), 4);
+        }
+        for &it in &self.pre_items {
+            let sym = (it & 31) as usize;
+            w.put(pre_codes[sym], u32::from(pre_lens[sym]));
+            match sym {
+                17 => w.put(it >> 5, 4),
+                18 => w.put(it >> 5, 5),
+                19 => {
+                    w.put((it >> 5) & 1, 1);
+                    let d = (it >> 6) as usize;
+                    w.put(pre_codes[d], u32::from(pre_lens[d]));
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum LensPart {
+    Main(usize, usize),
+    Len,
+}
+
+/// The parser's price list, in 1/`BIT` bits.
+struct Costs {
+    main: [u32; MAX_MAIN_SYMS],
+    len: [u32; NUM_LEN_SYMS],
+    aligned: [u32; NUM_ALIGNED_SYMS],
+    /// Cost of a match by `slot * 256 + len - 2`: header, length symbol and the verbatim
+    /// offset bits (aligned bits are priced separately, by offset).
+    matches: Vec<u32>,
+}
+
+impl Costs {
+    fn new() -> Self {
+        Self {
+            main: [0; MAX_MAIN_SYMS],
+            len: [0; NUM_LEN_SYMS],
+            aligned: [0; NUM_ALIGNED_SYMS],
+            matches: vec![0; MAX_SLOTS * 256],
+        }
+    }
+
+    /// Prices symbols by the code lengths `coder` just built. Unused symbols get a price a
+    /// bit above the longest used codeword, so the next pass may still pick them up.
+    fn set_from_codes(&mut self, c: &Coder) {
+        let n = c.num_main_syms;
+        for (cost, &l) in self.main[..n].iter_mut().zip(&c.main_lens[..n]) {
+            *cost = if l == 0 { 15 * BIT } else { u32::from(l) * BIT };
+        }
+        for (cost, &l) in self.len.iter_mut().zip(&c.len_lens) {
+            *cost = if l == 0 { 12 * BIT } else { u32::from(l) * BIT };
+        }
+        for (cost, &l) in self.aligned.iter_mut().zip(&c.aligned_lens) {
+            *cost = if l == 0 { 6 * BIT } else { u32::from(l) * BIT };
+        }
+        let slots = (n - NUM_CHARS) / 8;
+        for (slot, &bits) in EXTRA_BITS.iter().enumerate().take(slots) {
+            let mut extra = bits * BIT;
+            if slot >= MIN_ALIGNED_SLOT {
+                extra -= 3 * BIT;
+            }
+            let row = &mut self.matches[slot * 256..slot * 256 + 256];
+            let hdr = NUM_CHARS + slot * 8;
+            for (i, m) in row.iter_mut().enumerate() {
+                *m = if i < NUM_PRIMARY_LENS {
+                    self.main[hdr + i] + extra
+                } else {
+                    self.main[hdr + NUM_PRIMARY_LENS] + self.len[i - NUM_PRIMARY_LENS] + extra
+                };
+            }
+        }
+    }
+}
+
+/// Statistics of the symbols seen so far in a block, to notice when the data changes enough
+/// that new codes would pay for a new block header. Literals are classed by a few of their
+/// bits, matches by length.
+#[derive(Default)]
+struct SplitStats {
+    seen: [u32; 10],
+    total: u32,
+    recent: [u32; 10],
+    recent_total: u32,
+}
+
+impl SplitStats {
+    const CHECK_EVERY: u32 = 400;
+
+    fn literal(&mut self, b: u8) {
+        self.recent[(((b >> 5) & 6) | (b & 1)) as usize] += 1;
+        self.recent_total += 1;
+    }
+
+    fn matched(&mut self, len: usize) {
+        self.recent[8 + usize::from(len >= 5)] += 1;
+        self.recent_total += 1;
+    }
+
+    /// Decides whether the recent observations differ enough from the earlier ones to end
+    /// the block here; otherwise folds them into the earlier ones.
+    fn should_split(&mut self) -> bool {
+        if self.total > 0 {
+            // Compare the distributions without dividing: scale each by the other's total.
+            let mut diff = 0u64;
+            for i in 0..10 {
+                let expected = u64::from(self.seen[i]) * u64::from(self.recent_total);
+                let actual = u64::from(self.recent[i]) * u64::from(self.total);
+                diff += expected.abs_diff(actual);
+            }
+            if diff >= u64::from(self.recent_total) * 7 / 8 * u64::from(self.total) {
+                return true;
+            }
+        }
+        for i in 0..10 {
+            self.seen[i] += self.recent[i];
+            self.recent[i] = 0;
+        }
+        self.total += self.recent_total;
+        self.recent_total = 0;
+        false
+    }
+}
+
+/// Working memory of the near-optimal parser, sized once for the largest block.
+struct Optimal {
+    mf: BtFinder,
+    cache: Vec<Match>,
+    cost: Vec<u32>,
+    /// How each node is reached: length in bits 0-8, offset code above (see `Seq`); or,
+    /// with `GAP` set, a rep0 match of that length after a literal and the match in `gap`.
+    item: Vec<u32>,
+    gap: Vec<u32>,
+    /// Recent-offset queues of the latest nodes; older ones are never needed again, and a
+    /// small ring stays in L1 cache.
+    queue: Box<[[u32; NUM_RECENT]; QUEUE_RING]>,
+    costs: Costs,
+    passes: u32,
+}
+
+/// Working memory of the lazy parser.
+struct Lazy {
+    mf: HcFinder,
+}
+
+enum Parser {
+    Lazy(Lazy),
+    Optimal(Box<Optimal>),
+}
+
+/// Reusable LZX chunk compressor for one chunk size and compression level.
+pub struct LzxEncoder {
+    chunk_size: usize,
+    max_offset: usize,
+    nice_len: usize,
+    depth: u32,
+    buf: Vec<u8>,
+    seqs: Vec<Seq>,
+    coder: Box<Coder>,
+    parser: Parser,
+}
+
+impl LzxEncoder {
+    /// Makes a compressor for chunks of up to `chunk_size` bytes (the window is the chunk
+    /// size rounded up to a power of two, at least 32 KiB) at `level` 1..=100, where 50 is
+    /// the usual default and higher levels trade time for ratio.
+    pub fn new(chunk_size: u32, level: u32) -> Result<Self, CodecError> {
+        if chunk_size == 0 || chunk_size > 1 << MAX_WINDOW_ORDER {
+            return Err(CodecError::Unsupported {
+                codec: "lzx",
+                what: "chunk size",
+            });
+        }
+        if !(1..=100).contains(&level) {
+            return Err(CodecError::Unsupported {
+                codec: "lzx",
+                what: "compression level",
+            });
+        }
+        let window_order = chunk_size
+            .next_power_of_two()
+            .trailing_zeros()
+            .max(MIN_WINDOW_ORDER);
+        let window = 1usize << window_order;
+        let chunk = chunk_size as usize;
+        let (parser, depth, nice_len) = if level < MIN_OPTIMAL_LEVEL {
+            let p = Parser::Lazy(Lazy {
+                mf: HcFinder::new(chunk),
+            });
+            (
+                p,
+                (3 * level).max(2),
+                (4 * level as usize).clamp(8, MAX_MATCH),
+            )
+        } else {
+            let block = chunk.min(MAX_BLOCK);
+            let passes = 1 + u32::from(level >= 45) + u32::from(level >= 70);
+            let p = Parser::Optimal(Box::new(Optimal {
+                mf: BtFinder::new(chunk),
+                cache: Vec::with_capacity(block * 5 + MAX_MATCHES_PER_POS),
+                cost: vec![0; block + 1],
+                item: vec![0; block + 1],
+                gap: vec![0; block + 1],
+                queue: Box::new([[1; NUM_RECENT]; QUEUE_RING]),
+                costs: Costs::new(),
+                passes,
+            }));
+            (
+                p,
+                (24 * level / 50).max(1),
+                (48 * level as usize / 50).clamp(8, MAX_MATCH),
+            )
+        };
+        Ok(Self {
+            chunk_size: chunk,
+            max_offset: window - 3,
+            nice_len,
+            depth,
+            buf: Vec::with_capacity(chunk),
+            seqs: Vec::with_capacity(chunk.min(MAX_BLOCK.max(LAZY_BLOCK)) + MAX_MATCH),
+            coder: Box::new(Coder::new(window_order)),
+            parser,
+        })
+    }
+}
+
+impl Compressor for LzxEncoder {
+    fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> bool {
+        out.clear();
+        assert!(
+            input.len() <= self.chunk_size,
+            "chunk larger than the compressor's chunk size"
+        );
+        if input.is_empty() {
+            return false;
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(input);
+        e8_forward(&mut self.buf);
+        self.coder.prev_main.fill(0);
+        self.coder.prev_len.fill(0);
+        // Room for the whole chunk so that writing never reallocates a reused buffer; the
+        // writers give up once the output is no longer smaller than the input.
+        out.reserve(input.len() + 64);
+        let mut w = BitWriter::new(out);
+        let ok = match &mut self.parser {
+            Parser::Lazy(p) => compress_lazy(
+                p,
+                &self.buf,
+                &mut self.seqs,
+                &mut self.coder,
+                &mut w,
+                self.depth,
+                self.nice_len,
+                self.max_offset,
+            ),
+            Parser::Optimal(p) => compress_optimal(
+                p,
+                &self.buf,
+                &mut self.seqs,
+                &mut self.coder,
+                &mut w,
+                self.depth,
+                self.nice_len,
+                self.max_offset,
+            ),
+        };
+        if !ok {
+            return false;
+        }
+        w.finish();
+        out.len() < input.len()
+    }
+}
+
+/// Length of the match at `pos` against an earlier copy `offset` back (0 if that is not a
+/// valid offset here).
+#[inline(always)]
+fn rep_len(d: &[u8], pos: usize, offset: usize, max: usize) -> usize {
+    if offset > pos || max < 2 {
+        return 0;
+    }
+    let m = pos - offset;
+    if d[m] != d[pos] || d[m + 1] != d[pos + 1] {
+        return 0;
+    }
+    extend(d, m, pos, 2, max)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compress_lazy(
+    p: &mut Lazy,
+    d: &[u8],
+    seqs: &mut Vec<Seq>,
+    coder: &mut Coder,
+    w: &mut BitWriter,
+    depth: u32,
+    nice: usize,
+    max_offset: usize,
+) -> bool {
+    let n = d.len();
+    p.mf.start(n);
+    let mut recent = [1u32; NUM_RECENT];
+    // Rough value of a match: 8 bits per byte covered, less the offset's extra bits; a
+    // repeat offset costs next to nothing.
+    let score = |len: usize, code: u32| -> i64 {
+        let off_bits = if code < NUM_RECENT as u32 {
+            0
+        } else {
+            i64::from(EXTRA_BITS[slot_of(code)]) + 2
+        };
+        8 * len as i64 - off_bits
+    };
+    let best_at = |mf: &mut HcFinder, pos: usize, recent: &[u32; NUM_RECENT]| {
+        let max = (n - pos).min(MAX_MATCH);
+        let (len, off) = mf.find(d, pos, max, nice.min(max), depth, max_offset);
+        let (mut blen, mut bcode) = (0usize, 0u32);
+        // Length-2 explicit matches are only worth it close by.
+        if len >= 3 || (len == 2 && off < 64) {
+            blen = len;
+            bcode = off as u32 + 2;
+        }
+        for (k, &r) in recent.iter().enumerate() {
+            let l = rep_len(d, pos, r as usize, max);
+            if l >= 2 && (blen == 0 || score(l, k as u32) > score(blen, bcode)) {
+                blen = l;
+                bcode = k as u32;
+            }
+        }
+        (blen, bcode)
+    };
+
+    let mut block_start = 0;
+    let mut pos = 0;
+    seqs.clear();
+    let mut cur = if n > 0 {
+        best_at(&mut p.mf, 0, &recent)
+    } else {
+        (0, 0)
+    };
+    while pos < n {
+        let (len, code) = cur;
+        if len < 2 {
+            seqs.push(Seq {
+                len: 1,
+                code: u32::from(d[pos]),
+            });
+            pos += 1;
+        } else {
+            // One step of lookahead: a clearly better match at the next byte wins.
+            let next = if pos + 1 < n {
+                best_at(&mut p.mf, pos + 1, &recent)
+            } else {
+                (0, 0)
+            };
+            if next.0 >= 2 && score(next.0, next.1) > score(len, code) + 8 {
+                seqs.push(Seq {
+                    len: 1,
+                    code: u32::from(d[pos]),
+                });
+                pos += 1;
+                cur = next;
+                continue;
+            }
+            seqs.push(Seq {
+                len: len as u32,
+                code,
+            });
+            if code < NUM_RECENT as u32 {
+                recent.swap(0, code as usize);
+            } else {
+                recent[2] = recent[1];
+                recent[1] = recent[0];
+                recent[0] = code - 2;
+            }
+            // `pos + 1` is already in the chains (the lookahead searched it).
+            for q in pos + 2..pos + len {
+                p.mf.insert(d, q);
+            }
+            pos += len;
+        }
+        if pos - block_start >= LAZY_BLOCK || pos == n {
+            coder.write_block(w, seqs, pos - block_start);
+            seqs.clear();
+            block_start = pos;
+            if w.len() >= n {
+                return false;
+            }
+        }
+        cur = if pos < n {
+            best_at(&mut p.mf, pos, &recent)
+        } else {
+            (0, 0)
+        };
+    }
+    true
+}
+
+#[allow(clippy::too_many_arguments)]
+fn compress_optimal(
+    p: &mut Optimal,
+    d: &[u8],
+    seqs: &mut Vec<Seq>,
+    coder: &mut Coder,
+    w: &mut BitWriter,
+    depth: u32,
+    nice: usize,
+    max_offset: usize,
+) -> bool {
+    let n = d.len();
+    p.mf.start(n);
+    let mut queue = [1u32; NUM_RECENT];
+    let mut pos = 0;
+    while pos < n {
+        let block_start = pos;
+        let max_end = n.min(pos + MAX_BLOCK);
+        p.cache.clear();
+        let mut split = SplitStats::default();
+        let mut next_search = pos;
+        let mut next_observe = pos;
+        while pos < max_end {
+            if p.cache.len() + MAX_MATCHES_PER_POS > p.cache.capacity() {
+                break;
+            }
+            let max_len = (n - pos).min(MAX_MATCH);
+            let head = p.cache.len();
+            p.cache.push(Match::default());
+            if max_len < 8 {
+                // Too close to the end to bother; the parser codes these as literals.
+            } else if pos >= next_search {
+                let nice_len = nice.min(max_len);
+                let best = p.mf.advance(
+                    d,
+                    pos,
+                    max_len,
+                    nice_len,
+                    depth,
+                    max_offset,
+                    Some(&mut p.cache),
+                );
+                p.cache[head].len = (p.cache.len() - head - 1) as u32;
+                if pos >= next_observe {
+                    if best >= 3 {
+                        split.matched(best);
+                        next_observe = pos + best;
+                    } else {
+                        split.literal(d[pos]);
+                        next_observe = pos + 1;
+                    }
+                }
+                // After a long match, the positions it covers are not searched (only
+                // inserted): highly redundant data would otherwise yield huge numbers of
+                // matches for little gain.
+                if best >= nice_len {
+                    next_search = pos + best;
+                }
+            } else {
+                p.mf.advance(d, pos, max_len, nice.min(max_len), depth, max_offset, None);
+            }
+            pos += 1;
+            if split.recent_total >= SplitStats::CHECK_EVERY
+                && pos - block_start >= MIN_BLOCK
+                && max_end - pos >= MIN_BLOCK
+                && split.should_split()
+            {
+                break;
+            }
+        }
+        queue = optimize_block(p, d, block_start, pos, queue, seqs, coder);
+        coder.write_block(w, seqs, pos - block_start);
+        if w.len() >= n {
+            return false;
+        }
+    }
+    true
+}
+
+/// Chooses the items of block `start..end` by repeated min-cost path searches and leaves
+/// them in `seqs`. Returns the recent-offsets queue after the block.
+fn optimize_block(
+    p: &mut Optimal,
+    d: &[u8],
+    start: usize,
+    end: usize,
+    queue_in: [u32; NUM_RECENT],
+    seqs: &mut Vec<Seq>,
+    coder: &mut Coder,
+) -> [u32; NUM_RECENT] {
+    // Initial prices: a greedy parse of the cached matches (longest match of 3+ bytes, or a
+    // literal), turned into Huffman code lengths.
+    coder.reset_freqs();
+    {
+        let mut ci = 0;
+        let mut pos = start;
+        let mut skip_to = start;
+        let mut q = queue_in;
+        while pos < end {
+            let cnt = p.cache[ci].len as usize;
+            let m = if cnt > 0 {
+                p.cache[ci + cnt]
+            } else {
+                Match::default()
+            };
+            ci += cnt + 1;
+            if pos >= skip_to {
+                let len = (m.len as usize).min(end - pos);
+                if len >= 3 {
+                    // Track the recent offsets too, or repeat matches would look unused
+                    // (and hence dear) to the first pass.
+                    let code = match q.iter().position(|&r| r == m.offset) {
+                        Some(k) => {
+                            q.swap(0, k);
+                            k as u32
+                        }
+                        None => {
+                            q = [m.offset, q[0], q[1]];
+                            m.offset + 2
+                        }
+                    };
+                    coder.tally_match(len, code);
+                    skip_to = pos + len;
+                } else {
+                    coder.main_freq[d[pos] as usize] += 1;
+                }
+            }
+            pos += 1;
+        }
+    }
+    coder.build_codes();
+    p.costs.set_from_codes(coder);
+
+    let mut queue_out = queue_in;
+    for pass in 0..p.passes {
+        queue_out = min_cost_path(p, d, start, end, queue_in);
+        trace_path(p, d, start, end, seqs);
+        if pass + 1 < p.passes {
+            coder.reset_freqs();
+            coder.tally(seqs);
+            coder.build_codes();
+            p.costs.set_from_codes(coder);
+        }
+    }
+    queue_out
+}
+
+/// Forward dynamic programming over the block: node `i` (byte `start + i`) gets the cheapest
+/// way found to reach it and the recent-offsets queue of that path. Each node relaxes a
+/// literal, the repeat offsets of its own queue, and the cached matches; for every length
+/// only the cheapest kind of offset is tried (repeat offsets first, then cached matches in
+/// order of increasing offset), which is where most of the speed comes from.
+fn min_cost_path(
+    p: &mut Optimal,
+    d: &[u8],
+    start: usize,
+    end: usize,
+    queue_in: [u32; NUM_RECENT],
+) -> [u32; NUM_RECENT] {
+    let size = end - start;
+    let cost = &mut p.cost[..=size];
+    let item = &mut p.item[..=size];
+    let gap = &mut p.gap[..=size];
+    let queue = &mut p.queue;
+    let costs = &p.costs;
+    cost.fill(u32::MAX);
+    cost[0] = 0;
+    queue[0] = queue_in;
+    let mut ci = 0;
+    for i in 0..size {
+        let pos = start + i;
+        let base_cost = cost[i];
+        let q = queue[i % QUEUE_RING];
+        let cnt = p.cache[ci].len as usize;
+        let matches = &p.cache[ci + 1..ci + 1 + cnt];
+        ci += cnt + 1;
+        if cnt > 0 {
+            let max_len = (end - pos).min(MAX_MATCH);
+            let mut next_len = MIN_MATCH;
+            for (k, &r) in q.iter().enumerate() {
+                let l = rep_len(d, pos, r as usize, max_len);
+                if l < next_len {
+                    continue;
+                }
+                let row = &costs.matches[k * 256..k * 256 + 256];
+                relax::<true>(cost, item, i, next_len, l, base_cost, row, k as u32);
+                next_len = l + 1;
+            }
+            let mut longest = None;
+            for m in matches {
+                let l = (m.len as usize).min(max_len);
+                if l < next_len {
+                    continue;
+                }
+                let code = m.offset + 2;
+                let slot = slot_of(code);
+                let mut bc = base_cost;
+                if slot >= MIN_ALIGNED_SLOT {
+                    bc += costs.aligned[(code & 7) as usize];
+                }
+                let row = &costs.matches[slot * 256..slot * 256 + 256];
+                relax::<false>(cost, item, i, next_len, l, bc, row, code);
+                next_len = l + 1;
+                longest = Some((l, code, bc + row[l - MIN_MATCH]));
+            }
+            // The longest match may resume after one differing byte at the same offset
+            // (now rep0): try "match, literal, rep0 match" as a single step.
+            if let Some((l, code, c)) = longest {
+                let after = pos + l + 1;
+                let room = end.saturating_sub(after).min(QUEUE_RING - 2 - l);
+                let src = after - (code as usize - 2);
+                if room >= 2 && d[after] == d[src] && d[after + 1] == d[src + 1] {
+                    let r = extend(d, src, after, 2, room.min(MAX_MATCH));
+                    let c = c + costs.main[d[pos + l] as usize] + costs.matches[r - MIN_MATCH];
+                    let t = i + l + 1 + r;
+                    if c < cost[t] {
+                        cost[t] = c;
+                        item[t] = GAP | r as u32;
+                        gap[t] = (code << 9) | l as u32;
+                    }
+                }
+            }
+        }
+        let c = base_cost + costs.main[d[pos] as usize];
+        // Node i + 1 has now seen all its incoming edges: fix its path and queue.
+        if c <= cost[i + 1] {
+            cost[i + 1] = c;
+            item[i + 1] = 1;
+            queue[(i + 1) % QUEUE_RING] = q;
+        } else {
+            let it = item[i + 1];
+            let len = (it & 511) as usize;
+            let code = it >> 9;
+            let mut nq = queue[(i + 1 - len) % QUEUE_RING];
+            if it & GAP != 0 {
+                // Only the explicit match changes the queue; rep0 then reuses its offset.
+                let g = gap[i + 1];
+                let from = i + 1 - len - 1 - (g & 511) as usize;
+                let q0 = queue[from % QUEUE_RING];
+                nq = [(g >> 9) - 2, q0[0], q0[1]];
+            } else if code < NUM_RECENT as u32 {
+                nq.swap(0, code as usize);
+            } else {
+                nq = [code - 2, nq[0], nq[1]];
+            }
+            queue[(i + 1) % QUEUE_RING] = nq;
+        }
+    }
+    queue[size % QUEUE_RING]
+}
+
+/// Offers nodes `i + from ..= i + to` the match of each of those lengths with offset code
+/// `code`, at `base` plus the length's price in `row`. Repeat offsets win ties (`TIE`):
+/// they leave the queue in a more useful state.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn relax<const TIE: bool>(
+    cost: &mut [u32],
+    item: &mut [u32],
+    i: usize,
+    from: usize,
+    to: usize,
+    base: u32,
+    row: &[u32],
+    code: u32,
+) {
+    // Equal-length slices up front let the loop run without bounds checks.
+    let cs = &mut cost[i + from..=i + to];
+    let its = &mut item[i + from..=i + to];
+    let rs = &row[from - MIN_MATCH..=to - MIN_MATCH];
+    let first = (code << 9) | from as u32;
+    for (tag, ((c, it), &r)) in (first..).zip(cs.iter_mut().zip(its.iter_mut()).zip(rs)) {
+        let nc = base + r;
+        if nc < *c || (TIE && nc == *c) {
+            *c = nc;
+            *it = tag;
+        }
+    }
+}
+
+/// Reads the chosen path back from the block's end into `seqs`, in stream order.
+fn trace_path(p: &Optimal, d: &[u8], start: usize, end: usize, seqs: &mut Vec<Seq>) {
+    seqs.clear();
+    let mut i = end - start;
+    while i > 0 {
+        let it = p.item[i];
+        let len = (it & 511) as usize;
+        if it & GAP != 0 {
+            let g = p.gap[i];
+            let l = (g & 511) as usize;
+            seqs.push(Seq {
+                len: len as u32,
+                code: 0,
+            });
+            seqs.push(Seq {
+                len: 1,
+                code: u32::from(d[start + i - len - 1]),
+            });
+            seqs.push(Seq {
+                len: l as u32,
+                code: g >> 9,
+            });
+            i -= len + 1 + l;
+            continue;
+        }
+        if len == 1 {
+            seqs.push(Seq {
+                len: 1,
+                code: u32::from(d[start + i - 1]),
+            });
+        } else {
+            seqs.push(Seq {
+                len: len as u32,
+                code: it >> 9,
+            });
+        }
+        i -= len;
+    }
+    seqs.reverse();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::lzx::LzxDecoder;
+    use super::super::Decompressor;
+    use super::*;
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    fn round_trip(enc: &mut LzxEncoder, dec: &mut LzxDecoder, data: &[u8]) -> Option<usize> {
+        let mut out = Vec::new();
+        if !enc.compress(data, &mut out) {
+            return None;
+        }
+        assert!(out.len() < data.len());
+        let mut back = vec![0u8; data.len()];
+        dec.decompress(&out, &mut back)
+            .expect("decoder rejected output");
+        assert!(back == data, "round trip mismatch, {} bytes", data.len());
+        Some(out.len())
+    }
+
+    /// Text-like data: words from a small vocabulary with some noise.
+    fn text(rng: &mut Rng, n: usize) -> Vec<u8> {
+        let words: Vec<Vec<u8>> = (0..300)
+            .map(|_| {
+                let l = 2 + rng.below(9);
+                (0..l).map(|_| b'a' + rng.below(26) as u8).collect()
+            })
+            .collect();
+        let mut v = Vec::with_capacity(n + 16);
+        while v.len() < n {
+            v.extend_from_slice(&words[rng.below(words.len()).min(rng.below(300))]);
+            v.push(if rng.below(12) == 0 { b'\n' } else { b' ' });
+        }
+        v.truncate(n);
+        v
+    }
+
+    /// Machine-code-like data: records with CALL (E8) instructions to a few targets, small
+    /// integers and repeated structures at varied distances.
+    fn code_like(rng: &mut Rng, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 16);
+        let targets: Vec<i32> = (0..20).map(|_| rng.below(1 << 20) as i32).collect();
+        while v.len() < n {
+            match rng.below(6) {
+                0 => {
+                    let t = targets[rng.below(targets.len())];
+                    v.push(0xE8);
+                    let rel = t - v.len() as i32;
+                    v.extend_from_slice(&rel.to_le_bytes());
+                }
+                1 => v.extend_from_slice(&[0x48, 0x89, 0xe5, 0x41, 0x57]),
+                2 => v.extend_from_slice(&(rng.below(4096) as u32).to_le_bytes()),
+                3 if v.len() > 300 => {
+                    let s = v.len() - 1 - rng.below(300);
+                    let l = 3 + rng.below(30);
+                    for k in 0..l {
+                        v.push(v[s + k]);
+                    }
+                }
+                _ => v.push(rng.below(256) as u8),
+            }
+        }
+        v.truncate(n);
+        v
+    }
+
+    fn encoders(chunk: u32) -> Vec<LzxEncoder> {
+        [1, 20, 35, 50, 80]
+            .iter()
+            .map(|&l| LzxEncoder::new(chunk, l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn slot_function_matches_table() {
+        for slot in 3..MAX_SLOTS {
+            let lo = SLOT_BASE[slot];
+            let hi = SLOT_BASE[slot + 1] - 1;
+            assert_eq!(slot_of(lo), slot, "slot {slot} low");
+            assert_eq!(slot_of(hi), slot, "slot {slot} high");
+        }
+        assert_eq!(num_main_syms(15), 256 + 30 * 8);
+        assert_eq!(num_main_syms(17), 256 + 34 * 8);
+        assert_eq!(num_main_syms(21), 256 + 50 * 8);
+    }
+
+    #[test]
+    fn huffman_codes_are_complete_and_limited() {
+        let mut rng = Rng(7);
+        let mut h = HuffBuilder::new();
+        let mut lens = [0u8; MAX_MAIN_SYMS];
+        let mut codes = [0u32; MAX_MAIN_SYMS];
+        for round in 0..500 {
+            let max = [7, 12, 16][round % 3];
+            // A 7-bit limit is only ever used for the 8- and 20-symbol codes.
+            let n = 2 + rng.below(if max == 7 { 19 } else { MAX_MAIN_SYMS - 2 });
+            // Fibonacci-like skew forces deep trees that need limiting.
+            let freqs: Vec<u32> = (0..n)
+                .map(|i| match round % 3 {
+                    0 => rng.below(3) as u32,
+                    1 => 1u32 << (i % 22).min(rng.below(23)),
+                    _ => rng.below(100_000) as u32,
+                })
+                .collect();
+            h.build(&freqs, max, &mut lens, &mut codes);
+            let used = freqs.iter().filter(|&&f| f > 0).count();
+            let kraft: u64 = lens[..n]
+                .iter()
+                .filter(|&&l| l > 0)
+                .map(|&l| 1u64 << (32 - l))
+                .sum();
+            if used == 0 {
+                assert_eq!(kraft, 0);
+            } else {
+                assert_eq!(kraft, 1 << 32, "round {round}");
+                assert!(lens[..n].iter().all(|&l| u32::from(l) <= max));
+                for (f, &l) in freqs.iter().zip(&lens[..n]) {
+                    assert!(*f == 0 || l > 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn round_trips_generated_data() {
+        let mut rng = Rng(0x1234_5678);
+        for chunk in [32_768u32, 65_536, 1 << 20, 1 << 21] {
+            let mut dec = LzxDecoder::new(chunk).unwrap();
+            let sizes = [chunk as usize, chunk as usize / 2 + 77];
+            // The big windows get one lazy and one near-optimal level to keep the test quick.
+            let mut encs = encoders(chunk);
+            if chunk >= 1 << 20 {
+                encs.drain(2..3);
+                encs.drain(0..1);
+                encs.truncate(2);
+            }
+            for mut enc in encs {
+                for &n in &sizes {
+                    if chunk >= 1 << 20 && n != chunk as usize {
+                        continue;
+                    }
+                    let t = text(&mut rng, n);
+                    assert!(round_trip(&mut enc, &mut dec, &t).unwrap() < n / 2);
+                    let c = code_like(&mut rng, n);
+                    round_trip(&mut enc, &mut dec, &c).unwrap();
+                    let z = vec![0u8; n];
+                    assert!(round_trip(&mut enc, &mut dec, &z).unwrap() < 100 + n / 200);
+                    let r: Vec<u8> = (0..n).map(|_| rng.next() as u8).collect();
+                    // Noise still yields a few short matches over megabytes, but must not shrink much.
+                    if let Some(c) = round_trip(&mut enc, &mut dec, &r) {
+                        assert!(c > n - n / 100, "random {n} -> {c}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tiny_and_odd_inputs() {
+        let mut dec = LzxDecoder::new(32_768).unwrap();
+        let mut rng = Rng(99);
+        for mut enc in encoders(32_768) {
+            let mut out = Vec::new();
+            assert!(!enc.compress(&[], &mut out));
+            for n in 1..300 {
+                let a = vec![b'a'; n];
+                round_trip(&mut enc, &mut dec, &a);
+                let e8 = vec![0xE8; n];
+                round_trip(&mut enc, &mut dec, &e8);
+                let t = text(&mut rng, n);
+                round_trip(&mut enc, &mut dec, &t);
+            }
+            // Offsets right up to the window's largest codable one.
+            let mut v: Vec<u8> = (0..32_768).map(|_| rng.next() as u8).collect();
+            let head: Vec<u8> = v[..40].to_vec();
+            v[32_768 - 40..].copy_from_slice(&head);
+            round_trip(&mut enc, &mut dec, &v);
+        }
+    }
+
+    #[test]
+    fn random_inputs() {
+        let mut rng = Rng(0xdead_beef);
+        let mut dec = LzxDecoder::new(65_536).unwrap();
+        let mut encs = encoders(65_536);
+        for round in 0..300 {
+            let n = 1 + rng.below(if round % 10 == 0 { 65_536 } else { 5000 });
+            // Mixtures of runs, copies and noise over a few alphabets.
+            let alpha = [2usize, 4, 16, 256][rng.below(4)];
+            let mut v = Vec::with_capacity(n);
+            while v.len() < n {
+                match rng.below(4) {
+                    0 if !v.is_empty() => {
+                        let s = rng.below(v.len());
+                        let l = 1 + rng.below(300);
+                        for k in 0..l {
+                            v.push(v[s + k]);
+                        }
+                    }
+                    1 => {
+                        let b = rng.below(alpha) as u8;
+                        v.extend(std::iter::repeat_n(b, 1 + rng.below(40)));
+                    }
+                    _ => v.push(if rng.below(8) == 0 {
+                        0xE8
+                    } else {
+                        rng.below(alpha) as u8
+                    }),
+                }
+            }
+            v.truncate(n);
+            let enc = &mut encs[round % 5];
+            round_trip(enc, &mut dec, &v);
+        }
+    }
+
+    #[test]
+    fn e8_is_undone_by_decoder() {
+        let mut rng = Rng(5);
+        let mut dec = LzxDecoder::new(32_768).unwrap();
+        let mut enc = LzxEncoder::new(32_768, 50).unwrap();
+        for _ in 0..50 {
+            let n = 11 + rng.below(5000);
+            let mut v = code_like(&mut rng, n);
+            // Operands at the translation boundaries.
+            for i in 0..n.saturating_sub(5) {
+                if v[i] == 0xE8 && rng.below(2) == 0 {
+                    let x = match rng.below(3) {
+                        0 => -(rng.below(n + 10) as i32),
+                        1 => E8_FILE_SIZE - rng.below(n + 10) as i32,
+                        _ => rng.next() as i32,
+                    };
+                    v[i + 1..i + 5].copy_from_slice(&x.to_le_bytes());
+                }
+            }
+            round_trip(&mut enc, &mut dec, &v);
+        }
+    }
+
+    #[test]
+    fn bad_parameters() {
+        assert!(LzxEncoder::new(0, 50).is_err());
+        assert!(LzxEncoder::new((1 << 21) + 1, 50).is_err());
+        assert!(LzxEncoder::new(32_768, 0).is_err());
+        assert!(LzxEncoder::new(32_768, 101).is_err());
+    }
+}
