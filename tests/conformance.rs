@@ -286,7 +286,10 @@ fn sample_image_applies() {
 /// Lowering a loaded image reproduces wimlib's metadata resource byte for byte.
 #[test]
 fn metadata_round_trips_byte_identical() {
-    for args in [&["--compress=none"][..], &["--compress=none", "--unix-data"][..]] {
+    for args in [
+        &["--compress=none"][..],
+        &["--compress=none", "--unix-data"][..],
+    ] {
         let dir = tempdir();
         let wim_path = capture(dir.path(), args);
         let wim = wimfs::Wim::open(&wim_path).unwrap();
@@ -294,7 +297,11 @@ fn metadata_round_trips_byte_identical() {
         let original = wim.read_blob(&loc, true).unwrap();
         let img = wimfs::Image::load(&wim, 1).unwrap();
         let lowered = img.to_metadata();
-        assert_eq!(lowered.len(), original.len(), "{args:?}: metadata size differs");
+        assert_eq!(
+            lowered.len(),
+            original.len(),
+            "{args:?}: metadata size differs"
+        );
         assert!(lowered == original, "{args:?}: metadata bytes differ");
         let again = wimfs::Image::from_metadata(&wim, 1, &lowered).unwrap();
         assert_eq!(again, img);

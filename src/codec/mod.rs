@@ -90,12 +90,18 @@ pub fn new_compressor(
 ) -> Result<Box<dyn Compressor>, CodecError> {
     Ok(match compression {
         Compression::None => {
-            return Err(CodecError::Unsupported { codec: "none", what: "stored data needs no compressor" })
+            return Err(CodecError::Unsupported {
+                codec: "none",
+                what: "stored data needs no compressor",
+            })
         }
         Compression::Xpress => Box::new(xpress_enc::XpressEncoder::new(chunk_size, level)?),
         Compression::Lzx => Box::new(lzx_enc::LzxEncoder::new(chunk_size, level)?),
         Compression::Lzms => {
-            return Err(CodecError::Unsupported { codec: "lzms", what: "the LZMS compressor is not built yet" })
+            return Err(CodecError::Unsupported {
+                codec: "lzms",
+                what: "the LZMS compressor is not built yet",
+            })
         }
     })
 }

@@ -273,7 +273,11 @@ fn dentry_base_len(rec: &DentryRecord) -> u64 {
 }
 
 fn stream_entry_len(s: &StreamRecord) -> u64 {
-    let name = if s.name.is_empty() { 0 } else { s.name.encode_utf16().count() as u64 * 2 + 2 };
+    let name = if s.name.is_empty() {
+        0
+    } else {
+        s.name.encode_utf16().count() as u64 * 2 + 2
+    };
     (STREAM_FIXED_SIZE + name + 7) & !7
 }
 
@@ -341,7 +345,11 @@ fn write_dentry(out: &mut Vec<u8>, rec: &DentryRecord, subdir_offset: u64) {
 /// layout Windows and wimlib write. `dentries[0]` is the root; `children[i]` lists the
 /// children of dentry `i` in order. Directories get a (possibly empty) list; other dentries
 /// get subdir offset 0.
-pub fn serialize_metadata(security: &[Vec<u8>], dentries: &[DentryRecord], children: &[Vec<usize>]) -> Vec<u8> {
+pub fn serialize_metadata(
+    security: &[Vec<u8>],
+    dentries: &[DentryRecord],
+    children: &[Vec<usize>],
+) -> Vec<u8> {
     let sd = super::security::serialize_security_data(security);
     // Pre-order traversal of the tree decides where each directory's list goes.
     let mut order = Vec::with_capacity(dentries.len());
@@ -355,7 +363,11 @@ pub fn serialize_metadata(security: &[Vec<u8>], dentries: &[DentryRecord], child
     for &d in &order {
         if dentries[d].has_children_list() {
             subdir[d] = next;
-            next += children[d].iter().map(|&c| dentry_total_len(&dentries[c])).sum::<u64>() + 8;
+            next += children[d]
+                .iter()
+                .map(|&c| dentry_total_len(&dentries[c]))
+                .sum::<u64>()
+                + 8;
         }
     }
     let mut out = sd;

@@ -37,7 +37,10 @@ impl Image {
         for (d, dentry) in self.dentries.iter().enumerate() {
             let ino = &self.inodes[dentry.inode];
             let hash_of = |kind: StreamKind, named: bool| {
-                ino.streams.iter().find(|s| s.kind == kind && s.name.is_empty() != named).map_or(zero, |s| s.hash)
+                ino.streams
+                    .iter()
+                    .find(|s| s.kind == kind && s.name.is_empty() != named)
+                    .map_or(zero, |s| s.hash)
             };
             let mut unnamed: Vec<Sha1Hash> = Vec::new();
             if ino.attributes & FILE_ATTRIBUTE_ENCRYPTED == 0 {
@@ -54,13 +57,21 @@ impl Image {
             }
             let named: Vec<StreamRecord> = ino
                 .named_streams()
-                .map(|s| StreamRecord { name: s.name.clone(), hash: s.hash })
+                .map(|s| StreamRecord {
+                    name: s.name.clone(),
+                    hash: s.hash,
+                })
                 .collect();
             let (main_hash, streams) = if unnamed.len() <= 1 && named.is_empty() {
                 (unnamed.first().copied().unwrap_or(zero), Vec::new())
             } else {
-                let mut v: Vec<StreamRecord> =
-                    unnamed.iter().map(|h| StreamRecord { name: String::new(), hash: *h }).collect();
+                let mut v: Vec<StreamRecord> = unnamed
+                    .iter()
+                    .map(|h| StreamRecord {
+                        name: String::new(),
+                        hash: *h,
+                    })
+                    .collect();
                 v.extend(named);
                 (zero, v)
             };
@@ -92,10 +103,25 @@ impl Image {
 
 /// The inode's tagged items with its current UNIX data.
 fn tagged_items(ino: &super::model::Inode) -> Vec<u8> {
-    let mut items: Vec<TaggedItem> = ino.tagged.iter().filter(|t| t.tag != TAG_WIMLIB_UNIX_DATA).cloned().collect();
+    let mut items: Vec<TaggedItem> = ino
+        .tagged
+        .iter()
+        .filter(|t| t.tag != TAG_WIMLIB_UNIX_DATA)
+        .cloned()
+        .collect();
     if let Some(u) = ino.unix {
-        let pos = ino.tagged.iter().position(|t| t.tag == TAG_WIMLIB_UNIX_DATA).unwrap_or(items.len());
-        items.insert(pos.min(items.len()), TaggedItem { tag: TAG_WIMLIB_UNIX_DATA, data: u.to_bytes() });
+        let pos = ino
+            .tagged
+            .iter()
+            .position(|t| t.tag == TAG_WIMLIB_UNIX_DATA)
+            .unwrap_or(items.len());
+        items.insert(
+            pos.min(items.len()),
+            TaggedItem {
+                tag: TAG_WIMLIB_UNIX_DATA,
+                data: u.to_bytes(),
+            },
+        );
     }
     serialize_tagged_items(&items)
 }
