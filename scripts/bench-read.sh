@@ -4,18 +4,21 @@
 # LZX, LZMS and solid LZMS. Prints median wall times of RUNS runs (default 3) and the
 # wimfs/wimlib ratio (below 1.0 = wimfs faster).
 #   BENCH_DIR=/tmp/wimfs-bench RUNS=3 FORMATS="xpress lzx lzms solid" scripts/bench-read.sh
+# SOURCES="/usr/bin:/bin" narrows the corpus (LZMS captures of all of it take long on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --release --quiet
-wimfs=$PWD/target/release/wimfs
+if [ -z "${WIMFS:-}" ]; then
+    cargo build --release --quiet
+fi
+wimfs=${WIMFS:-$PWD/target/release/wimfs}
 dir=${BENCH_DIR:-/tmp/wimfs-bench}
 runs=${RUNS:-3}
 formats=${FORMATS:-xpress lzx lzms solid}
 mkdir -p "$dir"
 list="$dir/sources.txt"
 : > "$list"
-for s in /usr/share:/share /usr/bin:/bin /usr/lib/x86_64-linux-gnu:/lib; do
+for s in ${SOURCES:-/usr/share:/share /usr/bin:/bin /usr/lib/x86_64-linux-gnu:/lib}; do
     [ -d "${s%%:*}" ] && echo "${s%%:*} ${s##*:}" >> "$list"
 done
 

@@ -31,6 +31,7 @@ pub mod format;
 pub mod image;
 pub mod read;
 pub mod time;
+pub mod write;
 
 pub use error::{Error, Result};
 pub use image::{Dentry, Image, Inode, Stream, StreamKind};

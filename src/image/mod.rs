@@ -4,4 +4,5 @@ mod load;
 mod lower;
 mod model;
 
+pub(crate) use load::name_order;
 pub use model::{Dentry, DentryId, Image, Inode, InodeId, Stream, StreamKind};

@@ -1,8 +1,8 @@
 //! Whole-file verification: every blob and metadata resource decoded and hashed, in
 //! parallel, each resource read once.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 use sha1::{Digest, Sha1};
@@ -10,6 +10,7 @@ use sha1::{Digest, Sha1};
 use super::resource::Storage;
 use super::wim::{BlobLocation, Wim};
 use crate::error::{Error, Result};
+use crate::format::chunk_table::ChunkTable;
 use crate::image::Image;
 
 /// What a verification found.
@@ -114,52 +115,40 @@ fn verify_shared_resource(
     let mut hashers: Vec<Option<Sha1>> = sorted.iter().map(|_| Some(Sha1::new())).collect();
     let mut errors = Vec::new();
     let mut first_open = 0usize;
-    let n = table.num_chunks();
-    let batch = rayon::current_num_threads().max(1);
-    let mut ci = 0;
-    while ci < n && first_open < sorted.len() {
-        let end = (ci + batch).min(n);
-        let chunks: Vec<Result<Vec<u8>>> = (ci..end)
-            .into_par_iter()
-            .map(|i| wim.decode_chunk(r, &table, i))
-            .collect();
-        for (k, c) in chunks.into_iter().enumerate() {
-            let i = ci + k;
-            let (cstart, cend) = (i as u64 * cs, i as u64 * cs + table.chunk_usize(i) as u64);
-            let data = match c {
-                Ok(d) => d,
-                Err(e) => {
-                    errors.push(e);
-                    // Everything overlapping this chunk is unverifiable.
-                    for (j, b) in sorted.iter().enumerate() {
-                        if b.offset < cend && b.offset + b.size > cstart {
-                            hashers[j] = None;
-                        }
-                    }
-                    continue;
-                }
-            };
-            progress(data.len() as u64);
-            for j in first_open..sorted.len() {
-                let b = &sorted[j];
-                if b.offset >= cend {
-                    break;
-                }
-                let (bs, be) = (b.offset.max(cstart), (b.offset + b.size).min(cend));
-                if bs < be {
-                    if let Some(h) = hashers[j].as_mut() {
-                        h.update(&data[(bs - cstart) as usize..(be - cstart) as usize]);
+    decode_in_order(wim, r, &table, &mut |i, c| {
+        let (cstart, cend) = (i as u64 * cs, i as u64 * cs + table.chunk_usize(i) as u64);
+        let data = match c {
+            Ok(d) => d,
+            Err(e) => {
+                errors.push(e);
+                // Everything overlapping this chunk is unverifiable.
+                for (j, b) in sorted.iter().enumerate() {
+                    if b.offset < cend && b.offset + b.size > cstart {
+                        hashers[j] = None;
                     }
                 }
+                return;
             }
-            while first_open < sorted.len()
-                && sorted[first_open].offset + sorted[first_open].size <= cend
-            {
-                first_open += 1;
+        };
+        progress(data.len() as u64);
+        for j in first_open..sorted.len() {
+            let b = &sorted[j];
+            if b.offset >= cend {
+                break;
+            }
+            let (bs, be) = (b.offset.max(cstart), (b.offset + b.size).min(cend));
+            if bs < be {
+                if let Some(h) = hashers[j].as_mut() {
+                    h.update(&data[(bs - cstart) as usize..(be - cstart) as usize]);
+                }
             }
         }
-        ci = end;
-    }
+        while first_open < sorted.len()
+            && sorted[first_open].offset + sorted[first_open].size <= cend
+        {
+            first_open += 1;
+        }
+    });
     for (j, b) in sorted.iter().enumerate() {
         if let Some(h) = hashers[j].take() {
             if let Err(e) = wim.check_hash(b, &h.finalize().into()) {
@@ -168,4 +157,52 @@ fn verify_shared_resource(
         }
     }
     errors
+}
+
+/// Decodes every chunk of resource `r` on worker threads and hands them to `sink` in order,
+/// so hashing one chunk overlaps decoding the next ones. At most about three chunks per
+/// worker are held at once (solid chunks are up to 64 MiB). Plain threads, not the rayon
+/// pool: the caller may itself be a pool thread blocked on the results.
+fn decode_in_order(
+    wim: &Wim,
+    r: u32,
+    table: &ChunkTable,
+    sink: &mut dyn FnMut(usize, Result<Vec<u8>>),
+) {
+    let n = table.num_chunks();
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |p| p.get())
+        .min(n);
+    if workers <= 1 {
+        for i in 0..n {
+            sink(i, wim.decode_chunk(r, table, i));
+        }
+        return;
+    }
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Vec<u8>>)>(workers);
+        for _ in 0..workers {
+            let (tx, next) = (tx.clone(), &next);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                if tx.send((i, wim.decode_chunk(r, table, i))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut pending = BTreeMap::new();
+        let mut want = 0usize;
+        for (i, c) in rx.iter() {
+            pending.insert(i, c);
+            while let Some(c) = pending.remove(&want) {
+                sink(want, c);
+                want += 1;
+            }
+        }
+    });
 }

@@ -1,0 +1,463 @@
+//! Capturing a Linux directory tree as an [`Image`], the way wimlib's UNIX capture does.
+//!
+//! Three steps, so the CLI can show progress for each and big files never sit in memory:
+//! [`scan`] walks the tree (metadata only), [`Scan::hash`] hashes file data in parallel,
+//! [`Scan::write`] writes each distinct blob once and returns the finished image.
+
+use std::collections::HashMap;
+use std::fs::{self, Metadata};
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use sha1::{Digest, Sha1};
+
+use super::writer::WimWriter;
+use crate::error::{Error, Result};
+use crate::format::dentry::{
+    FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_REPARSE_POINT,
+    FILE_ATTRIBUTE_SPARSE_FILE,
+};
+use crate::format::reparse::{IO_REPARSE_TAG_SYMLINK, RP_FLAG_NOT_FIXED, SYMLINK_FLAG_RELATIVE};
+use crate::format::tagged::UnixData;
+use crate::format::Sha1Hash;
+use crate::image::{Dentry, Image, Inode, Stream, StreamKind};
+use crate::read::BlobLocation;
+use crate::time::unix_to_filetime;
+
+/// What to capture and how.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureOptions {
+    /// Store owner, group, mode and device numbers; capture device nodes, FIFOs, sockets.
+    pub unix_data: bool,
+    /// Follow symbolic links instead of storing them.
+    pub dereference: bool,
+    /// Skip files and directories that cannot be read (with a warning) instead of failing.
+    pub skip_unreadable: bool,
+    /// Rewrite absolute links that point inside the tree relative to its root (wimlib's
+    /// default for a new WIM; the header then carries RP_FIX).
+    pub rp_fix: bool,
+}
+
+/// A regular file whose data still has to be hashed and written.
+#[derive(Debug, Clone)]
+struct FileData {
+    path: PathBuf,
+    size: u64,
+    inode: usize,
+    hash: Sha1Hash,
+}
+
+/// A walked tree: the image without file hashes yet, and the files to read.
+#[derive(Debug)]
+pub struct Scan {
+    image: Image,
+    files: Vec<FileData>,
+    /// Reparse data kept in memory (small), by inode.
+    reparse: Vec<(usize, Vec<u8>)>,
+}
+
+impl Scan {
+    /// Bytes of file data to hash (and at most that much to compress).
+    pub fn data_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// Hashes every file's data on the current rayon pool; `progress` gets bytes done.
+    pub fn hash(&mut self, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
+        self.files.par_iter_mut().try_for_each(|f| {
+            f.hash = hash_file(&f.path, f.size, progress)?;
+            Ok(())
+        })
+    }
+
+    /// Writes every distinct blob not yet in `writer` and returns the image.
+    pub fn write(
+        mut self,
+        writer: &mut WimWriter,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Image> {
+        for (ino, data) in std::mem::take(&mut self.reparse) {
+            let hash = writer.write_blob(
+                &data,
+                data.len() as u64,
+                None,
+                Path::new("reparse data"),
+                &|_| {},
+            )?;
+            self.image.inodes[ino].streams.push(stream(
+                StreamKind::Reparse,
+                hash,
+                data.len() as u64,
+            ));
+        }
+        for f in &self.files {
+            writer.write_blob(&f.path, f.size, Some(f.hash), &f.path, progress)?;
+            self.image.inodes[f.inode]
+                .streams
+                .insert(0, stream(StreamKind::Data, f.hash, f.size));
+        }
+        Ok(self.image)
+    }
+}
+
+fn stream(kind: StreamKind, hash: Sha1Hash, size: u64) -> Stream {
+    Stream {
+        name: String::new(),
+        kind,
+        hash,
+        // Captured data lives in the WIM being written, not one being read; only the size
+        // and hash of this location mean anything.
+        blob: Some(BlobLocation {
+            resource: u32::MAX,
+            offset: 0,
+            size,
+            hash,
+            refcount: 0,
+        }),
+    }
+}
+
+fn hash_file(path: &Path, size: u64, progress: &(dyn Fn(u64) + Sync)) -> Result<Sha1Hash> {
+    let mut f = fs::File::open(path).map_err(|e| Error::io(path, "opening", e))?;
+    let mut h = Sha1::new();
+    let mut buf = vec![0u8; size.clamp(1, 1 << 20) as usize];
+    let mut total = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io(path, "reading", e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+        progress(n as u64);
+    }
+    if total != size {
+        return Err(Error::invalid(
+            path,
+            "the file changed size while it was being captured",
+        ));
+    }
+    Ok(h.finalize().into())
+}
+
+/// Walks `root` and builds the image skeleton.
+pub fn scan(root: &Path, opts: &CaptureOptions) -> Result<Scan> {
+    let meta = fs::metadata(root).map_err(|e| Error::io(root, "reading metadata", e))?;
+    if !meta.is_dir() {
+        return Err(Error::invalid(root, "is not a directory"));
+    }
+    let mut s = Scanner {
+        opts,
+        root_id: (meta.dev(), meta.ino()),
+        image: Image {
+            index: 1,
+            security: Vec::new(),
+            dentries: Vec::new(),
+            inodes: Vec::new(),
+        },
+        files: Vec::new(),
+        reparse: Vec::new(),
+        links: HashMap::new(),
+    };
+    let ino = s.new_inode(&meta, FILE_ATTRIBUTE_DIRECTORY);
+    s.image.inodes[ino].dentries.push(0);
+    s.image.dentries.push(Dentry {
+        name: String::new(),
+        short_name: String::new(),
+        parent: 0,
+        children: Vec::new(),
+        inode: ino,
+    });
+    s.scan_dir(root, 0)?;
+    Ok(Scan {
+        image: s.image,
+        files: s.files,
+        reparse: s.reparse,
+    })
+}
+
+struct Scanner<'a> {
+    opts: &'a CaptureOptions,
+    root_id: (u64, u64),
+    image: Image,
+    files: Vec<FileData>,
+    reparse: Vec<(usize, Vec<u8>)>,
+    /// Inodes of multiply-linked non-directories by (device, inode number).
+    links: HashMap<(u64, u64), usize>,
+}
+
+impl Scanner<'_> {
+    fn new_inode(&mut self, m: &Metadata, attributes: u32) -> usize {
+        let mtime = unix_to_filetime(m.mtime(), m.mtime_nsec() as u32);
+        self.image.inodes.push(Inode {
+            attributes,
+            security_id: -1,
+            // Linux has no birth time in stat; wimlib records the modification time.
+            creation_time: mtime,
+            last_access_time: unix_to_filetime(m.atime(), m.atime_nsec() as u32),
+            last_write_time: mtime,
+            reparse_tag: 0,
+            rp_reserved: 0,
+            rp_flags: 0,
+            unknown_0x54: 0,
+            link_group: 0,
+            streams: Vec::new(),
+            unix: self.opts.unix_data.then(|| UnixData {
+                uid: m.uid(),
+                gid: m.gid(),
+                mode: m.mode(),
+                rdev: m.rdev() as u32,
+            }),
+            xattrs: Vec::new(),
+            tagged: Vec::new(),
+            dentries: Vec::new(),
+        });
+        self.image.inodes.len() - 1
+    }
+
+    fn unreadable(&self, path: &Path, e: std::io::Error, what: &str) -> Result<()> {
+        if self.opts.skip_unreadable {
+            tracing::warn!("{}: skipped: cannot {what}: {e}", path.display());
+            Ok(())
+        } else {
+            Err(Error::io(
+                path,
+                format!("cannot {what} (use --skip-unreadable to skip it)"),
+                e,
+            ))
+        }
+    }
+
+    fn scan_dir(&mut self, dir: &Path, parent: usize) -> Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(r) => r,
+            Err(e) => return self.unreadable(dir, e, "read the directory"),
+        };
+        let mut names = Vec::new();
+        for e in entries {
+            let e = e.map_err(|e| Error::io(dir, "reading the directory", e))?;
+            names.push(e.file_name());
+        }
+        for os_name in names {
+            let path = dir.join(&os_name);
+            let name = os_name.to_str().ok_or_else(|| {
+                Error::invalid(
+                    &path,
+                    "the name is not valid UTF-8, which a WIM cannot store",
+                )
+            })?;
+            self.scan_entry(&path, name, parent)?;
+        }
+        let mut kids = std::mem::take(&mut self.image.dentries[parent].children);
+        kids.sort_by(|&a, &b| {
+            crate::image::name_order(&self.image.dentries[a].name, &self.image.dentries[b].name)
+        });
+        self.image.dentries[parent].children = kids;
+        Ok(())
+    }
+
+    fn add_dentry(&mut self, name: &str, parent: usize, inode: usize) -> usize {
+        let d = self.image.dentries.len();
+        self.image.dentries.push(Dentry {
+            name: name.to_string(),
+            short_name: String::new(),
+            parent,
+            children: Vec::new(),
+            inode,
+        });
+        self.image.dentries[parent].children.push(d);
+        self.image.inodes[inode].dentries.push(d);
+        d
+    }
+
+    fn scan_entry(&mut self, path: &Path, name: &str, parent: usize) -> Result<()> {
+        let m = if self.opts.dereference {
+            fs::metadata(path)
+        } else {
+            fs::symlink_metadata(path)
+        };
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => return self.unreadable(path, e, "read its metadata"),
+        };
+        let ft = m.file_type();
+        let special = ft.is_block_device() || ft.is_char_device() || ft.is_fifo() || ft.is_socket();
+        if special && !self.opts.unix_data {
+            tracing::warn!(
+                "{}: skipped: special files are captured only with --unix-data",
+                path.display()
+            );
+            return Ok(());
+        }
+        if !ft.is_dir() && m.nlink() > 1 {
+            if let Some(&ino) = self.links.get(&(m.dev(), m.ino())) {
+                self.add_dentry(name, parent, ino);
+                return Ok(());
+            }
+        }
+        if ft.is_file() {
+            if let Err(e) = fs::File::open(path) {
+                return self.unreadable(path, e, "open the file");
+            }
+            // Fewer blocks than the size needs means holes, which wimlib marks as sparse.
+            let attr = if m.blocks() < m.size().div_ceil(512) {
+                FILE_ATTRIBUTE_SPARSE_FILE
+            } else {
+                FILE_ATTRIBUTE_NORMAL
+            };
+            let ino = self.new_inode(&m, attr);
+            if m.size() > 0 {
+                self.files.push(FileData {
+                    path: path.to_path_buf(),
+                    size: m.size(),
+                    inode: ino,
+                    hash: [0; 20],
+                });
+            }
+            self.remember_link(&m, ino);
+            self.add_dentry(name, parent, ino);
+        } else if ft.is_dir() {
+            let ino = self.new_inode(&m, FILE_ATTRIBUTE_DIRECTORY);
+            let d = self.add_dentry(name, parent, ino);
+            self.scan_dir(path, d)?;
+        } else if ft.is_symlink() {
+            let target = match fs::read_link(path) {
+                Ok(t) => t,
+                Err(e) => return self.unreadable(path, e, "read the link target"),
+            };
+            let target = target.to_str().ok_or_else(|| {
+                Error::invalid(
+                    path,
+                    "the link target is not valid UTF-8, which a WIM cannot store",
+                )
+            })?;
+            let ino = self.new_inode(&m, FILE_ATTRIBUTE_REPARSE_POINT);
+            let (target, fixed) = match self.opts.rp_fix && target.starts_with('/') {
+                true => self.relativize(target),
+                false => (target.to_string(), false),
+            };
+            let data = symlink_reparse_data(&target).ok_or_else(|| {
+                Error::invalid(path, "the link target is too long for a reparse point")
+            })?;
+            let inode = &mut self.image.inodes[ino];
+            inode.reparse_tag = IO_REPARSE_TAG_SYMLINK;
+            inode.rp_flags = if fixed { 0 } else { RP_FLAG_NOT_FIXED };
+            // Windows keeps links to directories on directory files; so does wimlib.
+            if fs::metadata(path).is_ok_and(|t| t.is_dir()) {
+                inode.attributes |= FILE_ATTRIBUTE_DIRECTORY;
+            }
+            self.reparse.push((ino, data));
+            self.remember_link(&m, ino);
+            self.add_dentry(name, parent, ino);
+        } else {
+            // Device, FIFO or socket with --unix-data: no data; the mode says what it is.
+            let ino = self.new_inode(&m, 0);
+            self.remember_link(&m, ino);
+            self.add_dentry(name, parent, ino);
+        }
+        Ok(())
+    }
+
+    fn remember_link(&mut self, m: &Metadata, ino: usize) {
+        if m.nlink() > 1 {
+            self.links.insert((m.dev(), m.ino()), ino);
+        }
+    }
+
+    /// If some prefix of the absolute `target` is the capture root (same device and inode,
+    /// so other paths to it count too), returns the rest ("" or starting with '/') and true.
+    fn relativize(&self, target: &str) -> (String, bool) {
+        let bytes = target.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            while i < bytes.len() && bytes[i] == b'/' {
+                i += 1;
+            }
+            if i == bytes.len() {
+                break;
+            }
+            while i < bytes.len() && bytes[i] != b'/' {
+                i += 1;
+            }
+            match fs::metadata(&target[..i]) {
+                Ok(m) if (m.dev(), m.ino()) == self.root_id => {
+                    return (target[i..].to_string(), true)
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        (target.to_string(), false)
+    }
+}
+
+/// Symlink reparse data (without the 8-byte header) for a Unix link target, laid out as
+/// wimlib does: '/' and '\\' swapped; absolute targets get a dummy "\??\C:" drive (the
+/// print name leaves out "\??\"), relative ones the RELATIVE flag. `None` if too long.
+pub fn symlink_reparse_data(target: &str) -> Option<Vec<u8>> {
+    let swapped: Vec<u16> = target
+        .encode_utf16()
+        .map(|u| match u {
+            0x2f => 0x5c,
+            0x5c => 0x2f,
+            u => u,
+        })
+        .collect();
+    let absolute = swapped.first().is_none_or(|&u| u == 0x5c);
+    let (sub, print, flags): (Vec<u16>, Vec<u16>, u32) = if absolute {
+        let mut sub: Vec<u16> = "\\??\\C:".encode_utf16().collect();
+        sub.extend_from_slice(&swapped);
+        let print = sub[4..].to_vec();
+        (sub, print, 0)
+    } else {
+        (swapped.clone(), swapped, SYMLINK_FLAG_RELATIVE)
+    };
+    let sub_len = sub.len() * 2;
+    let print_len = print.len() * 2;
+    // The whole reparse buffer (8-byte header + 12 + names + terminators) caps at 16 KiB.
+    if 8 + 12 + sub_len + print_len + 4 > 16 * 1024 {
+        return None;
+    }
+    let mut d = Vec::with_capacity(12 + sub_len + print_len + 4);
+    d.extend_from_slice(&0u16.to_le_bytes());
+    d.extend_from_slice(&(sub_len as u16).to_le_bytes());
+    d.extend_from_slice(&((sub_len + 2) as u16).to_le_bytes());
+    d.extend_from_slice(&(print_len as u16).to_le_bytes());
+    d.extend_from_slice(&flags.to_le_bytes());
+    for u in sub.iter().chain([&0]).chain(print.iter()).chain([&0]) {
+        d.extend_from_slice(&u.to_le_bytes());
+    }
+    Some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::reparse::LinkReparse;
+
+    #[test]
+    fn symlink_data_round_trips_through_the_parser() {
+        let rel = symlink_reparse_data("../a/b\\c").unwrap();
+        let p = LinkReparse::parse(IO_REPARSE_TAG_SYMLINK, &rel).unwrap();
+        assert_eq!(p.substitute_name, "..\\a\\b/c");
+        assert!(p.is_relative());
+        assert_eq!(p.unix_target(RP_FLAG_NOT_FIXED, None), "../a/b\\c");
+        let abs = symlink_reparse_data("/etc/hostname").unwrap();
+        let p = LinkReparse::parse(IO_REPARSE_TAG_SYMLINK, &abs).unwrap();
+        assert_eq!(p.substitute_name, "\\??\\C:\\etc\\hostname");
+        assert_eq!(p.print_name, "C:\\etc\\hostname");
+        assert_eq!(p.unix_target(RP_FLAG_NOT_FIXED, None), "/etc/hostname");
+        assert!(symlink_reparse_data(&"x".repeat(9000)).is_none());
+    }
+
+    #[test]
+    fn children_sort_like_load() {
+        let mut v = vec!["b", "B", "a", "_"];
+        v.sort_by(|a, b| crate::image::name_order(a, b));
+        assert_eq!(v, vec!["a", "B", "b", "_"]);
+    }
+}

@@ -1,0 +1,89 @@
+//! An exclusive advisory lock on a WIM path while a writer works on it.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Held for the life of a writer; released (and a target it created removed if still
+/// empty) on drop.
+pub struct TargetLock {
+    file: File,
+    path: PathBuf,
+    created: bool,
+}
+
+impl TargetLock {
+    /// Locks `target`, creating it empty if it does not exist. A second writer fails at once
+    /// with a message saying the file is busy instead of waiting or interleaving.
+    pub fn acquire(target: &Path) -> Result<TargetLock> {
+        loop {
+            let created = !target.exists();
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(target)
+                .map_err(|e| Error::io(target, "opening for writing", e))?;
+            lock_exclusive(&file, target)?;
+            // Another writer may have renamed a new file into place between our open and
+            // our lock; our lock would then guard a dead inode. Retry on the new one.
+            if same_file(&file, target) {
+                return Ok(TargetLock {
+                    file,
+                    path: target.to_path_buf(),
+                    created,
+                });
+            }
+        }
+    }
+}
+
+impl Drop for TargetLock {
+    fn drop(&mut self) {
+        if self.created
+            && self.file.metadata().is_ok_and(|m| m.len() == 0)
+            && same_file(&self.file, &self.path)
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(unix)]
+fn lock_exclusive(file: &File, target: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.kind() == std::io::ErrorKind::WouldBlock {
+        return Err(Error::invalid(
+            target,
+            "another process is writing this WIM; try again when it is done",
+        ));
+    }
+    Err(Error::io(target, "locking", err))
+}
+
+#[cfg(not(unix))]
+fn lock_exclusive(_file: &File, _target: &Path) -> Result<()> {
+    Ok(())
+}
+
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
+}

@@ -1,0 +1,12 @@
+//! Writing WIM files: resources (parallel chunk compression), the [`WimWriter`] that
+//! lays out a new file crash-safely, XML info, and capture of a directory tree.
+
+#[cfg(unix)]
+pub mod capture;
+mod lock;
+pub mod resource;
+pub mod writer;
+pub mod xml;
+
+pub use resource::{BlobSource, ResourceOptions};
+pub use writer::{ImageDescription, WimWriter, WriterOptions};

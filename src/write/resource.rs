@@ -1,0 +1,328 @@
+//! Writing one blob as a (non-solid) resource: chunked, compressed in parallel, hashed.
+
+use std::cell::RefCell;
+use std::io::{Read, Seek, SeekFrom, Write};
+
+use rayon::prelude::*;
+use sha1::{Digest, Sha1};
+
+use crate::codec::{new_compressor, Compression, Compressor};
+use crate::format::chunk_table::num_chunks;
+use crate::format::reshdr::{ResHdr, RESHDR_FLAG_COMPRESSED, RESHDR_FLAG_METADATA};
+use crate::format::Sha1Hash;
+
+/// How resources are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceOptions {
+    pub compression: Compression,
+    /// Uncompressed bytes per chunk (ignored for `Compression::None`).
+    pub chunk_size: u32,
+    /// Compressor level, 1..=100.
+    pub level: u32,
+}
+
+/// What a resource write produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenResource {
+    pub reshdr: ResHdr,
+    /// SHA-1 of the uncompressed data.
+    pub hash: Sha1Hash,
+}
+
+/// Why a resource could not be written. The caller adds which file it was writing.
+#[derive(Debug, thiserror::Error)]
+pub enum ResourceError {
+    /// Reading the blob's source failed.
+    #[error("reading the data: {0}")]
+    Read(std::io::Error),
+    /// The source yielded a different number of bytes than announced.
+    #[error("the data changed while it was being written (expected {expected} bytes)")]
+    Changed { expected: u64 },
+    /// Writing the WIM failed.
+    #[error("writing the WIM: {0}")]
+    Write(std::io::Error),
+    /// The compressor could not be made for these parameters.
+    #[error("{0}")]
+    Codec(#[from] crate::codec::CodecError),
+}
+
+/// Something that can yield a blob's bytes, more than once (a compressed resource that
+/// turns out no smaller than the data is rewritten uncompressed from a second read).
+pub trait BlobSource: Sync {
+    /// A fresh reader positioned at the first byte.
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>>;
+}
+
+impl BlobSource for Vec<u8> {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(self.as_slice()))
+    }
+}
+
+impl BlobSource for std::path::PathBuf {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(std::fs::File::open(self)?))
+    }
+}
+
+/// Chunks compressed per parallel batch, per worker thread: enough to keep every core busy
+/// without holding much of a big file in memory.
+const CHUNKS_PER_THREAD: usize = 4;
+
+/// A compressor and the (format, chunk size, level) it was made for.
+type CachedCompressor = Option<((Compression, u32, u32), Box<dyn Compressor>)>;
+
+thread_local! {
+    /// Compressors are expensive to set up (LZX allocates match-finder tables), so each
+    /// worker keeps one for the parameters it last used.
+    static COMPRESSOR: RefCell<CachedCompressor> = const { RefCell::new(None) };
+}
+
+/// Compresses one chunk with this thread's compressor; `None` means "store it raw".
+fn compress_chunk(opts: &ResourceOptions, chunk: &[u8]) -> Result<Option<Vec<u8>>, ResourceError> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let key = (opts.compression, opts.chunk_size, opts.level);
+        if slot.as_ref().is_none_or(|(k, _)| *k != key) {
+            *slot = Some((
+                key,
+                new_compressor(opts.compression, opts.chunk_size, opts.level)?,
+            ));
+        }
+        let (_, c) = slot.as_mut().expect("set above");
+        let mut out = Vec::with_capacity(chunk.len());
+        Ok(c.compress(chunk, &mut out).then_some(out))
+    })
+}
+
+/// Reads exactly `buf.len()` bytes, failing with `Changed` on a short source.
+fn fill(src: &mut dyn Read, buf: &mut [u8], expected: u64) -> Result<(), ResourceError> {
+    src.read_exact(buf).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            ResourceError::Changed { expected }
+        } else {
+            ResourceError::Read(e)
+        }
+    })
+}
+
+/// Fails with `Changed` if the source holds more than the announced size.
+fn expect_eof(src: &mut dyn Read, expected: u64) -> Result<(), ResourceError> {
+    let mut probe = [0u8; 1];
+    match src.read(&mut probe) {
+        Ok(0) => Ok(()),
+        Ok(_) => Err(ResourceError::Changed { expected }),
+        Err(e) => Err(ResourceError::Read(e)),
+    }
+}
+
+/// Writes `size` bytes of `source` as one resource at `offset`, the current position of
+/// `out`, leaving `out` positioned at the resource's end. Compressed chunks run on the
+/// current rayon pool. `progress` gets the uncompressed bytes done as they are done.
+pub fn write_resource<W: Write + Seek>(
+    out: &mut W,
+    offset: u64,
+    source: &dyn BlobSource,
+    size: u64,
+    opts: &ResourceOptions,
+    metadata: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<WrittenResource, ResourceError> {
+    let meta_flag = if metadata { RESHDR_FLAG_METADATA } else { 0 };
+    if opts.compression == Compression::None || size == 0 {
+        let hash = write_stored(out, source, size, progress)?;
+        return Ok(stored(offset, size, meta_flag, hash));
+    }
+    let chunk = opts.chunk_size as u64;
+    let count = num_chunks(size, opts.chunk_size);
+    // Same threshold as the reader: 8-byte entries only for resources of 4 GiB or more.
+    let entry = if size > u32::MAX as u64 { 8 } else { 4 };
+    let table_len = (count - 1) * entry;
+    out.write_all(&vec![0u8; table_len as usize])
+        .map_err(ResourceError::Write)?;
+
+    let mut src = source.open().map_err(ResourceError::Read)?;
+    let mut hasher = Sha1::new();
+    let batch = rayon::current_num_threads().max(1) * CHUNKS_PER_THREAD;
+    let mut starts: Vec<u64> = Vec::with_capacity(count as usize);
+    let mut written = 0u64;
+    let mut done = 0u64;
+    let mut data = Vec::new();
+    while done < size {
+        let take = (size - done).min(chunk * batch as u64) as usize;
+        data.resize(take, 0);
+        fill(&mut *src, &mut data, size)?;
+        hasher.update(&data);
+        let results: Vec<Result<Option<Vec<u8>>, ResourceError>> = data
+            .par_chunks(opts.chunk_size as usize)
+            .map(|c| compress_chunk(opts, c))
+            .collect();
+        for (raw, res) in data.chunks(opts.chunk_size as usize).zip(results) {
+            let bytes = res?;
+            starts.push(written);
+            let bytes: &[u8] = bytes.as_deref().unwrap_or(raw);
+            out.write_all(bytes).map_err(ResourceError::Write)?;
+            written += bytes.len() as u64;
+        }
+        done += take as u64;
+        progress(take as u64);
+    }
+    expect_eof(&mut *src, size)?;
+    drop(src);
+    let hash: Sha1Hash = hasher.finalize().into();
+    let total = table_len + written;
+    if total >= size {
+        // Compression did not pay: store the data plainly, as wimlib does, so readers never
+        // see a "compressed" resource that is larger than its contents.
+        out.seek(SeekFrom::Start(offset))
+            .map_err(ResourceError::Write)?;
+        let again = write_stored(out, source, size, &|_| {})?;
+        if again != hash {
+            return Err(ResourceError::Changed { expected: size });
+        }
+        return Ok(stored(offset, size, meta_flag, hash));
+    }
+    let mut table = Vec::with_capacity(table_len as usize);
+    for &s in &starts[1..] {
+        if entry == 8 {
+            table.extend_from_slice(&s.to_le_bytes());
+        } else {
+            table.extend_from_slice(&(s as u32).to_le_bytes());
+        }
+    }
+    out.seek(SeekFrom::Start(offset))
+        .map_err(ResourceError::Write)?;
+    out.write_all(&table).map_err(ResourceError::Write)?;
+    out.seek(SeekFrom::Start(offset + total))
+        .map_err(ResourceError::Write)?;
+    Ok(WrittenResource {
+        reshdr: ResHdr {
+            size_in_wim: total,
+            flags: meta_flag | RESHDR_FLAG_COMPRESSED,
+            offset,
+            uncompressed_size: size,
+        },
+        hash,
+    })
+}
+
+fn stored(offset: u64, size: u64, flags: u8, hash: Sha1Hash) -> WrittenResource {
+    WrittenResource {
+        reshdr: ResHdr {
+            size_in_wim: size,
+            flags,
+            offset,
+            uncompressed_size: size,
+        },
+        hash,
+    }
+}
+
+/// Copies the source verbatim, returning its SHA-1.
+fn write_stored<W: Write>(
+    out: &mut W,
+    source: &dyn BlobSource,
+    size: u64,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Sha1Hash, ResourceError> {
+    let mut src = source.open().map_err(ResourceError::Read)?;
+    let mut hasher = Sha1::new();
+    let mut buf = vec![0u8; (size.min(1 << 20)) as usize];
+    let mut done = 0u64;
+    while done < size {
+        let n = (size - done).min(buf.len() as u64) as usize;
+        fill(&mut *src, &mut buf[..n], size)?;
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(ResourceError::Write)?;
+        done += n as u64;
+        progress(n as u64);
+    }
+    expect_eof(&mut *src, size)?;
+    Ok(hasher.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::new_decompressor;
+    use std::io::Cursor;
+
+    fn roundtrip(
+        data: &[u8],
+        compression: Compression,
+        chunk_size: u32,
+    ) -> (WrittenResource, Vec<u8>) {
+        let mut out = Cursor::new(vec![0xAAu8; 8]);
+        out.seek(SeekFrom::End(0)).unwrap();
+        let opts = ResourceOptions {
+            compression,
+            chunk_size,
+            level: 50,
+        };
+        let src = data.to_vec();
+        let w =
+            write_resource(&mut out, 8, &src, data.len() as u64, &opts, false, &|_| {}).unwrap();
+        assert_eq!(out.position(), 8 + w.reshdr.size_in_wim);
+        assert_eq!(w.hash, <[u8; 20]>::from(Sha1::digest(data)));
+        let file = out.into_inner();
+        // Bytes past the resource may be left from a compressed attempt; the writer truncates.
+        let res = &file[8..8 + w.reshdr.size_in_wim as usize];
+        if !w.reshdr.is_compressed() {
+            return (w, res.to_vec());
+        }
+        let n = num_chunks(data.len() as u64, chunk_size) as usize;
+        let mut bounds = vec![0u64];
+        for i in 0..n - 1 {
+            bounds.push(u32::from_le_bytes(res[i * 4..i * 4 + 4].try_into().unwrap()) as u64);
+        }
+        let body = &res[(n - 1) * 4..];
+        bounds.push(body.len() as u64);
+        let mut dec = new_decompressor(compression, chunk_size).unwrap();
+        let mut plain = Vec::new();
+        for i in 0..n {
+            let usize = (data.len() - i * chunk_size as usize).min(chunk_size as usize);
+            let comp = &body[bounds[i] as usize..bounds[i + 1] as usize];
+            let mut buf = vec![0u8; usize];
+            if comp.len() == usize {
+                buf.copy_from_slice(comp);
+            } else {
+                dec.decompress(comp, &mut buf).unwrap();
+            }
+            plain.extend_from_slice(&buf);
+        }
+        (w, plain)
+    }
+
+    #[test]
+    fn compressed_resources_decode_back() {
+        let mut data = Vec::new();
+        for i in 0..40_000u32 {
+            data.extend_from_slice(format!("row {i} of some text\n").as_bytes());
+        }
+        for c in [Compression::Xpress, Compression::Lzx] {
+            let (w, plain) = roundtrip(&data, c, 32768);
+            assert!(w.reshdr.is_compressed());
+            assert!(w.reshdr.size_in_wim < data.len() as u64);
+            assert!(plain == data, "data differs after the round trip");
+        }
+    }
+
+    #[test]
+    fn incompressible_data_is_stored() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let data: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let (w, plain) = roundtrip(&data, Compression::Xpress, 32768);
+        assert!(!w.reshdr.is_compressed());
+        assert_eq!(w.reshdr.size_in_wim, data.len() as u64);
+        assert!(plain == data, "data differs after the round trip");
+        let (w, _) = roundtrip(&data, Compression::None, 32768);
+        assert_eq!(w.reshdr.flags, 0);
+    }
+}

@@ -1,0 +1,131 @@
+//! The XML info resource as wimlib writes it for new images.
+
+use crate::format::bytes::string_to_utf16le;
+use crate::image::Image;
+
+/// The per-image XML fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageXml {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub dir_count: u64,
+    pub file_count: u64,
+    pub total_bytes: u64,
+    pub hard_link_bytes: u64,
+    pub creation_time: u64,
+    pub last_modification_time: u64,
+}
+
+impl ImageXml {
+    /// Counts an image the way wimlib does: every name of a directory is a directory (the
+    /// root included), every other name a file; stream sizes count once per name.
+    pub fn from_image(
+        img: &Image,
+        name: Option<String>,
+        description: Option<String>,
+        now: u64,
+    ) -> Self {
+        let mut x = ImageXml {
+            name,
+            description,
+            dir_count: 0,
+            file_count: 0,
+            total_bytes: 0,
+            hard_link_bytes: 0,
+            creation_time: now,
+            last_modification_time: now,
+        };
+        for ino in &img.inodes {
+            let links = ino.dentries.len() as u64;
+            if ino.is_directory() {
+                x.dir_count += links;
+            } else {
+                x.file_count += links;
+            }
+            let size: u64 = ino.streams.iter().map(|s| s.size()).sum();
+            x.total_bytes += size * links;
+            x.hard_link_bytes += size * links.saturating_sub(1);
+        }
+        x
+    }
+}
+
+fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+fn time(tag: &str, ft: u64) -> String {
+    format!(
+        "<{tag}><HIGHPART>0x{:08X}</HIGHPART><LOWPART>0x{:08X}</LOWPART></{tag}>",
+        ft >> 32,
+        ft & 0xffff_ffff
+    )
+}
+
+/// The XML document as UTF-16LE with a byte order mark (WIMGAPI needs the BOM).
+/// `total_bytes` is the file offset of the XML data itself, which is what wimlib records.
+pub fn build_xml(images: &[ImageXml], total_bytes: u64) -> Vec<u8> {
+    let mut s = String::from("\u{feff}<WIM>");
+    for (i, x) in images.iter().enumerate() {
+        s.push_str(&format!("<IMAGE INDEX=\"{}\">", i + 1));
+        // Element order follows wimlib: NAME first, DESCRIPTION last.
+        if let Some(n) = x.name.as_deref().filter(|n| !n.is_empty()) {
+            s.push_str(&format!("<NAME>{}</NAME>", escape(n)));
+        }
+        s.push_str(&format!(
+            "<DIRCOUNT>{}</DIRCOUNT><FILECOUNT>{}</FILECOUNT><TOTALBYTES>{}</TOTALBYTES><HARDLINKBYTES>{}</HARDLINKBYTES>",
+            x.dir_count, x.file_count, x.total_bytes, x.hard_link_bytes
+        ));
+        s.push_str(&time("CREATIONTIME", x.creation_time));
+        s.push_str(&time("LASTMODIFICATIONTIME", x.last_modification_time));
+        if let Some(d) = x.description.as_deref().filter(|d| !d.is_empty()) {
+            s.push_str(&format!("<DESCRIPTION>{}</DESCRIPTION>", escape(d)));
+        }
+        s.push_str("</IMAGE>");
+    }
+    s.push_str(&format!("<TOTALBYTES>{total_bytes}</TOTALBYTES></WIM>"));
+    string_to_utf16le(&s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::xml::parse_xml;
+
+    #[test]
+    fn written_xml_parses_back() {
+        let x = ImageXml {
+            name: Some("a <b> & c".into()),
+            description: Some("desc".into()),
+            dir_count: 3,
+            file_count: 7,
+            total_bytes: 1234,
+            hard_link_bytes: 10,
+            creation_time: 0x01DD_7CD2_ACC2_1D86,
+            last_modification_time: 0x01DD_7CD2_ACC2_1D87,
+        };
+        let raw = build_xml(&[x], 999);
+        assert_eq!(&raw[..2], &[0xff, 0xfe]);
+        let p = parse_xml(&raw).unwrap();
+        assert_eq!(p.total_bytes, Some(999));
+        let i = &p.images[0];
+        assert_eq!(i.name.as_deref(), Some("a <b> & c"));
+        assert_eq!(i.description.as_deref(), Some("desc"));
+        assert_eq!(
+            (i.dir_count, i.file_count, i.total_bytes, i.hard_link_bytes),
+            (Some(3), Some(7), Some(1234), Some(10))
+        );
+        assert_eq!(i.creation_time, Some(0x01DD_7CD2_ACC2_1D86));
+    }
+}

@@ -1,0 +1,222 @@
+//! `wimfs capture` conformance: what wimfs writes must satisfy wimlib-imagex and 7-Zip, and
+//! read back through both tools and wimfs itself as the tree it came from.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// Captures the fixture tree with `args`, then checks it with every reader we have.
+fn capture_and_check(args: &[&str]) {
+    let tmp = tempdir();
+    let src = tmp.path().join("fixture");
+    make_tree(&src);
+    let wim = tmp.path().join("out.wim");
+    let mut cmd = wimfs_cmd(["capture"]);
+    cmd.arg(&src)
+        .arg(&wim)
+        .arg("My Image")
+        .arg("a description")
+        .args(args);
+    ok(&mut cmd);
+    assert!(fs::read_dir(tmp.path()).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains(".tmp-")));
+
+    ok(wimlib(["verify"]).arg(&wim));
+    let t = ok(Command::new("7zz").arg("t").arg(&wim));
+    assert!(t.contains("Everything is Ok"), "7zz t: {t}");
+
+    // Counts must agree with what wimlib itself records for the same tree.
+    let reference = tmp.path().join("ref.wim");
+    ok(wimlib(["capture"])
+        .arg(&src)
+        .arg(&reference)
+        .arg("--compress=none"));
+    let ours = ok(wimlib(["info"]).arg(&wim));
+    let theirs = ok(wimlib(["info"]).arg(&reference));
+    let field = |text: &str, key: &str| -> String {
+        text.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+            .to_string()
+    };
+    for key in [
+        "Directory Count:",
+        "File Count:",
+        "Total Bytes:",
+        "Hard Link Bytes:",
+    ] {
+        assert_eq!(field(&ours, key), field(&theirs, key));
+    }
+    assert!(field(&ours, "Name:").ends_with("My Image"));
+    assert!(field(&ours, "Description:").ends_with("a description"));
+    if args.contains(&"--check") {
+        assert!(
+            field(&ours, "Attributes:").contains("Integrity info"),
+            "{ours}"
+        );
+        ok(wimlib(["info"]).arg(&wim).arg("--check"));
+        let v = ok(wimfs_cmd(["verify", "--quiet"]).arg(&wim));
+        assert!(v.contains("integrity table OK"), "{v}");
+    }
+
+    let by_wimlib = tmp.path().join("by_wimlib");
+    ok(wimlib(["apply"]).arg(&wim).arg(&by_wimlib));
+    assert_same_tree(&src, &by_wimlib);
+
+    let v = ok(wimfs_cmd(["verify", "--quiet"]).arg(&wim));
+    assert!(v.contains("OK"), "{v}");
+    let by_wimfs = tmp.path().join("by_wimfs");
+    ok(wimfs_cmd(["apply", "--quiet"]).arg(&wim).arg(&by_wimfs));
+    assert_same_tree(&src, &by_wimfs);
+}
+
+#[test]
+fn capture_uncompressed() {
+    capture_and_check(&["--compress=none"]);
+}
+
+#[test]
+fn capture_xpress() {
+    capture_and_check(&["--compress=xpress"]);
+}
+
+#[test]
+fn capture_lzx_default_chunks() {
+    capture_and_check(&[]);
+}
+
+#[test]
+fn capture_lzx_2m_chunks_with_integrity() {
+    capture_and_check(&["--compress=maximum", "--chunk-size", "2097152", "--check"]);
+}
+
+#[test]
+fn capture_xpress_with_integrity() {
+    capture_and_check(&["--compress=fast", "--check", "--threads", "1"]);
+}
+
+#[test]
+fn unix_data_round_trip() {
+    let tmp = tempdir();
+    let src = tmp.path().join("tree");
+    fs::create_dir_all(src.join("private")).unwrap();
+    fs::write(src.join("script.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    fs::write(src.join("secret"), "s").unwrap();
+    fs::set_permissions(src.join("script.sh"), fs::Permissions::from_mode(0o751)).unwrap();
+    fs::set_permissions(src.join("secret"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(src.join("private"), fs::Permissions::from_mode(0o700)).unwrap();
+    ok(Command::new("mkfifo").arg(src.join("pipe")));
+    let wim = tmp.path().join("u.wim");
+
+    // Without --unix-data the FIFO is skipped with a warning, as wimlib does.
+    ok(wimfs_cmd(["capture", "--quiet"]).arg(&src).arg(&wim));
+    let listing = ok(wimlib(["dir"]).arg(&wim));
+    assert!(!listing.contains("pipe"), "{listing}");
+
+    ok(wimfs_cmd(["capture", "--unix-data"]).arg(&src).arg(&wim));
+    ok(wimlib(["verify"]).arg(&wim));
+    let out = tmp.path().join("out");
+    ok(wimlib(["apply", "--unix-data"]).arg(&wim).arg(&out));
+    for (rel, mode) in [
+        ("script.sh", 0o100751),
+        ("secret", 0o100600),
+        ("private", 0o40700),
+    ] {
+        let m = fs::symlink_metadata(out.join(rel)).unwrap();
+        assert_eq!(m.permissions().mode(), mode, "{rel}");
+    }
+    use std::os::unix::fs::FileTypeExt;
+    assert!(fs::symlink_metadata(out.join("pipe"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert_same_tree_modes(&src, &out);
+}
+
+fn assert_same_tree_modes(a: &Path, b: &Path) {
+    for rel in walk(a) {
+        let ma = fs::symlink_metadata(a.join(&rel)).unwrap();
+        let mb = fs::symlink_metadata(b.join(&rel)).unwrap();
+        assert_eq!(ma.permissions().mode(), mb.permissions().mode(), "{rel:?}");
+    }
+}
+
+#[test]
+fn absolute_links_inside_the_tree_are_fixed() {
+    let tmp = tempdir();
+    let src = tmp.path().join("tree");
+    fs::create_dir_all(src.join("d")).unwrap();
+    std::os::unix::fs::symlink(src.join("d"), src.join("inside")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", src.join("outside")).unwrap();
+    let wim = tmp.path().join("f.wim");
+    ok(wimfs_cmd(["capture"]).arg(&src).arg(&wim));
+    let info = ok(wimlib(["info"]).arg(&wim));
+    assert!(info.contains("Relative path junction"), "{info}");
+    let out = tmp.path().join("out");
+    ok(wimlib(["apply"]).arg(&wim).arg(&out));
+    let out = fs::canonicalize(&out).unwrap();
+    assert_eq!(fs::read_link(out.join("inside")).unwrap(), out.join("d"));
+    assert_eq!(
+        fs::read_link(out.join("outside")).unwrap(),
+        Path::new("/etc/hostname")
+    );
+}
+
+#[test]
+fn errors_name_the_problem_and_leave_no_file() {
+    let tmp = tempdir();
+    let wim = tmp.path().join("x.wim");
+    let out = run(wimfs_cmd(["capture"])
+        .arg(tmp.path().join("missing"))
+        .arg(&wim));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
+    assert!(!wim.exists());
+
+    let out = run(wimfs_cmd(["capture", "--compress=lzms"])
+        .arg(tmp.path())
+        .arg(&wim));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+
+    let src = tmp.path().join("bad");
+    fs::create_dir(&src).unwrap();
+    use std::os::unix::ffi::OsStrExt;
+    fs::write(src.join(std::ffi::OsStr::from_bytes(b"bad\xffname")), "x").unwrap();
+    let out = run(wimfs_cmd(["capture"]).arg(&src).arg(&wim));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("UTF-8") && err.contains("bad"), "{err}");
+    assert!(!wim.exists());
+}
+
+#[test]
+fn a_concurrent_writer_is_refused() {
+    let tmp = tempdir();
+    let src = tmp.path().join("tree");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), "x").unwrap();
+    let wim = tmp.path().join("l.wim");
+    fs::write(&wim, "").unwrap();
+    let mut holder = Command::new("flock")
+        .arg("-x")
+        .arg(&wim)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = run(wimfs_cmd(["capture"]).arg(&src).arg(&wim));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another process"), "{err}");
+}
