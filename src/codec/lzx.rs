@@ -9,24 +9,24 @@
 
 use super::{CodecError, Decompressor};
 
-const NUM_CHARS: usize = 256;
-const MIN_MATCH: usize = 2;
-const NUM_PRIMARY_LENS: usize = 7;
-const NUM_LEN_SYMS: usize = 249;
-const NUM_PRE_SYMS: usize = 20;
-const NUM_ALIGNED_SYMS: usize = 8;
-const MAX_SLOTS: usize = 50;
-const MAX_MAIN_SYMS: usize = NUM_CHARS + MAX_SLOTS * 8;
-const NUM_RECENT: usize = 3;
+pub(super) const NUM_CHARS: usize = 256;
+pub(super) const MIN_MATCH: usize = 2;
+pub(super) const NUM_PRIMARY_LENS: usize = 7;
+pub(super) const NUM_LEN_SYMS: usize = 249;
+pub(super) const NUM_PRE_SYMS: usize = 20;
+pub(super) const NUM_ALIGNED_SYMS: usize = 8;
+pub(super) const MAX_SLOTS: usize = 50;
+pub(super) const MAX_MAIN_SYMS: usize = NUM_CHARS + MAX_SLOTS * 8;
+pub(super) const NUM_RECENT: usize = 3;
 /// Offset slots from this one up carry their low three bits in the aligned-offset code.
-const MIN_ALIGNED_SLOT: usize = 8;
-const DEFAULT_BLOCK_SIZE: usize = 32_768;
-const MIN_WINDOW_ORDER: u32 = 15;
-const MAX_WINDOW_ORDER: u32 = 21;
+pub(super) const MIN_ALIGNED_SLOT: usize = 8;
+pub(super) const DEFAULT_BLOCK_SIZE: usize = 32_768;
+pub(super) const MIN_WINDOW_ORDER: u32 = 15;
+pub(super) const MAX_WINDOW_ORDER: u32 = 21;
 /// The "file size" of E8 translation; WIM always uses this value, whatever the real size.
-const E8_FILE_SIZE: i32 = 12_000_000;
+pub(super) const E8_FILE_SIZE: i32 = 12_000_000;
 /// The final bytes in which a CALL instruction is never translated.
-const E8_TAIL: usize = 10;
+pub(super) const E8_TAIL: usize = 10;
 
 const MAX_MAIN_LEN: u32 = 16;
 const MAX_LEN_LEN: u32 = 16;

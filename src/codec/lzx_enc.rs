@@ -11,27 +11,14 @@
 //!   itself produces) runs a few times, each pass pricing symbols with the Huffman code
 //!   lengths the previous pass would produce. Almost all of the ratio comes from this.
 
+use super::lzx::{
+    DEFAULT_BLOCK_SIZE, E8_FILE_SIZE, E8_TAIL, MAX_MAIN_SYMS, MAX_SLOTS, MAX_WINDOW_ORDER,
+    MIN_ALIGNED_SLOT, MIN_MATCH, MIN_WINDOW_ORDER, NUM_ALIGNED_SYMS, NUM_CHARS, NUM_LEN_SYMS,
+    NUM_PRE_SYMS, NUM_PRIMARY_LENS, NUM_RECENT,
+};
 use super::{CodecError, Compressor};
 
-const NUM_CHARS: usize = 256;
-const MIN_MATCH: usize = 2;
 const MAX_MATCH: usize = 257;
-const NUM_PRIMARY_LENS: usize = 7;
-const NUM_LEN_SYMS: usize = 249;
-const NUM_PRE_SYMS: usize = 20;
-const NUM_ALIGNED_SYMS: usize = 8;
-const MAX_SLOTS: usize = 50;
-const MAX_MAIN_SYMS: usize = NUM_CHARS + MAX_SLOTS * 8;
-const NUM_RECENT: usize = 3;
-/// Offset slots from this one up carry their low three offset bits in the aligned code.
-const MIN_ALIGNED_SLOT: usize = 8;
-const DEFAULT_BLOCK_SIZE: usize = 32_768;
-const MIN_WINDOW_ORDER: u32 = 15;
-const MAX_WINDOW_ORDER: u32 = 21;
-/// The "file size" of E8 translation; WIM always uses this value, whatever the real size.
-const E8_FILE_SIZE: i32 = 12_000_000;
-/// The final bytes in which a CALL instruction is never translated.
-const E8_TAIL: usize = 10;
 
 // Codeword length limits. The format allows 16 for the main and length codes; the precode
 // gets a tighter limit because its lengths are sent in 4 bits and it is tiny anyway.
