@@ -181,11 +181,12 @@ fn errors_name_the_problem_and_leave_no_file() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing"));
     assert!(!wim.exists());
 
-    let out = run(wimfs_cmd(["capture", "--compress=lzms"])
+    let out = run(wimfs_cmd(["capture", "--chunk-size=1000"])
         .arg(tmp.path())
         .arg(&wim));
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chunk size 1000 is not valid"));
+    assert!(!wim.exists());
 
     let src = tmp.path().join("bad");
     fs::create_dir(&src).unwrap();

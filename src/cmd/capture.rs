@@ -1,42 +1,46 @@
-//! `wimfs capture`: a directory tree into a new WIM file.
+//! `wimfs capture` and `wimfs append`: a directory tree into a new image of a new or
+//! existing WIM file.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
-use wimfs::codec::{Compression, DEFAULT_LEVEL};
+use clap::Args;
 use wimfs::write::capture::{scan, CaptureOptions};
-use wimfs::write::{ImageDescription, ResourceOptions, WimWriter, WriterOptions};
+use wimfs::write::{ImageDescription, WimWriter, WriterOptions};
 
-/// Compression names wimlib-imagex accepts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompressArg {
-    None,
-    Xpress,
-    Lzx,
-    Lzms,
-    /// Same as xpress.
-    Fast,
-    /// Same as lzx.
-    Maximum,
-}
+use super::compress::{compression_of, writer_options, CompressArg};
 
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
     /// Directory to capture.
     source: PathBuf,
-    /// WIM file to create (replaced if it exists).
+    /// WIM file to create (replaced if it exists) or, for `append`, to add the image to.
     wimfile: PathBuf,
     /// Image name (default: the source directory's name).
     name: Option<String>,
     /// Image description.
     description: Option<String>,
-    /// Compression of file data and metadata.
-    #[arg(long, value_enum, default_value = "lzx")]
-    compress: CompressArg,
-    /// Uncompressed bytes per chunk (a power of two; XPRESS 4K..64K, LZX 32K..2M).
+    /// Compression of file data and metadata (default LZX; `append` uses the file's own).
+    #[arg(long, value_enum)]
+    compress: Option<CompressArg>,
+    /// Uncompressed bytes per chunk (a power of two; XPRESS 4K..64K, LZX 32K..2M,
+    /// LZMS 32K..1G).
     #[arg(long, value_name = "N")]
     chunk_size: Option<u32>,
+    /// Put file data into solid resources (LZMS by default), as ESD files do: smaller,
+    /// slower to read at random.
+    #[arg(long)]
+    solid: bool,
+    /// Compression of the solid resources.
+    #[arg(long, value_enum, value_name = "TYPE")]
+    solid_compress: Option<CompressArg>,
+    /// Uncompressed bytes per solid chunk (default 64 MiB).
+    #[arg(long, value_name = "N")]
+    solid_chunk_size: Option<u32>,
+    /// `append`: write a new file with the old images and the new one, instead of
+    /// appending in place.
+    #[arg(long)]
+    rebuild: bool,
     /// Compression threads (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
@@ -63,40 +67,90 @@ pub struct CaptureArgs {
     quiet: bool,
 }
 
-fn resource_options(a: &CaptureArgs) -> Result<ResourceOptions> {
-    let compression = match a.compress {
-        CompressArg::None => Compression::None,
-        CompressArg::Xpress | CompressArg::Fast => Compression::Xpress,
-        CompressArg::Lzx | CompressArg::Maximum => Compression::Lzx,
-        CompressArg::Lzms => bail!("--compress=lzms is not supported yet (use lzx or xpress)"),
-    };
-    let (min, max) = match compression {
-        Compression::Xpress => (1 << 12, 1 << 16),
-        _ => (1 << 15, 1 << 21),
-    };
-    let chunk_size = a.chunk_size.unwrap_or(32768);
-    if compression != Compression::None
-        && (!chunk_size.is_power_of_two() || !(min..=max).contains(&chunk_size))
-    {
-        bail!(
-            "--chunk-size {chunk_size} is not valid for {}: use a power of two from {min} to {max}",
-            compression.name()
-        );
+/// `wimfs capture`.
+pub fn run(a: CaptureArgs) -> Result<i32> {
+    if a.rebuild {
+        bail!("--rebuild is an option of append");
     }
-    Ok(ResourceOptions {
-        compression,
-        chunk_size,
-        level: DEFAULT_LEVEL,
-    })
+    let (resources, solid) = writer_options(
+        a.compress,
+        a.chunk_size,
+        a.solid,
+        a.solid_compress,
+        a.solid_chunk_size,
+    )?;
+    let opts = WriterOptions {
+        resources,
+        solid,
+        threads: a.threads,
+        check_integrity: a.check,
+        rp_fix: !a.norpfix,
+    };
+    let writer = WimWriter::create(&a.wimfile, opts)
+        .with_context(|| format!("{}: creating", a.wimfile.display()))?;
+    capture_into(writer, &a)
 }
 
-pub fn run(a: CaptureArgs) -> Result<i32> {
-    let resources = resource_options(&a)?;
+/// `wimfs append`.
+pub fn run_append(a: CaptureArgs) -> Result<i32> {
+    let (resources, solid) = writer_options(
+        a.compress,
+        a.chunk_size,
+        a.solid,
+        a.solid_compress,
+        a.solid_chunk_size,
+    )?;
+    let opts = WriterOptions {
+        resources,
+        solid,
+        threads: a.threads,
+        check_integrity: a.check,
+        rp_fix: !a.norpfix,
+    };
+    if !a.wimfile.exists() {
+        bail!(
+            "{}: no such WIM file (use capture to make one)",
+            a.wimfile.display()
+        );
+    }
+    let writer = if a.rebuild {
+        let mut opts = opts;
+        if a.compress.is_none() {
+            opts.resources = super::file_resources(&a.wimfile)?;
+        }
+        super::rebuild_writer(&a.wimfile, opts, false, a.quiet, true, &|_| true)?
+    } else {
+        let w = WimWriter::append(&a.wimfile, opts)
+            .with_context(|| format!("{}: opening to append", a.wimfile.display()))?;
+        if let Some(c) = a.compress.map(compression_of) {
+            if c != w.compression() {
+                bail!(
+                    "{}: uses {} compression; appended images use the file's own \
+                     (leave out --compress, or export to a new file)",
+                    a.wimfile.display(),
+                    w.compression().name()
+                );
+            }
+        }
+        w
+    };
+    capture_into(writer, &a)
+}
+
+fn capture_into(mut writer: WimWriter, a: &CaptureArgs) -> Result<i32> {
     let name = a.name.clone().or_else(|| {
         std::fs::canonicalize(&a.source)
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
     });
+    if let Some(n) = &name {
+        if writer.image_names().iter().flatten().any(|x| x == n) {
+            bail!(
+                "{}: already has an image named {n:?}; give the new one another name",
+                a.wimfile.display()
+            );
+        }
+    }
     let opts = CaptureOptions {
         unix_data: a.unix_data,
         dereference: a.dereference,
@@ -105,21 +159,12 @@ pub fn run(a: CaptureArgs) -> Result<i32> {
     };
     let mut tree = scan(&a.source, &opts)
         .with_context(|| format!("capturing {}: scanning", a.source.display()))?;
-    let mut writer = WimWriter::create(
-        &a.wimfile,
-        WriterOptions {
-            resources,
-            threads: a.threads,
-            check_integrity: a.check,
-            rp_fix: opts.rp_fix,
-        },
-    )
-    .with_context(|| format!("{}: creating", a.wimfile.display()))?;
     let total = tree.data_bytes();
     let pb = super::progress::bytes_bar(total, "hashing", a.quiet);
     tree.hash(&|n| pb.inc(n))
         .with_context(|| format!("capturing {}: hashing file data", a.source.display()))?;
     pb.finish_and_clear();
+    writer.plan_solid(total);
     let pb = super::progress::bytes_bar(total, "writing", a.quiet);
     let image = tree
         .write(&mut writer, &|n| pb.inc(n))

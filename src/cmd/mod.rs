@@ -3,10 +3,14 @@
 mod apply;
 #[cfg(unix)]
 mod capture;
+mod compress;
+mod delete;
 mod dir;
+mod export;
 mod info;
 #[cfg(unix)]
 mod mount;
+mod optimize;
 mod progress;
 mod verify;
 
@@ -42,6 +46,15 @@ pub enum Command {
     /// Capture a directory tree into a new WIM file.
     #[cfg(unix)]
     Capture(capture::CaptureArgs),
+    /// Capture a directory tree as a new image of an existing WIM file.
+    #[cfg(unix)]
+    Append(capture::CaptureArgs),
+    /// Copy images into another (new or existing) WIM file.
+    Export(export::ExportArgs),
+    /// Remove images from a WIM file.
+    Delete(delete::DeleteArgs),
+    /// Rewrite a WIM file without wasted space, optionally recompressed.
+    Optimize(optimize::OptimizeArgs),
     /// Mount an image read-only (FUSE).
     #[cfg(unix)]
     Mount(mount::MountArgs),
@@ -76,6 +89,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Extract(a) => apply::run_extract(a),
         #[cfg(unix)]
         Command::Capture(a) => capture::run(a),
+        #[cfg(unix)]
+        Command::Append(a) => capture::run_append(a),
+        Command::Export(a) => export::run(a),
+        Command::Delete(a) => delete::run(a),
+        Command::Optimize(a) => optimize::run(a),
         #[cfg(unix)]
         Command::Mount(a) => mount::run_mount(a, cli.debug),
         #[cfg(unix)]
@@ -122,4 +140,69 @@ pub fn pick_image(wim: &Wim, spec: Option<&str>) -> Result<u32> {
             wim.image_count()
         ),
     }
+}
+
+/// The non-solid compression settings of an existing WIM.
+pub fn file_resources(path: &std::path::Path) -> Result<wimfs::write::ResourceOptions> {
+    let wim = Wim::open(path)?;
+    let h = wim.header();
+    Ok(wimfs::write::ResourceOptions {
+        compression: h
+            .compression()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        chunk_size: if h.chunk_size == 0 {
+            32768
+        } else {
+            h.chunk_size
+        },
+        level: wimfs::codec::DEFAULT_LEVEL,
+    })
+}
+
+/// Starts a new file that will replace `path`, already holding the images of `path` that
+/// `keep` selects (with their XML and boot flag); resources are copied as they are when
+/// their compression matches `opts`, else recompressed (always with `recompress`). A solid
+/// file stays solid when `keep_solid`.
+pub fn rebuild_writer(
+    path: &std::path::Path,
+    opts: wimfs::write::WriterOptions,
+    recompress: bool,
+    quiet: bool,
+    keep_solid: bool,
+    keep: &dyn Fn(u32) -> bool,
+) -> Result<wimfs::write::WimWriter> {
+    use wimfs::write::{WimWriter, XmlImage};
+    let mut writer = WimWriter::create(path, opts)
+        .with_context(|| format!("{}: starting the rebuilt file", path.display()))?;
+    let wim = Wim::open(path)?;
+    let h = wim.header().clone();
+    if h.total_parts != 1 {
+        anyhow::bail!("{}: is part of a split WIM; join it first", path.display());
+    }
+    if !h.integrity.is_empty() {
+        // Keep the integrity table the file had.
+        writer.set_check_integrity(true);
+    }
+    if !writer.is_solid() && keep_solid {
+        // A solid file (an ESD) stays solid unless told otherwise, as with wimlib.
+        writer.set_solid(wimfs::write::solid_options_of(&wim))?;
+    }
+    let kept: Vec<u32> = (1..=wim.image_count()).filter(|&i| keep(i)).collect();
+    let total: u64 = wim.blobs().map(|b| b.size).sum();
+    let pb = progress::bytes_bar(total, "copying", quiet);
+    for &i in &kept {
+        let xml = wim
+            .xml()
+            .images
+            .get(i as usize - 1)
+            .map(|info| XmlImage::Kept(info.element.clone()));
+        writer
+            .export_image(&wim, i, xml, recompress, &|n| pb.inc(n))
+            .with_context(|| format!("{}: copying image {i}", path.display()))?;
+        if h.boot_index == i {
+            writer.set_boot_index(writer.image_count())?;
+        }
+    }
+    pb.finish_and_clear();
+    Ok(writer)
 }

@@ -130,6 +130,25 @@ impl Header {
     }
 
     /// The default compression of the WIM's non-solid resources.
+    /// A header with no images, resources or flags (fields to be filled in by a writer).
+    pub fn default_empty() -> Self {
+        Header {
+            magic: WIM_MAGIC,
+            version: VERSION_DEFAULT,
+            flags: 0,
+            chunk_size: 0,
+            guid: [0; 16],
+            part_number: 1,
+            total_parts: 1,
+            image_count: 0,
+            blob_table: ResHdr::default(),
+            xml: ResHdr::default(),
+            boot_metadata: ResHdr::default(),
+            boot_index: 0,
+            integrity: ResHdr::default(),
+        }
+    }
+
     pub fn compression(&self) -> Result<Compression> {
         if self.flags & FLAG_COMPRESSION == 0 {
             return Ok(Compression::None);

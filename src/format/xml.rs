@@ -35,6 +35,78 @@ impl Element {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// Sets attribute `name`, replacing an existing value.
+    pub fn set_attr(&mut self, name: &str, value: &str) {
+        match self.attrs.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => *v = value.to_string(),
+            None => self.attrs.push((name.to_string(), value.to_string())),
+        }
+    }
+
+    /// Sets the text of child `name` (created at the end if missing); `None` removes it.
+    pub fn set_child_text(&mut self, name: &str, text: Option<&str>) {
+        match text {
+            None => self.children.retain(|c| c.name != name),
+            Some(t) => match self.children.iter_mut().find(|c| c.name == name) {
+                Some(c) => {
+                    c.text = t.to_string();
+                    c.children.clear();
+                }
+                None => self.children.push(Element {
+                    name: name.to_string(),
+                    text: t.to_string(),
+                    ..Default::default()
+                }),
+            },
+        }
+    }
+
+    /// Serializes the element as compact XML (whitespace-only text between child elements
+    /// is dropped; other text is kept and escaped).
+    pub fn to_xml(&self) -> String {
+        let mut out = String::new();
+        self.write_xml(&mut out);
+        out
+    }
+
+    fn write_xml(&self, out: &mut String) {
+        out.push('<');
+        out.push_str(&self.name);
+        for (k, v) in &self.attrs {
+            out.push(' ');
+            out.push_str(k);
+            out.push_str("=\"");
+            out.push_str(&escape_xml(v));
+            out.push('"');
+        }
+        out.push('>');
+        if self.children.is_empty() || !self.text.trim().is_empty() {
+            out.push_str(&escape_xml(&self.text));
+        }
+        for c in &self.children {
+            c.write_xml(out);
+        }
+        out.push_str("</");
+        out.push_str(&self.name);
+        out.push('>');
+    }
+}
+
+/// Escapes the five XML special characters.
+pub fn escape_xml(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c => o.push(c),
+        }
+    }
+    o
 }
 
 /// Per-image information from the XML.

@@ -10,4 +10,5 @@ pub mod wim;
 
 pub use blob::BlobReader;
 pub use cache::ChunkCache;
+pub use resource::{Resource, Storage};
 pub use wim::{BlobLocation, OpenOptions, Wim};

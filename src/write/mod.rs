@@ -5,8 +5,11 @@
 pub mod capture;
 mod lock;
 pub mod resource;
+pub mod solid;
 pub mod writer;
 pub mod xml;
 
 pub use resource::{BlobSource, ResourceOptions};
-pub use writer::{ImageDescription, WimWriter, WriterOptions};
+pub use solid::DEFAULT_SOLID_CHUNK_SIZE;
+pub use writer::{image_refs, solid_options_of, ImageDescription, WimWriter, WriterOptions};
+pub use xml::{ImageXml, XmlImage};

@@ -79,7 +79,10 @@ thread_local! {
 }
 
 /// Compresses one chunk with this thread's compressor; `None` means "store it raw".
-fn compress_chunk(opts: &ResourceOptions, chunk: &[u8]) -> Result<Option<Vec<u8>>, ResourceError> {
+pub(super) fn compress_chunk(
+    opts: &ResourceOptions,
+    chunk: &[u8],
+) -> Result<Option<Vec<u8>>, ResourceError> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
         let key = (opts.compression, opts.chunk_size, opts.level);
@@ -96,7 +99,7 @@ fn compress_chunk(opts: &ResourceOptions, chunk: &[u8]) -> Result<Option<Vec<u8>
 }
 
 /// Reads exactly `buf.len()` bytes, failing with `Changed` on a short source.
-fn fill(src: &mut dyn Read, buf: &mut [u8], expected: u64) -> Result<(), ResourceError> {
+pub(super) fn fill(src: &mut dyn Read, buf: &mut [u8], expected: u64) -> Result<(), ResourceError> {
     src.read_exact(buf).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             ResourceError::Changed { expected }
@@ -107,7 +110,7 @@ fn fill(src: &mut dyn Read, buf: &mut [u8], expected: u64) -> Result<(), Resourc
 }
 
 /// Fails with `Changed` if the source holds more than the announced size.
-fn expect_eof(src: &mut dyn Read, expected: u64) -> Result<(), ResourceError> {
+pub(super) fn expect_eof(src: &mut dyn Read, expected: u64) -> Result<(), ResourceError> {
     let mut probe = [0u8; 1];
     match src.read(&mut probe) {
         Ok(0) => Ok(()),

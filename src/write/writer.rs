@@ -1,7 +1,12 @@
-//! `WimWriter`: builds a new WIM file beside its target and renames it into place.
+//! `WimWriter`: writes a new WIM file, or appends to an existing one in place.
 //!
-//! Layout, in write order: header placeholder, blobs (deduplicated by SHA-1), one metadata
-//! resource per image, blob table, XML info, optional integrity table; then the real header.
+//! A new file is written beside its target and renamed over it at the end (capture,
+//! optimize, rebuilding delete). An in-place append (append, soft delete, commit of a
+//! read-write mount) writes new blobs, metadata, blob table, XML and integrity table after
+//! the end of everything the current header points at, syncs, and only then rewrites the
+//! 208-byte header and syncs again. Nothing the old header refers to is ever overwritten, so
+//! a crash at any moment leaves a file that opens with its old content; a torn tail is cut
+//! off by the next append and reclaimed by `optimize`.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -12,32 +17,40 @@ use sha1::{Digest, Sha1};
 
 use super::lock::TargetLock;
 use super::resource::{write_resource, BlobSource, ResourceError, ResourceOptions};
-use super::xml::{build_xml, ImageXml};
+use super::solid::{SolidResource, SolidStream};
+use super::xml::{build_xml, ImageXml, XmlImage};
 use crate::codec::Compression;
 use crate::error::{Error, Result};
 use crate::format::blob_table::BlobEntry;
+use crate::format::dentry::parse_metadata;
 use crate::format::header::{
     Header, FLAG_COMPRESSION, FLAG_COMPRESS_LZMS, FLAG_COMPRESS_LZX, FLAG_COMPRESS_XPRESS,
-    FLAG_RP_FIX, HEADER_SIZE, VERSION_DEFAULT, WIM_MAGIC,
+    FLAG_RP_FIX, FLAG_WRITE_IN_PROGRESS, HEADER_SIZE, VERSION_DEFAULT, VERSION_SOLID, WIM_MAGIC,
 };
 use crate::format::integrity::{serialize_integrity_table, IntegrityTable};
-use crate::format::reshdr::{ResHdr, RESHDR_FLAG_METADATA};
-use crate::format::Sha1Hash;
+use crate::format::reshdr::{
+    ResHdr, RESHDR_FLAG_COMPRESSED, RESHDR_FLAG_METADATA, RESHDR_FLAG_SOLID, SOLID_RESOURCE_MAGIC,
+};
+use crate::format::{hash_hex, is_zero_hash, Sha1Hash};
 use crate::image::Image;
+use crate::read::{BlobLocation, BlobReader, Storage, Wim};
 
 /// Bytes hashed per integrity-table entry, as wimlib and DISM use.
 pub const INTEGRITY_CHUNK_SIZE: u32 = 10 * 1024 * 1024;
 
-/// How a new WIM is written.
+/// How a WIM is written.
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
+    /// Compression of non-solid resources (for an in-place append: taken from the file).
     pub resources: ResourceOptions,
+    /// Write file data into solid resources with these parameters (`--solid`).
+    pub solid: Option<ResourceOptions>,
     /// Worker threads for compression (0 = one per core).
     pub threads: usize,
     /// Write an integrity table.
     pub check_integrity: bool,
     /// Set the header's RP_FIX flag (absolute links inside the image were made
-    /// image-relative at capture).
+    /// image-relative at capture). Kept as it was for an in-place append.
     pub rp_fix: bool,
 }
 
@@ -50,54 +63,91 @@ pub struct ImageDescription {
     pub boot: bool,
 }
 
-struct BlobRecord {
-    reshdr: ResHdr,
-    refcount: u32,
+/// Where a blob of the output file lives.
+#[derive(Debug, Clone, Copy)]
+enum Placement {
+    /// A whole non-solid resource.
+    Plain(ResHdr),
+    /// `size` bytes at `offset` of the uncompressed data of output solid resource `res`.
+    Solid { res: usize, offset: u64, size: u64 },
 }
 
-/// Writes a new WIM file. Nothing appears at the target path until [`WimWriter::finish`].
+/// One image of the output file.
+struct ImageSlot {
+    reshdr: ResHdr,
+    hash: Sha1Hash,
+    xml: XmlImage,
+    /// References this image makes to each blob (one per name, as WIMGAPI counts them).
+    refs: HashMap<Sha1Hash, u32>,
+}
+
+/// Whether the writer makes a new file or appends to its target.
+enum Mode {
+    NewFile { tmp_path: PathBuf },
+    InPlace { old: Header },
+}
+
+/// Writes a WIM file. Nothing the target's readers see changes until [`WimWriter::finish`].
 pub struct WimWriter {
     target: PathBuf,
-    tmp_path: PathBuf,
+    mode: Mode,
     _lock: TargetLock,
     out: BufWriter<File>,
     pos: u64,
     opts: WriterOptions,
     pool: rayon::ThreadPool,
-    blobs: HashMap<Sha1Hash, BlobRecord>,
-    /// Blob hashes in the order written, so the blob table follows the file.
+    blobs: HashMap<Sha1Hash, Placement>,
+    /// Blob hashes in table order: kept ones first, then new ones as written.
     order: Vec<Sha1Hash>,
-    metadata: Vec<(ResHdr, Sha1Hash)>,
-    xml: Vec<ImageXml>,
+    /// Finished solid resources (kept and new), in table order.
+    solid: Vec<SolidResource>,
+    open_solid: Option<SolidStream>,
+    /// Uncompressed bytes announced with [`WimWriter::plan_solid`] and not yet written.
+    solid_plan: u64,
+    images: Vec<ImageSlot>,
     boot_index: u32,
     finished: bool,
 }
 
-impl WimWriter {
-    /// Locks `target` and starts a temporary file beside it.
-    pub fn create(target: &Path, opts: WriterOptions) -> Result<WimWriter> {
-        if opts.resources.compression == Compression::Lzms {
-            return Err(Error::Usage("LZMS compression is not supported yet".into()));
+fn new_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("wimfs-compress-{i}"))
+        .build()
+        .map_err(|e| Error::Usage(format!("cannot start compression threads: {e}")))
+}
+
+fn check_solid_options(opts: &WriterOptions) -> Result<()> {
+    if let Some(s) = &opts.solid {
+        if s.compression == Compression::None {
+            return Err(Error::Usage(
+                "solid resources must be compressed (use --compress=lzms, lzx or xpress)".into(),
+            ));
         }
+    }
+    Ok(())
+}
+
+impl WimWriter {
+    /// Locks `target` and starts a new file beside it, renamed over `target` by `finish`.
+    pub fn create(target: &Path, opts: WriterOptions) -> Result<WimWriter> {
+        check_solid_options(&opts)?;
         let lock = TargetLock::acquire(target)?;
         let (tmp_path, file) = create_temp_beside(target)?;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(opts.threads)
-            .thread_name(|i| format!("wimfs-compress-{i}"))
-            .build()
-            .map_err(|e| Error::Usage(format!("cannot start compression threads: {e}")))?;
         let mut w = WimWriter {
             target: target.to_path_buf(),
-            tmp_path,
+            mode: Mode::NewFile { tmp_path },
             _lock: lock,
             out: BufWriter::with_capacity(1 << 20, file),
             pos: 0,
+            pool: new_pool(opts.threads)?,
             opts,
-            pool,
             blobs: HashMap::new(),
             order: Vec::new(),
-            metadata: Vec::new(),
-            xml: Vec::new(),
+            solid: Vec::new(),
+            open_solid: None,
+            solid_plan: 0,
+            images: Vec::new(),
             boot_index: 0,
             finished: false,
         };
@@ -106,17 +156,255 @@ impl WimWriter {
         Ok(w)
     }
 
+    /// Locks the existing WIM `target` and prepares to append to it in place. Its images,
+    /// blobs and XML are kept; new non-solid resources use the file's own compression and
+    /// chunk size (`opts.resources` is adjusted to match).
+    pub fn append(target: &Path, mut opts: WriterOptions) -> Result<WimWriter> {
+        check_solid_options(&opts)?;
+        let lock = TargetLock::acquire(target)?;
+        let wim = Wim::open(target)?;
+        let old = wim.header().clone();
+        if old.total_parts != 1 {
+            return Err(Error::invalid(
+                target,
+                "is part of a split WIM; join it first (wimfs join)",
+            ));
+        }
+        if old.magic != WIM_MAGIC {
+            return Err(Error::invalid(
+                target,
+                "is a pipable WIM; it cannot be changed in place (export it to a new file)",
+            ));
+        }
+        let compression = old.compression().map_err(|cause| Error::Format {
+            path: target.to_path_buf(),
+            cause,
+        })?;
+        opts.resources.compression = compression;
+        // An integrity table, once there, stays (as wimlib and DISM keep it).
+        opts.check_integrity |= !old.integrity.is_empty();
+        if compression != Compression::None {
+            opts.resources.chunk_size = old.chunk_size;
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(target)
+            .map_err(|e| Error::io(target, "opening for writing", e))?;
+        let mut w = WimWriter {
+            target: target.to_path_buf(),
+            mode: Mode::InPlace { old: old.clone() },
+            _lock: lock,
+            out: BufWriter::with_capacity(1 << 20, file),
+            pos: 0,
+            pool: new_pool(opts.threads)?,
+            opts,
+            blobs: HashMap::new(),
+            order: Vec::new(),
+            solid: Vec::new(),
+            open_solid: None,
+            solid_plan: 0,
+            images: Vec::new(),
+            boot_index: old.boot_index,
+            finished: false,
+        };
+        let end = w.keep_contents(&wim)?;
+        if w.opts.solid.is_none() {
+            // A solid file (an ESD) stays solid, as wimlib keeps it.
+            w.opts.solid = solid_options_of(&wim);
+        }
+        // Whatever lies past the last byte the header refers to is the torn tail of an
+        // interrupted write: nothing reads it, so it is cut off and written over.
+        let file = w.out.get_mut();
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(target, "reading the size", e))?
+            .len();
+        if len > end {
+            file.set_len(end)
+                .map_err(|e| Error::io(target, "cutting off an unfinished earlier write", e))?;
+        }
+        w.seek_to(end)?;
+        Ok(w)
+    }
+
+    /// Takes over the images and blobs of `wim` (the target itself) and returns the end of
+    /// everything its header refers to.
+    fn keep_contents(&mut self, wim: &Wim) -> Result<u64> {
+        let h = wim.header();
+        let mut end = HEADER_SIZE as u64;
+        for r in [&h.blob_table, &h.xml, &h.integrity, &h.boot_metadata] {
+            end = end.max(r.end().unwrap_or(0));
+        }
+        let mut locs: Vec<&BlobLocation> = wim.blobs().collect();
+        locs.sort_by_key(|l| (wim.resource(l).offset, l.offset));
+        let mut solid_index: HashMap<u32, usize> = HashMap::new();
+        for loc in locs {
+            let res = wim.resource(loc);
+            end = end.max(res.offset + res.size_in_wim);
+            let placement = match res.storage {
+                Storage::Solid { .. } => {
+                    let idx = *solid_index.entry(loc.resource).or_insert_with(|| {
+                        self.solid.push(SolidResource {
+                            offset: res.offset,
+                            size_in_wim: res.size_in_wim,
+                            uncompressed_size: res.uncompressed_size,
+                        });
+                        self.solid.len() - 1
+                    });
+                    Placement::Solid {
+                        res: idx,
+                        offset: loc.offset,
+                        size: loc.size,
+                    }
+                }
+                Storage::Raw | Storage::Chunked { .. } => Placement::Plain(ResHdr {
+                    size_in_wim: res.size_in_wim,
+                    flags: if matches!(res.storage, Storage::Chunked { .. }) {
+                        RESHDR_FLAG_COMPRESSED
+                    } else {
+                        0
+                    },
+                    offset: res.offset,
+                    uncompressed_size: res.uncompressed_size,
+                }),
+            };
+            if self.blobs.insert(loc.hash, placement).is_none() {
+                self.order.push(loc.hash);
+            }
+        }
+        for index in 1..=wim.image_count() {
+            let loc = *wim
+                .metadata_location(index)
+                .expect("index within the image count");
+            let res = wim.resource(&loc);
+            end = end.max(res.offset + res.size_in_wim);
+            let meta = wim.read_blob(&loc, true)?;
+            let mut refs = image_refs(&meta).map_err(|e| {
+                Error::invalid(wim.path(), format!("image {index}: metadata resource: {e}"))
+            })?;
+            // An image of the old file that already lacked a blob keeps lacking it; that is
+            // not this write's doing and must not stop it.
+            refs.retain(|h, _| self.blobs.contains_key(h));
+            let xml = match wim.xml().images.get(index as usize - 1) {
+                Some(info) => XmlImage::Kept(info.element.clone()),
+                None => XmlImage::New(ImageXml::from_image(
+                    &Image::from_metadata(wim, index, &meta)?,
+                    None,
+                    None,
+                    crate::time::now_filetime(),
+                )),
+            };
+            self.images.push(ImageSlot {
+                reshdr: ResHdr {
+                    size_in_wim: res.size_in_wim,
+                    flags: RESHDR_FLAG_METADATA
+                        | if matches!(res.storage, Storage::Chunked { .. }) {
+                            RESHDR_FLAG_COMPRESSED
+                        } else {
+                            0
+                        },
+                    offset: res.offset,
+                    uncompressed_size: res.uncompressed_size,
+                },
+                hash: loc.hash,
+                xml,
+                refs,
+            });
+        }
+        Ok(end)
+    }
+
     /// The path of the WIM being written.
     pub fn target(&self) -> &Path {
         &self.target
     }
 
-    /// Whether a blob with this hash is already in the new file.
+    /// The path of the file actually being written (a temporary file for a new WIM).
+    fn out_path(&self) -> &Path {
+        match &self.mode {
+            Mode::NewFile { tmp_path } => tmp_path,
+            Mode::InPlace { .. } => &self.target,
+        }
+    }
+
+    /// Writes new file data into solid resources with these parameters (`None`: non-solid).
+    pub fn set_solid(&mut self, solid: Option<ResourceOptions>) -> Result<()> {
+        self.close_solid()?;
+        self.opts.solid = solid;
+        Ok(())
+    }
+
+    /// Whether new file data goes into solid resources.
+    pub fn is_solid(&self) -> bool {
+        self.opts.solid.is_some()
+    }
+
+    /// Whether to write an integrity table.
+    pub fn set_check_integrity(&mut self, on: bool) {
+        self.opts.check_integrity = on;
+    }
+
+    /// Compression of the file's non-solid resources.
+    pub fn compression(&self) -> Compression {
+        self.opts.resources.compression
+    }
+
+    /// Number of images the file will hold.
+    pub fn image_count(&self) -> u32 {
+        self.images.len() as u32
+    }
+
+    /// Names of the images the file will hold, in order (`None` for unnamed images).
+    pub fn image_names(&self) -> Vec<Option<String>> {
+        self.images
+            .iter()
+            .map(|i| i.xml.name().map(str::to_string))
+            .collect()
+    }
+
+    /// Removes image `index` (1-based) from the file being written. Blobs only it used are
+    /// left out of the new blob table.
+    pub fn delete_image(&mut self, index: u32) -> Result<()> {
+        if index == 0 || index as usize > self.images.len() {
+            return Err(Error::NotFound(format!(
+                "{}: there is no image {index}",
+                self.target.display()
+            )));
+        }
+        self.images.remove(index as usize - 1);
+        if self.boot_index == index {
+            self.boot_index = 0;
+        } else if self.boot_index > index {
+            self.boot_index -= 1;
+        }
+        Ok(())
+    }
+
+    /// Sets the bootable image (0 = none).
+    pub fn set_boot_index(&mut self, index: u32) -> Result<()> {
+        if index as usize > self.images.len() {
+            return Err(Error::NotFound(format!(
+                "{}: there is no image {index} to make bootable",
+                self.target.display()
+            )));
+        }
+        self.boot_index = index;
+        Ok(())
+    }
+
+    /// Whether a blob with this hash is already in the file.
     pub fn has_blob(&self, hash: &Sha1Hash) -> bool {
         self.blobs.contains_key(hash)
     }
 
-    /// Writes a blob unless one with the same hash is already written; returns its hash.
+    /// Announces how many uncompressed bytes of new blobs are about to be written, so that
+    /// with `--solid` they go into one solid resource (an upper bound is fine).
+    pub fn plan_solid(&mut self, bytes: u64) {
+        self.solid_plan = bytes;
+    }
+
+    /// Writes a blob unless one with the same hash is already in the file; returns its hash.
     /// `expected` (if known from an earlier pass) must match the data read now.
     pub fn write_blob(
         &mut self,
@@ -132,6 +420,9 @@ impl WimWriter {
                 return Ok(h);
             }
         }
+        if self.opts.solid.is_some() && size > 0 {
+            return self.write_solid_blob(source, size, expected, what, progress);
+        }
         let start = self.pos;
         let opts = self.opts.resources;
         let out = &mut self.out;
@@ -140,50 +431,265 @@ impl WimWriter {
             .install(|| write_resource(out, start, source, size, &opts, false, progress))
             .map_err(|e| resource_error(what, e))?;
         if expected.is_some_and(|h| h != written.hash) {
-            return Err(Error::invalid(
-                what,
-                "the file changed while it was being captured",
-            ));
+            return Err(changed(what));
         }
         if self.blobs.contains_key(&written.hash) {
-            // Same data under an unexpected hash-less call: drop the duplicate copy.
+            // Same data as a blob already written: drop this copy.
             self.seek_to(start)?;
             return Ok(written.hash);
         }
         self.pos = start + written.reshdr.size_in_wim;
-        self.blobs.insert(
-            written.hash,
-            BlobRecord {
-                reshdr: written.reshdr,
-                refcount: 0,
-            },
-        );
+        self.blobs
+            .insert(written.hash, Placement::Plain(written.reshdr));
         self.order.push(written.hash);
         Ok(written.hash)
+    }
+
+    fn write_solid_blob(
+        &mut self,
+        source: &dyn BlobSource,
+        size: u64,
+        expected: Option<Sha1Hash>,
+        what: &Path,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Sha1Hash> {
+        // Bytes pushed into a solid stream cannot be taken back, so a duplicate must be
+        // recognised before any of it is written.
+        let hash = match expected {
+            Some(h) => h,
+            None => hash_source(source, size).map_err(|e| resource_error(what, e))?,
+        };
+        if self.blobs.contains_key(&hash) {
+            progress(size);
+            return Ok(hash);
+        }
+        let fits = self
+            .open_solid
+            .as_ref()
+            .is_some_and(|s| s.offset() + size <= s.upper_bound());
+        if !fits {
+            self.close_solid()?;
+            let opts = self.opts.solid.expect("solid mode");
+            let bound = self.solid_plan.max(size);
+            let start = self.pos;
+            let stream = SolidStream::begin(&mut self.out, start, bound, opts)
+                .map_err(|e| resource_error(&self.target, e))?;
+            self.open_solid = Some(stream);
+        }
+        let res = self.solid.len();
+        let stream = self.open_solid.as_mut().expect("opened above");
+        let offset = stream.offset();
+        let out = &mut self.out;
+        let pool = &self.pool;
+        let got = pool
+            .install(|| -> std::result::Result<Sha1Hash, ResourceError> {
+                let mut src = source.open().map_err(ResourceError::Read)?;
+                let mut hasher = Sha1::new();
+                let mut buf = vec![0u8; size.min(4 << 20) as usize];
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    super::resource::fill(&mut *src, &mut buf[..n], size)?;
+                    hasher.update(&buf[..n]);
+                    stream.push(out, &buf[..n])?;
+                    left -= n as u64;
+                    progress(n as u64);
+                }
+                super::resource::expect_eof(&mut *src, size)?;
+                Ok(hasher.finalize().into())
+            })
+            .map_err(|e| resource_error(what, e))?;
+        if got != hash {
+            return Err(changed(what));
+        }
+        self.pos = stream.end();
+        self.solid_plan = self.solid_plan.saturating_sub(size);
+        self.blobs
+            .insert(hash, Placement::Solid { res, offset, size });
+        self.order.push(hash);
+        Ok(hash)
+    }
+
+    fn close_solid(&mut self) -> Result<()> {
+        if let Some(stream) = self.open_solid.take() {
+            let done = stream
+                .finish(&mut self.out)
+                .map_err(|e| resource_error(&self.target, e))?;
+            self.pos = done.offset + done.size_in_wim;
+            self.solid.push(done);
+        }
+        Ok(())
+    }
+
+    /// Copies blob `loc` of `src` into this file unless it is already here. A non-solid
+    /// resource that is already compressed the way this file wants is copied as it is
+    /// (unless `recompress`); anything else is decoded, checked and compressed again.
+    pub fn copy_blob(
+        &mut self,
+        src: &Wim,
+        loc: &BlobLocation,
+        recompress: bool,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<()> {
+        if self.blobs.contains_key(&loc.hash) {
+            progress(loc.size);
+            return Ok(());
+        }
+        let res = src.resource(loc);
+        let whole = loc.offset == 0 && loc.size == res.uncompressed_size;
+        let same_format = match res.storage {
+            Storage::Raw => true,
+            Storage::Chunked {
+                compression,
+                chunk_size,
+            } => {
+                compression == self.opts.resources.compression
+                    && chunk_size == self.opts.resources.chunk_size
+            }
+            Storage::Solid { .. } => false,
+        };
+        if whole && same_format && !recompress && self.opts.solid.is_none() {
+            self.close_solid()?;
+            let part = &src.parts[res.part];
+            let start = self.pos;
+            let mut buf = vec![0u8; res.size_in_wim.min(4 << 20) as usize];
+            let mut done = 0u64;
+            while done < res.size_in_wim {
+                let n = (res.size_in_wim - done).min(buf.len() as u64) as usize;
+                part.read_exact_at(&mut buf[..n], res.offset + done, "a resource to copy")?;
+                self.write_raw(&buf[..n])?;
+                done += n as u64;
+            }
+            progress(loc.size);
+            let flags = if matches!(res.storage, Storage::Chunked { .. }) {
+                RESHDR_FLAG_COMPRESSED
+            } else {
+                0
+            };
+            self.blobs.insert(
+                loc.hash,
+                Placement::Plain(ResHdr {
+                    size_in_wim: res.size_in_wim,
+                    flags,
+                    offset: start,
+                    uncompressed_size: res.uncompressed_size,
+                }),
+            );
+            self.order.push(loc.hash);
+            return Ok(());
+        }
+        let what = PathBuf::from(format!(
+            "{}: blob {}",
+            src.path().display(),
+            hash_hex(&loc.hash)
+        ));
+        let source = WimBlob {
+            wim: src,
+            loc: *loc,
+        };
+        self.write_blob(&source, loc.size, Some(loc.hash), &what, progress)
+            .map(|_| ())
+    }
+
+    /// Adds image `index` of `src` with everything it refers to. `xml` describes it (usually
+    /// the source's `<IMAGE>` element, possibly renamed); `None` counts the image anew.
+    pub fn export_image(
+        &mut self,
+        src: &Wim,
+        index: u32,
+        xml: Option<XmlImage>,
+        recompress: bool,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<()> {
+        let loc = *src.metadata_location(index).ok_or_else(|| {
+            Error::NotFound(format!(
+                "{}: there is no image {index}",
+                src.path().display()
+            ))
+        })?;
+        let meta = src.read_blob(&loc, true)?;
+        let refs = image_refs(&meta).map_err(|e| {
+            Error::invalid(src.path(), format!("image {index}: metadata resource: {e}"))
+        })?;
+        let mut hashes: Vec<&Sha1Hash> = refs.keys().collect();
+        hashes.sort_by_key(|h| {
+            src.blob(h)
+                .map(|l| (src.resource(l).offset, l.offset))
+                .unwrap_or((u64::MAX, 0))
+        });
+        let total: u64 = hashes
+            .iter()
+            .filter(|h| !self.blobs.contains_key(**h))
+            .filter_map(|h| src.blob(h).map(|l| l.size))
+            .sum();
+        self.plan_solid(total);
+        for h in hashes {
+            let l = *src.blob(h).ok_or_else(|| {
+                Error::invalid(
+                    src.path(),
+                    format!(
+                        "image {index} refers to blob {} which is not in the file",
+                        hash_hex(h)
+                    ),
+                )
+            })?;
+            self.copy_blob(src, &l, recompress, progress)?;
+        }
+        let xml = match xml {
+            Some(x) => x,
+            None => XmlImage::New(ImageXml::from_image(
+                &Image::from_metadata(src, index, &meta)?,
+                None,
+                None,
+                crate::time::now_filetime(),
+            )),
+        };
+        self.add_metadata(&meta, xml, refs)
     }
 
     /// Writes an image's metadata resource and records its XML info. Every non-empty stream
     /// of the image must already have been written with [`WimWriter::write_blob`].
     pub fn add_image(&mut self, image: &Image, desc: &ImageDescription) -> Result<()> {
+        let mut refs: HashMap<Sha1Hash, u32> = HashMap::new();
         for ino in &image.inodes {
             for s in &ino.streams {
-                if crate::format::is_zero_hash(&s.hash) {
-                    continue;
+                if !is_zero_hash(&s.hash) {
+                    *refs.entry(s.hash).or_default() += ino.dentries.len() as u32;
                 }
-                let rec = self.blobs.get_mut(&s.hash).ok_or_else(|| {
-                    Error::invalid(
-                        &self.target,
-                        format!(
-                            "image refers to blob {} that was never written",
-                            crate::format::hash_hex(&s.hash)
-                        ),
-                    )
-                })?;
-                // One reference per name: that is how wimlib and WIMGAPI count them.
-                rec.refcount += ino.dentries.len() as u32;
             }
         }
-        let meta = image.to_metadata();
+        let now = crate::time::now_filetime();
+        let xml = XmlImage::New(ImageXml::from_image(
+            image,
+            desc.name.clone(),
+            desc.description.clone(),
+            now,
+        ));
+        self.add_metadata(&image.to_metadata(), xml, refs)?;
+        if desc.boot {
+            self.boot_index = self.images.len() as u32;
+        }
+        Ok(())
+    }
+
+    fn add_metadata(
+        &mut self,
+        meta: &[u8],
+        xml: XmlImage,
+        refs: HashMap<Sha1Hash, u32>,
+    ) -> Result<()> {
+        if let Some(missing) = refs.keys().find(|h| !self.blobs.contains_key(*h)) {
+            return Err(Error::invalid(
+                &self.target,
+                format!(
+                    "image refers to blob {} that was never written",
+                    hash_hex(missing)
+                ),
+            ));
+        }
+        self.close_solid()?;
+        crash_point("data");
+        let meta = meta.to_vec();
         let start = self.pos;
         let opts = self.opts.resources;
         let out = &mut self.out;
@@ -192,54 +698,82 @@ impl WimWriter {
             .install(|| write_resource(out, start, &meta, meta.len() as u64, &opts, true, &|_| {}))
             .map_err(|e| resource_error(&self.target, e))?;
         self.pos = start + written.reshdr.size_in_wim;
-        self.metadata.push((written.reshdr, written.hash));
-        let now = crate::time::now_filetime();
-        self.xml.push(ImageXml::from_image(
-            image,
-            desc.name.clone(),
-            desc.description.clone(),
-            now,
-        ));
-        if desc.boot {
-            self.boot_index = self.metadata.len() as u32;
-        }
+        self.images.push(ImageSlot {
+            reshdr: written.reshdr,
+            hash: written.hash,
+            xml,
+            refs,
+        });
         Ok(())
     }
 
-    /// Writes the blob table, XML and integrity table, then the header; syncs and renames the
-    /// file over the target.
-    pub fn finish(mut self) -> Result<()> {
-        let mut table = Vec::with_capacity((self.metadata.len() + self.order.len()) * 50);
-        for (reshdr, hash) in &self.metadata {
-            table.extend_from_slice(
-                &BlobEntry {
-                    reshdr: *reshdr,
-                    part_number: 1,
-                    refcount: 1,
-                    hash: *hash,
-                }
-                .to_bytes(),
-            );
+    /// The blob table: metadata resources, then non-solid blobs, then every solid resource
+    /// followed by its blobs (offsets counted across all solid resources, as WIMGAPI expects).
+    fn blob_table(&self) -> Vec<u8> {
+        let mut counts: HashMap<Sha1Hash, u32> = HashMap::new();
+        for img in &self.images {
+            for (h, n) in &img.refs {
+                *counts.entry(*h).or_default() += n;
+            }
         }
+        let mut table = Vec::new();
+        for img in &self.images {
+            table.extend_from_slice(&entry(img.reshdr, 1, img.hash));
+        }
+        let mut in_solid: Vec<Vec<(u64, u64, Sha1Hash, u32)>> = vec![Vec::new(); self.solid.len()];
         for hash in &self.order {
-            let rec = &self.blobs[hash];
-            if rec.refcount == 0 {
-                // Written but no image kept it (e.g. a file skipped after hashing).
+            // A blob no image refers to any more (deleted image, skipped file) is dropped.
+            let Some(&refcount) = counts.get(hash) else {
+                continue;
+            };
+            match self.blobs[hash] {
+                Placement::Plain(r) => table.extend_from_slice(&entry(r, refcount, *hash)),
+                Placement::Solid { res, offset, size } => {
+                    in_solid[res].push((offset, size, *hash, refcount))
+                }
+            }
+        }
+        let mut logical = 0u64;
+        for (res, blobs) in self.solid.iter().zip(&mut in_solid) {
+            if blobs.is_empty() {
+                // Nothing in it is used any more: leave the resource out (its bytes are
+                // reclaimed by the next rebuild).
                 continue;
             }
-            table.extend_from_slice(
-                &BlobEntry {
-                    reshdr: rec.reshdr,
-                    part_number: 1,
-                    refcount: rec.refcount,
-                    hash: *hash,
-                }
-                .to_bytes(),
-            );
+            blobs.sort_by_key(|b| b.0);
+            let r = ResHdr {
+                size_in_wim: res.size_in_wim,
+                flags: RESHDR_FLAG_SOLID,
+                offset: res.offset,
+                uncompressed_size: SOLID_RESOURCE_MAGIC,
+            };
+            table.extend_from_slice(&entry(r, 1, [0; 20]));
+            for &(offset, size, hash, refcount) in blobs.iter() {
+                let r = ResHdr {
+                    size_in_wim: size,
+                    flags: RESHDR_FLAG_SOLID,
+                    offset: logical + offset,
+                    uncompressed_size: 0,
+                };
+                table.extend_from_slice(&entry(r, refcount, hash));
+            }
+            logical += res.uncompressed_size;
         }
+        table
+    }
+
+    /// Writes the blob table, XML and integrity table, syncs, then writes the header and
+    /// syncs again; a new file is then renamed over the target.
+    pub fn finish(mut self) -> Result<()> {
+        self.close_solid()?;
+        let table = self.blob_table();
+        let has_solid = table
+            .chunks(crate::format::blob_table::BLOB_ENTRY_SIZE)
+            .any(|e| e[7] & RESHDR_FLAG_SOLID != 0);
         let blob_table = self.write_plain(&table, true)?;
         let xml_offset = self.pos;
-        let xml = build_xml(&self.xml, xml_offset);
+        let xml: Vec<XmlImage> = self.images.iter().map(|i| i.xml.clone()).collect();
+        let xml = build_xml(&xml, xml_offset);
         let xml = self.write_plain(&xml, true)?;
         let integrity = if self.opts.check_integrity {
             let end = blob_table.offset + blob_table.size_in_wim;
@@ -249,71 +783,97 @@ impl WimWriter {
             ResHdr::default()
         };
         let c = self.opts.resources.compression;
-        let mut flags = match c {
-            Compression::None => 0,
-            Compression::Xpress => FLAG_COMPRESSION | FLAG_COMPRESS_XPRESS,
-            Compression::Lzx => FLAG_COMPRESSION | FLAG_COMPRESS_LZX,
-            Compression::Lzms => FLAG_COMPRESSION | FLAG_COMPRESS_LZMS,
-        };
-        if self.opts.rp_fix {
-            flags |= FLAG_RP_FIX;
-        }
-        let header = Header {
-            magic: WIM_MAGIC,
-            version: VERSION_DEFAULT,
-            flags,
-            chunk_size: if c == Compression::None {
-                0
-            } else {
-                self.opts.resources.chunk_size
+        let header = match &self.mode {
+            Mode::InPlace { old } => Header {
+                flags: old.flags & !FLAG_WRITE_IN_PROGRESS,
+                version: if has_solid {
+                    VERSION_SOLID
+                } else {
+                    old.version
+                },
+                ..old.clone()
             },
-            guid: random_guid(),
-            part_number: 1,
-            total_parts: 1,
-            image_count: self.metadata.len() as u32,
+            Mode::NewFile { .. } => {
+                let mut flags = match c {
+                    Compression::None => 0,
+                    Compression::Xpress => FLAG_COMPRESSION | FLAG_COMPRESS_XPRESS,
+                    Compression::Lzx => FLAG_COMPRESSION | FLAG_COMPRESS_LZX,
+                    Compression::Lzms => FLAG_COMPRESSION | FLAG_COMPRESS_LZMS,
+                };
+                if self.opts.rp_fix {
+                    flags |= FLAG_RP_FIX;
+                }
+                Header {
+                    magic: WIM_MAGIC,
+                    version: if has_solid {
+                        VERSION_SOLID
+                    } else {
+                        VERSION_DEFAULT
+                    },
+                    flags,
+                    chunk_size: if c == Compression::None {
+                        0
+                    } else {
+                        self.opts.resources.chunk_size
+                    },
+                    guid: random_guid(),
+                    part_number: 1,
+                    total_parts: 1,
+                    ..Header::default_empty()
+                }
+            }
+        };
+        let header = Header {
+            image_count: self.images.len() as u32,
             blob_table,
             xml,
             boot_metadata: if self.boot_index == 0 {
                 ResHdr::default()
             } else {
-                self.metadata[self.boot_index as usize - 1].0
+                self.images[self.boot_index as usize - 1].reshdr
             },
             boot_index: self.boot_index,
             integrity,
+            ..header
         };
         let end = self.pos;
+        let out_path = self.out_path().to_path_buf();
         self.out
             .flush()
-            .map_err(|e| Error::io(&self.tmp_path, "writing", e))?;
+            .map_err(|e| Error::io(&out_path, "writing", e))?;
         let file = self.out.get_mut();
         // Drop bytes left past the end by a compressed attempt that was rewritten stored.
         file.set_len(end)
-            .map_err(|e| Error::io(&self.tmp_path, "truncating", e))?;
+            .map_err(|e| Error::io(&out_path, "truncating", e))?;
         // The data must be durable before the header that points at it.
         file.sync_data()
-            .map_err(|e| Error::io(&self.tmp_path, "syncing", e))?;
+            .map_err(|e| Error::io(&out_path, "syncing", e))?;
+        crash_point("tables");
         file.seek(SeekFrom::Start(0))
-            .map_err(|e| Error::io(&self.tmp_path, "seeking", e))?;
+            .map_err(|e| Error::io(&out_path, "seeking", e))?;
         file.write_all(&header.to_bytes())
-            .map_err(|e| Error::io(&self.tmp_path, "writing the header", e))?;
+            .map_err(|e| Error::io(&out_path, "writing the header", e))?;
+        crash_point("header");
         file.sync_all()
-            .map_err(|e| Error::io(&self.tmp_path, "syncing", e))?;
-        std::fs::rename(&self.tmp_path, &self.target).map_err(|e| {
-            Error::io(
-                &self.target,
-                format!("renaming {} into place", self.tmp_path.display()),
-                e,
-            )
-        })?;
+            .map_err(|e| Error::io(&out_path, "syncing", e))?;
+        if let Mode::NewFile { tmp_path } = &self.mode {
+            std::fs::rename(tmp_path, &self.target).map_err(|e| {
+                Error::io(
+                    &self.target,
+                    format!("renaming {} into place", tmp_path.display()),
+                    e,
+                )
+            })?;
+            sync_parent_dir(&self.target);
+        }
         self.finished = true;
-        sync_parent_dir(&self.target);
         Ok(())
     }
 
     fn write_raw(&mut self, data: &[u8]) -> Result<()> {
         self.out
             .write_all(data)
-            .map_err(|e| Error::io(&self.tmp_path, "writing", e))?;
+            .map_err(|e| Error::io(&self.target, "writing", e))?;
         self.pos += data.len() as u64;
         Ok(())
     }
@@ -321,7 +881,7 @@ impl WimWriter {
     fn seek_to(&mut self, pos: u64) -> Result<()> {
         self.out
             .seek(SeekFrom::Start(pos))
-            .map_err(|e| Error::io(&self.tmp_path, "seeking", e))?;
+            .map_err(|e| Error::io(&self.target, "seeking", e))?;
         self.pos = pos;
         Ok(())
     }
@@ -341,24 +901,24 @@ impl WimWriter {
 
     /// Hashes bytes `HEADER_SIZE..end` of the file written so far in integrity chunks.
     fn integrity_table(&mut self, end: u64) -> Result<IntegrityTable> {
+        let path = self.out_path().to_path_buf();
         self.out
             .flush()
-            .map_err(|e| Error::io(&self.tmp_path, "writing", e))?;
+            .map_err(|e| Error::io(&path, "writing", e))?;
         let mut f = self
             .out
             .get_ref()
             .try_clone()
-            .map_err(|e| Error::io(&self.tmp_path, "reopening", e))?;
+            .map_err(|e| Error::io(&path, "reopening", e))?;
         f.seek(SeekFrom::Start(HEADER_SIZE as u64))
-            .map_err(|e| Error::io(&self.tmp_path, "seeking", e))?;
+            .map_err(|e| Error::io(&path, "seeking", e))?;
         let mut left = end - HEADER_SIZE as u64;
         let mut hashes = Vec::new();
         let mut buf = vec![0u8; INTEGRITY_CHUNK_SIZE as usize];
         while left > 0 {
             let n = left.min(INTEGRITY_CHUNK_SIZE as u64) as usize;
-            f.read_exact(&mut buf[..n]).map_err(|e| {
-                Error::io(&self.tmp_path, "reading back for the integrity table", e)
-            })?;
+            f.read_exact(&mut buf[..n])
+                .map_err(|e| Error::io(&path, "reading back for the integrity table", e))?;
             hashes.push(Sha1::digest(&buf[..n]).into());
             left -= n as u64;
         }
@@ -374,8 +934,102 @@ impl WimWriter {
 impl Drop for WimWriter {
     fn drop(&mut self) {
         if !self.finished {
-            let _ = std::fs::remove_file(&self.tmp_path);
+            if let Mode::NewFile { tmp_path } = &self.mode {
+                let _ = std::fs::remove_file(tmp_path);
+            }
         }
+    }
+}
+
+/// Test hook for the crash-safety tests: when `WIMFS_CRASH_AT` names this point, the process
+/// kills itself with SIGKILL right here, as a power cut or `kill -9` would stop it.
+fn crash_point(name: &str) {
+    #[cfg(unix)]
+    if std::env::var_os("WIMFS_CRASH_AT").is_some_and(|v| v == name) {
+        // SAFETY: kill(2) on our own pid with a constant signal; no memory is passed.
+        unsafe {
+            libc::kill(libc::getpid(), libc::SIGKILL);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = name;
+}
+
+fn entry(reshdr: ResHdr, refcount: u32, hash: Sha1Hash) -> [u8; 50] {
+    BlobEntry {
+        reshdr,
+        part_number: 1,
+        refcount,
+        hash,
+    }
+    .to_bytes()
+}
+
+fn changed(what: &Path) -> Error {
+    Error::invalid(
+        what,
+        "the data read does not match its SHA-1 (it changed while being written, or is corrupt)",
+    )
+}
+
+/// Counts the references an image's metadata makes to each blob: every stream of every
+/// name (hard links repeat their streams on each name, which is how WIMGAPI counts).
+pub fn image_refs(meta: &[u8]) -> std::result::Result<HashMap<Sha1Hash, u32>, String> {
+    let tree = parse_metadata(meta).map_err(|e| e.to_string())?;
+    let mut refs: HashMap<Sha1Hash, u32> = HashMap::new();
+    for d in &tree.dentries {
+        let mut seen: Vec<&Sha1Hash> = Vec::new();
+        for h in std::iter::once(&d.main_hash).chain(d.streams.iter().map(|s| &s.hash)) {
+            // The unnamed stream may appear both as the main hash and as an extra entry.
+            if !is_zero_hash(h) && !seen.contains(&h) {
+                seen.push(h);
+                *refs.entry(*h).or_default() += 1;
+            }
+        }
+    }
+    Ok(refs)
+}
+
+/// The compression of `wim`'s first solid resource, if it has one.
+pub fn solid_options_of(wim: &Wim) -> Option<ResourceOptions> {
+    wim.blobs().find_map(|l| match wim.resource(l).storage {
+        Storage::Solid {
+            compression,
+            chunk_size,
+        } => Some(ResourceOptions {
+            compression,
+            chunk_size,
+            level: crate::codec::DEFAULT_LEVEL,
+        }),
+        _ => None,
+    })
+}
+
+/// Reads a whole source once to learn its SHA-1.
+fn hash_source(source: &dyn BlobSource, size: u64) -> std::result::Result<Sha1Hash, ResourceError> {
+    let mut src = source.open().map_err(ResourceError::Read)?;
+    let mut hasher = Sha1::new();
+    let mut buf = vec![0u8; size.min(1 << 20) as usize];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        super::resource::fill(&mut *src, &mut buf[..n], size)?;
+        hasher.update(&buf[..n]);
+        left -= n as u64;
+    }
+    super::resource::expect_eof(&mut *src, size)?;
+    Ok(hasher.finalize().into())
+}
+
+/// A blob of an open WIM as a source for writing.
+struct WimBlob<'a> {
+    wim: &'a Wim,
+    loc: BlobLocation,
+}
+
+impl BlobSource for WimBlob<'_> {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        Ok(Box::new(BlobReader::new(self.wim, Some(self.loc))))
     }
 }
 

@@ -1,7 +1,29 @@
 //! The XML info resource as wimlib writes it for new images.
 
 use crate::format::bytes::string_to_utf16le;
+use crate::format::xml::{escape_xml as escape, Element};
 use crate::image::Image;
+
+/// One image's entry in the XML info.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum XmlImage {
+    /// A new image, described by its counts.
+    New(ImageXml),
+    /// The `<IMAGE>` element of an image kept from an existing WIM (its INDEX is renumbered;
+    /// everything else, such as the Windows version info, is kept as it was).
+    Kept(Element),
+}
+
+impl XmlImage {
+    /// The image's name, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            XmlImage::New(x) => x.name.as_deref(),
+            XmlImage::Kept(el) => el.child_text("NAME"),
+        }
+        .filter(|n| !n.is_empty())
+    }
+}
 
 /// The per-image XML fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,21 +72,6 @@ impl ImageXml {
     }
 }
 
-fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&apos;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
-
 fn time(tag: &str, ft: u64) -> String {
     format!(
         "<{tag}><HIGHPART>0x{:08X}</HIGHPART><LOWPART>0x{:08X}</LOWPART></{tag}>",
@@ -75,9 +82,18 @@ fn time(tag: &str, ft: u64) -> String {
 
 /// The XML document as UTF-16LE with a byte order mark (WIMGAPI needs the BOM).
 /// `total_bytes` is the file offset of the XML data itself, which is what wimlib records.
-pub fn build_xml(images: &[ImageXml], total_bytes: u64) -> Vec<u8> {
+pub fn build_xml(images: &[XmlImage], total_bytes: u64) -> Vec<u8> {
     let mut s = String::from("\u{feff}<WIM>");
     for (i, x) in images.iter().enumerate() {
+        let x = match x {
+            XmlImage::Kept(el) => {
+                let mut el = el.clone();
+                el.set_attr("INDEX", &(i + 1).to_string());
+                s.push_str(&el.to_xml());
+                continue;
+            }
+            XmlImage::New(x) => x,
+        };
         s.push_str(&format!("<IMAGE INDEX=\"{}\">", i + 1));
         // Element order follows wimlib: NAME first, DESCRIPTION last.
         if let Some(n) = x.name.as_deref().filter(|n| !n.is_empty()) {
@@ -115,7 +131,7 @@ mod tests {
             creation_time: 0x01DD_7CD2_ACC2_1D86,
             last_modification_time: 0x01DD_7CD2_ACC2_1D87,
         };
-        let raw = build_xml(&[x], 999);
+        let raw = build_xml(&[XmlImage::New(x)], 999);
         assert_eq!(&raw[..2], &[0xff, 0xfe]);
         let p = parse_xml(&raw).unwrap();
         assert_eq!(p.total_bytes, Some(999));

@@ -1,0 +1,277 @@
+//! append / export / delete / optimize: the files wimfs changes must stay valid for
+//! wimlib-imagex and 7-Zip, hold the right images, and survive a crash at any moment.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// Two source trees sharing some files (so deduplication across images matters).
+fn two_trees(root: &Path) -> (PathBuf, PathBuf) {
+    let a = root.join("a");
+    make_tree(&a);
+    let b = root.join("b");
+    fs::create_dir_all(b.join("sub")).unwrap();
+    fs::write(b.join("hello.txt"), "Hello, WIM!\n").unwrap();
+    fs::write(b.join("sub/other.bin"), mixed_data(700_000, 11)).unwrap();
+    fs::write(b.join("sub/random"), pseudo_random(200_000, 5)).unwrap();
+    fs::copy(a.join("dir/big.txt"), b.join("copy_of_big.txt")).unwrap();
+    (a, b)
+}
+
+/// Image names as `wimlib-imagex info` reports them, in order.
+fn names(wim: &Path) -> Vec<String> {
+    ok(wimlib(["info"]).arg(wim))
+        .lines()
+        .filter_map(|l| l.strip_prefix("Name:"))
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// wimlib verifies the file, 7-Zip tests it, and image `index` applies as `tree`.
+fn check_image(wim: &Path, index: u32, tree: &Path) {
+    ok(wimlib(["verify"]).arg(wim));
+    let t = ok(Command::new("7zz").arg("t").arg(wim));
+    assert!(t.contains("Everything is Ok"), "7zz t: {t}");
+    let out = wim.with_extension(format!("apply{index}"));
+    let _ = fs::remove_dir_all(&out);
+    ok(wimlib(["apply"]).arg(wim).arg(index.to_string()).arg(&out));
+    assert_same_tree(tree, &out);
+    fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn append_export_delete_optimize() {
+    let tmp = tempdir();
+    let (a, b) = two_trees(tmp.path());
+    let wim = tmp.path().join("x.wim");
+    ok(wimfs_cmd(["capture", "-q"]).arg(&a).arg(&wim).arg("A"));
+    let size_one = fs::metadata(&wim).unwrap().len();
+    ok(wimfs_cmd(["append", "-q"])
+        .arg(&b)
+        .arg(&wim)
+        .arg("B")
+        .arg("second"));
+    assert_eq!(names(&wim), ["A", "B"]);
+    check_image(&wim, 1, &a);
+    check_image(&wim, 2, &b);
+    // In place: the first image's data was not written again.
+    let grown = fs::metadata(&wim).unwrap().len() - size_one;
+    assert!(grown < 1_500_000, "append grew the file by {grown} bytes");
+
+    // A duplicate name is refused and leaves the file as it was.
+    let before = fs::read(&wim).unwrap();
+    let out = run(wimfs_cmd(["append", "-q"]).arg(&b).arg(&wim).arg("B"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already has an image named"));
+    assert!(
+        fs::read(&wim).unwrap() == before,
+        "a refused append changed the file"
+    );
+
+    // Export one image to a new file (renamed), then another into it in place.
+    let y = tmp.path().join("y.wim");
+    ok(wimfs_cmd(["export", "-q"])
+        .arg(&wim)
+        .arg("B")
+        .arg(&y)
+        .arg("B2"));
+    assert_eq!(names(&y), ["B2"]);
+    check_image(&y, 1, &b);
+    ok(wimfs_cmd(["export", "-q"]).arg(&wim).arg("1").arg(&y));
+    assert_eq!(names(&y), ["B2", "A"]);
+    check_image(&y, 2, &a);
+    // Export everything with recompression to another format.
+    let z = tmp.path().join("z.wim");
+    ok(wimfs_cmd(["export", "-q", "--compress=xpress"])
+        .arg(&wim)
+        .arg("all")
+        .arg(&z));
+    assert_eq!(names(&z), ["A", "B"]);
+    assert!(ok(wimlib(["info", "--header"]).arg(&z)).contains("COMPRESS_XPRESS"));
+    check_image(&z, 1, &a);
+    check_image(&z, 2, &b);
+
+    // Soft delete: in place; then optimize reclaims the space.
+    ok(wimfs_cmd(["delete", "--soft"]).arg(&y).arg("B2"));
+    assert_eq!(names(&y), ["A"]);
+    check_image(&y, 1, &a);
+    let soft = fs::metadata(&y).unwrap().len();
+    ok(wimfs_cmd(["optimize", "-q"]).arg(&y));
+    let optimized = fs::metadata(&y).unwrap().len();
+    assert!(
+        optimized < soft,
+        "optimize did not shrink {soft} -> {optimized}"
+    );
+    check_image(&y, 1, &a);
+
+    // Default delete rebuilds the file.
+    ok(wimfs_cmd(["delete"]).arg(&wim).arg("1"));
+    assert_eq!(names(&wim), ["B"]);
+    check_image(&wim, 1, &b);
+    assert!(fs::metadata(&wim).unwrap().len() < size_one);
+
+    // optimize with another compression and an integrity table.
+    ok(wimfs_cmd([
+        "optimize",
+        "-q",
+        "--compress=lzx",
+        "--chunk-size=2097152",
+        "--check",
+    ])
+    .arg(&z));
+    ok(wimlib(["verify"]).arg(&z));
+    let info = ok(wimlib(["info", "--header"]).arg(&z));
+    assert!(
+        info.contains("COMPRESS_LZX") && info.contains("2097152"),
+        "{info}"
+    );
+    check_image(&z, 2, &b);
+
+    // The other way round: wimlib writes, wimfs exports and optimizes, wimlib reads.
+    let w = tmp.path().join("w.wim");
+    ok(wimlib(["capture", "--compress=lzx"])
+        .arg(&a)
+        .arg(&w)
+        .arg("WA"));
+    ok(wimlib(["append"]).arg(&b).arg(&w).arg("WB"));
+    let v = tmp.path().join("v.wim");
+    ok(wimfs_cmd(["export", "-q"]).arg(&w).arg("all").arg(&v));
+    assert_eq!(names(&v), ["WA", "WB"]);
+    check_image(&v, 1, &a);
+    check_image(&v, 2, &b);
+    ok(wimfs_cmd(["optimize", "-q", "--recompress"]).arg(&w));
+    check_image(&w, 2, &b);
+}
+
+#[test]
+fn solid_capture_append_and_optimize() {
+    let tmp = tempdir();
+    let (a, b) = two_trees(tmp.path());
+    let wim = tmp.path().join("s.wim");
+    // LZX solid resources keep this test independent of the LZMS compressor.
+    let solid = ["--compress=lzx", "--solid", "--solid-compress=lzx"];
+    ok(wimfs_cmd(["capture", "-q"])
+        .args(solid)
+        .arg(&a)
+        .arg(&wim)
+        .arg("A"));
+    let header = ok(wimlib(["info", "--header"]).arg(&wim));
+    assert!(header.contains("0xe00"), "{header}");
+    check_image(&wim, 1, &a);
+    // Appending to a solid file stays solid.
+    ok(wimfs_cmd(["append", "-q"]).arg(&b).arg(&wim).arg("B"));
+    check_image(&wim, 2, &b);
+    let before = names(&wim);
+    ok(wimfs_cmd(["optimize", "-q"]).arg(&wim));
+    assert_eq!(names(&wim), before);
+    check_image(&wim, 1, &a);
+    // ... and out of it into a plain WIM.
+    let plain = tmp.path().join("p.wim");
+    ok(wimfs_cmd(["export", "-q", "--compress=xpress"])
+        .arg(&wim)
+        .arg("2")
+        .arg(&plain));
+    assert!(ok(wimlib(["info", "--header"]).arg(&plain)).contains("0x10d00"));
+    check_image(&plain, 1, &b);
+}
+
+/// Runs `wimfs append` with a crash point set; it must die by SIGKILL.
+fn crash_append(src: &Path, wim: &Path, name: &str, point: &str) {
+    let out = run(wimfs_cmd(["append", "-q"])
+        .arg(src)
+        .arg(wim)
+        .arg(name)
+        .env("WIMFS_CRASH_AT", point));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "append did not crash at {point}"
+    );
+}
+
+#[test]
+fn a_crashed_append_leaves_the_old_images() {
+    let tmp = tempdir();
+    let (a, b) = two_trees(tmp.path());
+    let wim = tmp.path().join("c.wim");
+    ok(wimfs_cmd(["capture", "-q", "--check"])
+        .arg(&a)
+        .arg(&wim)
+        .arg("A"));
+    let header = fs::read(&wim).unwrap()[..208].to_vec();
+    for point in ["data", "tables"] {
+        crash_append(&b, &wim, "B", point);
+        assert_eq!(names(&wim), ["A"], "after a crash at {point}");
+        assert!(
+            fs::read(&wim).unwrap()[..208] == header[..],
+            "header changed by a crash at {point}"
+        );
+        ok(wimlib(["verify"]).arg(&wim));
+        check_image(&wim, 1, &a);
+    }
+    // A crash after the header write (before its sync) still leaves a consistent file:
+    // here the page cache keeps the write, so the new image is there.
+    crash_append(&b, &wim, "B", "header");
+    assert_eq!(names(&wim), ["A", "B"]);
+    check_image(&wim, 2, &b);
+    // The next append cuts off any torn tail and works as usual.
+    ok(wimfs_cmd(["delete", "--soft"]).arg(&wim).arg("B"));
+    let len = fs::metadata(&wim).unwrap().len();
+    crash_append(&b, &wim, "C", "data");
+    assert!(fs::metadata(&wim).unwrap().len() > len);
+    ok(wimfs_cmd(["append", "-q"]).arg(&b).arg(&wim).arg("C"));
+    assert_eq!(names(&wim), ["A", "C"]);
+    ok(wimlib(["verify"]).arg(&wim));
+    ok(wimlib(["info", "--check"]).arg(&wim));
+    check_image(&wim, 2, &b);
+}
+
+#[test]
+fn kill_9_at_random_moments() {
+    let tmp = tempdir();
+    let (a, _) = two_trees(tmp.path());
+    // A tree big enough that an append takes a while.
+    let big = tmp.path().join("big");
+    fs::create_dir(&big).unwrap();
+    for i in 0..24u64 {
+        fs::write(big.join(format!("f{i}")), mixed_data(1 << 20, 100 + i)).unwrap();
+    }
+    let wim = tmp.path().join("k.wim");
+    ok(wimfs_cmd(["capture", "-q"]).arg(&a).arg(&wim).arg("A"));
+    let start = std::time::Instant::now();
+    ok(wimfs_cmd(["append", "-q"]).arg(&big).arg(&wim).arg("probe"));
+    let full = start.elapsed();
+    ok(wimfs_cmd(["delete", "--soft"]).arg(&wim).arg("probe"));
+    let mut outcomes = Vec::new();
+    for step in 1..=6u32 {
+        let delay = full * step / 7;
+        let mut child = wimfs_cmd(["append", "-q"])
+            .arg(&big)
+            .arg(&wim)
+            .arg(format!("K{step}"))
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        let n = names(&wim);
+        ok(wimlib(["verify"]).arg(&wim));
+        assert_eq!(n[0], "A");
+        outcomes.push(n.len());
+        // Keep the file at one image for the next round.
+        while names(&wim).len() > 1 {
+            ok(wimfs_cmd(["delete", "--soft"]).arg(&wim).arg("2"));
+        }
+    }
+    check_image(&wim, 1, &a);
+    // At least some kills must have landed mid-write (else the test proves nothing).
+    assert!(
+        outcomes.contains(&1),
+        "no kill interrupted an append: {outcomes:?} (append took {full:?})"
+    );
+}
