@@ -275,3 +275,80 @@ fn kill_9_at_random_moments() {
         "no kill interrupted an append: {outcomes:?} (append took {full:?})"
     );
 }
+
+#[test]
+fn split_and_join() {
+    let tmp = tempdir();
+    let (a, b) = two_trees(tmp.path());
+    let wim = tmp.path().join("x.wim");
+    ok(wimfs_cmd(["capture", "-q", "--compress=xpress"])
+        .arg(&a)
+        .arg(&wim)
+        .arg("A"));
+    ok(wimfs_cmd(["append", "-q"]).arg(&b).arg(&wim).arg("B"));
+    let swm = tmp.path().join("p.swm");
+    ok(wimfs_cmd(["split", "-q", "--check"])
+        .arg(&wim)
+        .arg(&swm)
+        .arg("1"));
+    let parts: Vec<PathBuf> = (1..=9)
+        .map(|n| {
+            if n == 1 {
+                swm.clone()
+            } else {
+                tmp.path().join(format!("p{n}.swm"))
+            }
+        })
+        .filter(|p| p.exists())
+        .collect();
+    assert!(parts.len() >= 3, "expected several parts: {parts:?}");
+    for p in &parts[..parts.len() - 1] {
+        // Only a single resource bigger than the limit may push a part past 1 MiB.
+        assert!(fs::metadata(p).unwrap().len() < 2 << 20, "{p:?} is too big");
+    }
+    let glob = tmp.path().join("p*.swm");
+    ok(wimlib(["verify"])
+        .arg(&swm)
+        .arg(format!("--ref={}", glob.display())));
+    let out = tmp.path().join("by_wimlib");
+    ok(wimlib(["apply"])
+        .arg(&swm)
+        .arg("2")
+        .arg(&out)
+        .arg(format!("--ref={}", glob.display())));
+    assert_same_tree(&b, &out);
+    let v = ok(wimfs_cmd(["verify", "-q"])
+        .arg(&swm)
+        .arg("--ref")
+        .arg(&glob));
+    assert!(v.contains("integrity table OK"), "{v}");
+
+    // Join ours (parts in any order) and wimlib's split of the same file.
+    let joined = tmp.path().join("j.wim");
+    let mut rev = parts.clone();
+    rev.reverse();
+    ok(wimfs_cmd(["join", "-q"]).arg(&joined).args(&rev));
+    assert_eq!(names(&joined), ["A", "B"]);
+    check_image(&joined, 1, &a);
+    check_image(&joined, 2, &b);
+    let theirs = tmp.path().join("w.swm");
+    ok(wimlib(["split"]).arg(&wim).arg(&theirs).arg("1"));
+    let their_parts: Vec<PathBuf> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name().unwrap().to_string_lossy().starts_with('w')
+                && p.extension().is_some_and(|e| e == "swm")
+        })
+        .collect();
+    let joined2 = tmp.path().join("j2.wim");
+    ok(wimfs_cmd(["join", "-q"]).arg(&joined2).args(&their_parts));
+    check_image(&joined2, 2, &b);
+    // A missing part is named.
+    let out = run(wimfs_cmd(["join", "-q"])
+        .arg(tmp.path().join("j3.wim"))
+        .args(&parts[..parts.len() - 1]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing part"), "{err}");
+}

@@ -12,6 +12,7 @@ mod info;
 mod mount;
 mod optimize;
 mod progress;
+mod split;
 mod verify;
 
 use std::path::PathBuf;
@@ -55,6 +56,10 @@ pub enum Command {
     Delete(delete::DeleteArgs),
     /// Rewrite a WIM file without wasted space, optionally recompressed.
     Optimize(optimize::OptimizeArgs),
+    /// Split a WIM file into parts of bounded size.
+    Split(split::SplitArgs),
+    /// Join the parts of a split WIM into one file.
+    Join(split::JoinArgs),
     /// Mount an image read-only (FUSE).
     #[cfg(unix)]
     Mount(mount::MountArgs),
@@ -94,6 +99,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Export(a) => export::run(a),
         Command::Delete(a) => delete::run(a),
         Command::Optimize(a) => optimize::run(a),
+        Command::Split(a) => split::run_split(a),
+        Command::Join(a) => split::run_join(a),
         #[cfg(unix)]
         Command::Mount(a) => mount::run_mount(a, cli.debug),
         #[cfg(unix)]
@@ -144,8 +151,7 @@ pub fn pick_image(wim: &Wim, spec: Option<&str>) -> Result<u32> {
 
 /// The non-solid compression settings of an existing WIM.
 pub fn file_resources(path: &std::path::Path) -> Result<wimfs::write::ResourceOptions> {
-    let wim = Wim::open(path)?;
-    let h = wim.header();
+    let h = Wim::read_header(path)?;
     Ok(wimfs::write::ResourceOptions {
         compression: h
             .compression()

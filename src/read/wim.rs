@@ -87,6 +87,11 @@ fn read_header(part: &PartFile) -> Result<Header> {
 }
 
 impl Wim {
+    /// Reads just the header of a WIM file (any part of a split set).
+    pub fn read_header(path: impl AsRef<Path>) -> Result<Header> {
+        read_header(&PartFile::open(path.as_ref())?)
+    }
+
     /// Opens a standalone WIM file.
     pub fn open(path: impl AsRef<Path>) -> Result<Wim> {
         Self::open_with(path, OpenOptions::default())

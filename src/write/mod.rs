@@ -6,6 +6,7 @@ pub mod capture;
 mod lock;
 pub mod resource;
 pub mod solid;
+pub mod split;
 pub mod writer;
 pub mod xml;
 

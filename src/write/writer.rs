@@ -106,6 +106,8 @@ pub struct WimWriter {
     solid_plan: u64,
     images: Vec<ImageSlot>,
     boot_index: u32,
+    /// GUID for a new file (random unless set, e.g. to keep a joined split set's).
+    guid: Option<[u8; 16]>,
     finished: bool,
 }
 
@@ -149,6 +151,7 @@ impl WimWriter {
             solid_plan: 0,
             images: Vec::new(),
             boot_index: 0,
+            guid: None,
             finished: false,
         };
         // A zeroed header until the end: a torn temporary file is never mistaken for a WIM.
@@ -206,6 +209,7 @@ impl WimWriter {
             solid_plan: 0,
             images: Vec::new(),
             boot_index: old.boot_index,
+            guid: None,
             finished: false,
         };
         let end = w.keep_contents(&wim)?;
@@ -338,6 +342,11 @@ impl WimWriter {
     /// Whether new file data goes into solid resources.
     pub fn is_solid(&self) -> bool {
         self.opts.solid.is_some()
+    }
+
+    /// Gives a new file this GUID instead of a random one (ignored when appending in place).
+    pub fn set_guid(&mut self, guid: [u8; 16]) {
+        self.guid = Some(guid);
     }
 
     /// Whether to write an integrity table.
@@ -816,7 +825,7 @@ impl WimWriter {
                     } else {
                         self.opts.resources.chunk_size
                     },
-                    guid: random_guid(),
+                    guid: self.guid.unwrap_or_else(random_guid),
                     part_number: 1,
                     total_parts: 1,
                     ..Header::default_empty()
@@ -905,30 +914,34 @@ impl WimWriter {
         self.out
             .flush()
             .map_err(|e| Error::io(&path, "writing", e))?;
-        let mut f = self
-            .out
-            .get_ref()
-            .try_clone()
-            .map_err(|e| Error::io(&path, "reopening", e))?;
-        f.seek(SeekFrom::Start(HEADER_SIZE as u64))
-            .map_err(|e| Error::io(&path, "seeking", e))?;
-        let mut left = end - HEADER_SIZE as u64;
-        let mut hashes = Vec::new();
-        let mut buf = vec![0u8; INTEGRITY_CHUNK_SIZE as usize];
-        while left > 0 {
-            let n = left.min(INTEGRITY_CHUNK_SIZE as u64) as usize;
-            f.read_exact(&mut buf[..n])
-                .map_err(|e| Error::io(&path, "reading back for the integrity table", e))?;
-            hashes.push(Sha1::digest(&buf[..n]).into());
-            left -= n as u64;
-        }
-        // The clone shares the file offset; put it back where the writer continues.
+        let table = integrity_of(self.out.get_ref(), &path, end)?;
+        // The hashing moved the shared file offset; put it back where the writer continues.
         self.seek_to(self.pos)?;
-        Ok(IntegrityTable {
-            chunk_size: INTEGRITY_CHUNK_SIZE,
-            hashes,
-        })
+        Ok(table)
     }
+}
+
+/// The integrity table of bytes `HEADER_SIZE..end` of `file` (moves its file offset).
+pub(super) fn integrity_of(file: &File, path: &Path, end: u64) -> Result<IntegrityTable> {
+    let mut f = file
+        .try_clone()
+        .map_err(|e| Error::io(path, "reopening", e))?;
+    f.seek(SeekFrom::Start(HEADER_SIZE as u64))
+        .map_err(|e| Error::io(path, "seeking", e))?;
+    let mut left = end - HEADER_SIZE as u64;
+    let mut hashes = Vec::new();
+    let mut buf = vec![0u8; INTEGRITY_CHUNK_SIZE as usize];
+    while left > 0 {
+        let n = left.min(INTEGRITY_CHUNK_SIZE as u64) as usize;
+        f.read_exact(&mut buf[..n])
+            .map_err(|e| Error::io(path, "reading back for the integrity table", e))?;
+        hashes.push(Sha1::digest(&buf[..n]).into());
+        left -= n as u64;
+    }
+    Ok(IntegrityTable {
+        chunk_size: INTEGRITY_CHUNK_SIZE,
+        hashes,
+    })
 }
 
 impl Drop for WimWriter {
@@ -1042,7 +1055,7 @@ fn resource_error(path: &Path, e: ResourceError) -> Error {
 }
 
 /// Creates `<target>.tmp-XXXX` (exclusive create, so two writers never share one).
-fn create_temp_beside(target: &Path) -> Result<(PathBuf, File)> {
+pub(super) fn create_temp_beside(target: &Path) -> Result<(PathBuf, File)> {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -1068,7 +1081,7 @@ fn create_temp_beside(target: &Path) -> Result<(PathBuf, File)> {
 }
 
 /// 16 random bytes: from the OS where available, else from the clock and process id.
-fn random_guid() -> [u8; 16] {
+pub(super) fn random_guid() -> [u8; 16] {
     let mut g = [0u8; 16];
     if File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut g))
@@ -1088,7 +1101,7 @@ fn random_guid() -> [u8; 16] {
 }
 
 /// Makes the rename durable; best effort (not every platform can open a directory).
-fn sync_parent_dir(target: &Path) {
+pub(super) fn sync_parent_dir(target: &Path) {
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
