@@ -14,7 +14,14 @@ if grep -q '^name = "winfsp' Cargo.lock 2>/dev/null; then
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
     fi
-    export BINDGEN_EXTRA_CLANG_ARGS_x86_64_pc_windows_msvc="-I/usr/x86_64-w64-mingw32/include -fgnuc-version=4.2.1 -D__MINGW32__ -D_ReadWriteBarrier=_ReadWriteBarrier"
+    args="-I/usr/x86_64-w64-mingw32/include -fgnuc-version=4.2.1 -D__MINGW32__ -D_ReadWriteBarrier=_ReadWriteBarrier"
+    # Debian's libclang looks for its own headers (x86intrin.h, ...) beside the real library
+    # file, where there are none; point it at the resource directory of the newest clang.
+    clang_inc=$(ls -d /usr/lib/llvm-*/lib/clang/*/include 2>/dev/null | sort -V | tail -n 1)
+    if [ -n "$clang_inc" ]; then
+        args="$args -isystem $clang_inc"
+    fi
+    export BINDGEN_EXTRA_CLANG_ARGS_x86_64_pc_windows_msvc="$args"
 fi
 cargo check --workspace --lib --bins --target "$target" --target-dir target/windows-check
 echo "check-windows: workspace type-checks for $target"

@@ -1,19 +1,29 @@
-//! wimfs-mountd: mounts one image of a WIM read-only over FUSE and serves it until unmounted.
+//! wimfs-mountd: mounts one image of a WIM read-only (FUSE on Unix, WinFsp on Windows) and
+//! serves it until unmounted.
 //!
 //! Normally started by `wimfs mount`, which passes `--ready-fd` and waits for one line on it:
 //! `ok` once the mount is live, or `error: ...`. Logs go to stderr (`wimfs mount` points that
-//! at a log file beside the control socket).
+//! at a log file beside the control socket; on Windows, in %LOCALAPPDATA%\wimfs).
 
 #[cfg(unix)]
 fn main() {
     unix::main()
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
 fn main() {
-    eprintln!("wimfs-mountd: only FUSE (Unix) mounts are built so far");
+    windows::main()
+}
+
+#[cfg(not(any(unix, windows)))]
+fn main() {
+    eprintln!("wimfs-mountd: mounts need FUSE (Unix) or WinFsp (Windows)");
     std::process::exit(2);
 }
+
+#[cfg(windows)]
+#[path = "main_windows.rs"]
+mod windows;
 
 #[cfg(unix)]
 mod unix {

@@ -1,5 +1,6 @@
-//! Parsing of daemon options: sizes with suffixes and `-o` FUSE mount options.
+//! Parsing of daemon options: sizes with suffixes and (Unix) `-o` FUSE mount options.
 
+#[cfg(unix)]
 use fuser::MountOption;
 
 /// Parses a byte count with an optional K/M/G/T suffix (powers of 1024; a trailing `B` or
@@ -35,6 +36,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 
 /// Turns a comma-separated `-o` list into mount options. `rw` is refused: this mount is
 /// read-only.
+#[cfg(unix)]
 pub fn parse_mount_options(s: &str) -> Result<Vec<MountOption>, String> {
     let mut out = Vec::new();
     for o in s.split(',').map(str::trim).filter(|o| !o.is_empty()) {
@@ -79,6 +81,7 @@ mod tests {
         assert!(parse_size("99999999999T").is_err());
     }
 
+    #[cfg(unix)]
     #[test]
     fn mount_options() {
         let o = parse_mount_options("noexec, noatime,max_read=65536").unwrap();

@@ -8,7 +8,7 @@ mod delete;
 mod dir;
 mod export;
 mod info;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 mod mount;
 mod optimize;
 mod progress;
@@ -60,14 +60,14 @@ pub enum Command {
     Split(split::SplitArgs),
     /// Join the parts of a split WIM into one file.
     Join(split::JoinArgs),
-    /// Mount an image read-only (FUSE).
-    #[cfg(unix)]
+    /// Mount an image read-only (FUSE on Linux, WinFsp on Windows).
+    #[cfg(any(unix, windows))]
     Mount(mount::MountArgs),
     /// Unmount a mounted image.
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     Unmount(mount::UnmountArgs),
     /// List mounted images.
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     Mounts(mount::MountsArgs),
 }
 
@@ -101,11 +101,11 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Optimize(a) => optimize::run(a),
         Command::Split(a) => split::run_split(a),
         Command::Join(a) => split::run_join(a),
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         Command::Mount(a) => mount::run_mount(a, cli.debug),
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         Command::Unmount(a) => mount::run_unmount(a),
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         Command::Mounts(a) => mount::run_mounts(a),
     }
 }

@@ -1,6 +1,8 @@
 //! The platform-neutral read-only filesystem over one image of a WIM.
 //!
-//! Every filesystem rule lives here; the FUSE (and later WinFsp) adapters only translate.
+//! Every filesystem rule lives here; the FUSE and WinFsp adapters only translate. What only a
+//! Windows file system needs (paths with streams, attributes, security descriptors, reparse
+//! buffers, NTSTATUS codes) is in [`wininfo`], platform-neutral and tested on Linux.
 //! Inode numbers are stable for the life of the mount: an image inode `i` is number `i + 1`,
 //! except that the image root always gets [`ROOT_INO`] (it swaps numbers with inode 0).
 //! With the `windows` streams interface, named data streams get numbers after the inodes.
@@ -8,6 +10,9 @@
 mod attr;
 mod dir;
 mod handle;
+pub mod names;
+pub mod wininfo;
+pub mod winpath;
 mod xattr;
 
 #[cfg(test)]
@@ -26,6 +31,7 @@ use wimfs::{Image, Wim};
 
 pub use attr::{Attr, Kind, Statfs};
 pub use dir::DirEntry;
+pub use wininfo::{Resolved, WinInfo, WinStream, WinVolume};
 
 /// The inode number of the root directory (FUSE's fixed root number).
 pub const ROOT_INO: u64 = 1;
@@ -98,6 +104,9 @@ pub struct FsOptions {
     pub gid: u32,
     /// Bytes to decode ahead of a sequential reader.
     pub readahead: u64,
+    /// Look names up ignoring case (keeping it as stored), as Windows does; the `dir` module
+    /// says what happens to names that differ only in case. Default: on for Windows only.
+    pub case_insensitive: bool,
 }
 
 impl Default for FsOptions {
@@ -109,6 +118,7 @@ impl Default for FsOptions {
             uid: 0,
             gid: 0,
             readahead: 4 << 20,
+            case_insensitive: cfg!(windows),
         }
     }
 }
@@ -129,8 +139,10 @@ pub struct Fs {
     root: InodeId,
     /// Per directory inode: 2 + number of subdirectories; 0 for non-directories.
     dir_nlink: Vec<u32>,
-    /// Per directory inode: children sorted by name, built on first lookup.
+    /// Per directory inode: children in collation order, built on first lookup.
     names: Vec<OnceLock<Box<[DentryId]>>>,
+    /// Per directory inode: children that have a DOS name, sorted by it ignoring case.
+    short_names: Vec<OnceLock<Box<[DentryId]>>>,
     /// Named streams exposed as files (`windows` interface), numbered after the inodes.
     stream_nodes: Vec<(InodeId, usize)>,
     stream_ino: HashMap<(InodeId, usize), u64>,
@@ -173,6 +185,7 @@ impl Fs {
         }
         let total_bytes = img.inodes.iter().map(|i| i.size()).sum();
         let names = (0..img.inodes.len()).map(|_| OnceLock::new()).collect();
+        let short_names = (0..img.inodes.len()).map(|_| OnceLock::new()).collect();
         Fs {
             wim,
             img,
@@ -180,6 +193,7 @@ impl Fs {
             root,
             dir_nlink,
             names,
+            short_names,
             stream_nodes,
             stream_ino,
             links: Mutex::new(HashMap::new()),

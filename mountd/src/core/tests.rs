@@ -10,6 +10,8 @@ use wimfs::{ChunkCache, OpenOptions, Wim};
 
 use super::*;
 
+mod win;
+
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;
     (0..len)

@@ -66,11 +66,6 @@ impl Fs {
         Ok(out)
     }
 
-    fn security_descriptor(&self, i: InodeId) -> Option<&[u8]> {
-        let id = usize::try_from(self.img.inodes[i].security_id).ok()?;
-        self.img.security.get(id).map(Vec::as_slice)
-    }
-
     /// The value of extended attribute `name` of `ino`.
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
         let Some(i) = self.xattr_inode(ino)? else {
@@ -94,22 +89,7 @@ impl Fs {
                     Ok(s.clone().into_bytes())
                 };
             }
-            REPARSE if inode.is_reparse_point() => {
-                let data = match inode.reparse_stream().and_then(|s| s.blob) {
-                    Some(loc) => self
-                        .wim
-                        .read_blob(&loc, true)
-                        .map_err(|e| self.read_failed(i, &e))?,
-                    None => Vec::new(),
-                };
-                let len = u16::try_from(data.len()).map_err(|_| Errno::E2BIG)?;
-                let mut out = Vec::with_capacity(8 + data.len());
-                out.extend_from_slice(&inode.reparse_tag.to_le_bytes());
-                out.extend_from_slice(&len.to_le_bytes());
-                out.extend_from_slice(&inode.rp_reserved.to_le_bytes());
-                out.extend_from_slice(&data);
-                return Ok(out);
-            }
+            REPARSE if inode.is_reparse_point() => return self.reparse_point(ino),
             SECURITY => {
                 return self
                     .security_descriptor(i)

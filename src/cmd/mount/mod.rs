@@ -2,16 +2,25 @@
 //!
 //! The filesystem itself is served by `wimfs-mountd` (found beside this executable, then on
 //! PATH). `mount` starts it and waits for its one-line readiness report; `unmount` and
-//! `mounts` talk to running daemons over their control sockets.
+//! `mounts` talk to running daemons over their control channels (Unix sockets, or named pipes
+//! on Windows; the platform parts are in `unix.rs` and `windows.rs`).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+use unix as platform;
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as platform;
 
 #[derive(Args, Debug)]
 pub struct MountArgs {
@@ -28,25 +37,33 @@ pub struct MountArgs {
     #[arg(long = "ref", value_name = "GLOB")]
     refs: Vec<String>,
     /// Show UNIX owners, modes and special files saved with --unix-data.
+    #[cfg(unix)]
     #[arg(long)]
     unix_data: bool,
     /// How named data streams are shown: xattr (user.NAME), windows (FILE:NAME) or none.
+    #[cfg(unix)]
     #[arg(long, default_value = "xattr", value_parser = ["xattr", "windows", "none"])]
     streams_interface: String,
     /// Let other users access the mount.
+    #[cfg(unix)]
     #[arg(long)]
     allow_other: bool,
+    /// Look names up case-sensitively (Windows' own default is case-insensitive).
+    #[cfg(windows)]
+    #[arg(long)]
+    case_sensitive: bool,
     /// Bound of the decompressed-chunk cache (e.g. 512M, 1G).
     #[arg(long, value_name = "N")]
     cache_size: Option<String>,
     /// Extra FUSE mount options, comma-separated.
+    #[cfg(unix)]
     #[arg(short = 'o', value_name = "FUSE_OPTS")]
     options: Vec<String>,
 }
 
 #[derive(Args, Debug)]
 pub struct UnmountArgs {
-    /// The mountpoint.
+    /// The mountpoint (a directory, or on Windows also a drive letter).
     dir: PathBuf,
     /// Detach the mount now even if it is busy; the daemon exits when the last user is gone.
     #[arg(long)]
@@ -66,24 +83,12 @@ pub struct MountsArgs {
     json: bool,
 }
 
-/// Where daemons put their control sockets. Must match `wimfs_mountd::control::runtime_dir`.
-fn runtime_dir() -> PathBuf {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    if uid == 0 {
-        return PathBuf::from("/run/wimfs");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("wimfs"),
-        _ => PathBuf::from(format!("/tmp/wimfs-{uid}")),
-    }
-}
-
 fn daemon_path() -> Result<PathBuf> {
-    const NAME: &str = "wimfs-mountd";
+    let name = format!("wimfs-mountd{}", std::env::consts::EXE_SUFFIX);
+    let name = name.as_str();
     if let Some(p) = std::env::current_exe()
         .ok()
-        .and_then(|e| e.parent().map(|d| d.join(NAME)))
+        .and_then(|e| e.parent().map(|d| d.join(name)))
         .filter(|p| p.is_file())
     {
         return Ok(p);
@@ -91,9 +96,9 @@ fn daemon_path() -> Result<PathBuf> {
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
-        .map(|d| d.join(NAME))
+        .map(|d| d.join(name))
         .find(|p| p.is_file())
-        .ok_or_else(|| anyhow!("cannot find {NAME} beside wimfs or on PATH"))
+        .ok_or_else(|| anyhow!("cannot find {name} beside wimfs or on PATH"))
 }
 
 pub fn run_mount(a: MountArgs, debug: bool) -> Result<i32> {
@@ -112,17 +117,23 @@ pub fn run_mount(a: MountArgs, debug: bool) -> Result<i32> {
     cmd.arg(&a.wimfile)
         .arg(index.to_string())
         .arg(&dir)
-        .args(["--ready-fd", "1", "--log", "auto"])
-        .args(["--streams-interface", &a.streams_interface]);
+        .args(["--ready-fd", "1", "--log", "auto"]);
+    #[cfg(unix)]
+    cmd.args(["--streams-interface", &a.streams_interface]);
     for r in &refs {
         cmd.arg("--ref").arg(r);
     }
-    for (flag, on) in [
+    let flags = [
         ("--check", a.check),
+        #[cfg(unix)]
         ("--unix-data", a.unix_data),
+        #[cfg(unix)]
         ("--allow-other", a.allow_other),
+        #[cfg(windows)]
+        ("--case-sensitive", a.case_sensitive),
         ("--debug", debug),
-    ] {
+    ];
+    for (flag, on) in flags {
         if on {
             cmd.arg(flag);
         }
@@ -130,9 +141,11 @@ pub fn run_mount(a: MountArgs, debug: bool) -> Result<i32> {
     if let Some(c) = &a.cache_size {
         cmd.args(["--cache-size", c]);
     }
+    #[cfg(unix)]
     for o in &a.options {
         cmd.args(["-o", o]);
     }
+    platform::detach(&mut cmd);
     tracing::debug!("starting {cmd:?}");
     let mut child = cmd
         .stdin(Stdio::null())
@@ -175,32 +188,17 @@ struct MountInfo {
     pid: u32,
     #[serde(default)]
     log: Option<String>,
+    /// The control socket or pipe it answered on.
     #[serde(skip_serializing)]
     #[serde(default)]
     socket: PathBuf,
 }
 
-fn request(socket: &Path, what: &str, timeout: Duration) -> std::io::Result<String> {
-    let conn = UnixStream::connect(socket)?;
-    conn.set_read_timeout(Some(timeout))?;
-    (&conn).write_all(format!("{what}\n").as_bytes())?;
-    let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line)?;
-    Ok(line.trim_end().to_string())
-}
-
 /// Every daemon answering on a socket in the runtime directory.
 fn list_mounts() -> Vec<MountInfo> {
-    let Ok(entries) = std::fs::read_dir(runtime_dir()) else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.extension().is_none_or(|x| x != "sock") {
-            continue;
-        }
-        match request(&p, "status", Duration::from_secs(5)) {
+    for p in platform::endpoints() {
+        match platform::request(&p, "status", Duration::from_secs(5)) {
             Ok(line) => match serde_json::from_str::<MountInfo>(&line) {
                 Ok(mut m) => {
                     m.socket = p;
@@ -240,27 +238,17 @@ pub fn run_mounts(a: MountsArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn is_gone(pid: u32) -> bool {
-    // A zombie (state Z) has exited; only its parent's wait is missing.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
-}
-
 pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
     if a.commit {
         tracing::info!("--commit: nothing to commit on a read-only mount");
     }
-    let dir = absolute(&a.dir)?;
+    let dir = platform::mountpoint_key(&a.dir)?;
     let dir_s = dir.to_string_lossy();
     let Some(m) = list_mounts().into_iter().find(|m| m.dir == dir_s) else {
         bail!("{}: not mounted by a running wimfs daemon", dir.display());
     };
     let what = if a.lazy { "unmount lazy" } else { "unmount" };
-    let reply = request(&m.socket, what, Duration::from_secs(60))
+    let reply = platform::request(&m.socket, what, Duration::from_secs(60))
         .with_context(|| format!("{}: cannot reach the daemon (pid {})", dir.display(), m.pid))?;
     if let Some(err) = reply.strip_prefix("error ") {
         bail!("{}: cannot unmount: {err}", dir.display());
@@ -273,7 +261,7 @@ pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
     }
     if !a.lazy {
         let start = Instant::now();
-        while !is_gone(m.pid) {
+        while !platform::is_gone(m.pid, &m.socket) {
             if start.elapsed() > Duration::from_secs(30) {
                 bail!(
                     "{}: unmounted, but the daemon (pid {}) has not exited",
@@ -285,19 +273,4 @@ pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
         }
     }
     Ok(0)
-}
-
-/// The mountpoint as the daemon recorded it: canonical parent + final name, so that the
-/// (possibly unresponsive) mounted directory itself is never resolved.
-fn absolute(dir: &Path) -> Result<PathBuf> {
-    let name = dir
-        .file_name()
-        .ok_or_else(|| anyhow!("{}: not a mountpoint", dir.display()))?;
-    let parent = match dir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let parent = std::fs::canonicalize(&parent)
-        .with_context(|| format!("{}: cannot resolve", parent.display()))?;
-    Ok(parent.join(name))
 }

@@ -1,9 +1,7 @@
-//! The control channel: a Unix socket per mount, through which `wimfs unmount` and
-//! `wimfs mounts` reach the daemon.
+//! The control channel on Unix: a socket per mount.
 //!
 //! The socket lives in a directory only its owner can enter (mode 0700) and is itself 0600,
-//! so file permissions are the authentication. One request line per connection, one reply
-//! line: `status` → a JSON object; `unmount` / `unmount lazy` → `ok` or `error <ERRNO>: text`.
+//! so file permissions are the authentication.
 
 use std::ffi::CString;
 use std::fs;
@@ -16,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde::Serialize;
 
+use super::{mount_hash, parse_status, reply_to, ControlError, Status};
 use crate::core::Fs;
 
 /// Where control sockets live: /run/wimfs for root, else $XDG_RUNTIME_DIR/wimfs, else
@@ -37,45 +35,14 @@ pub fn runtime_dir() -> PathBuf {
 /// The socket path for a mountpoint: a hash of its absolute path keeps the name short
 /// (socket paths are limited to ~108 bytes) and unique per mountpoint.
 pub fn socket_path(mountpoint: &Path) -> PathBuf {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in mountpoint.as_os_str().as_bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = mount_hash(mountpoint.as_os_str().as_bytes());
     runtime_dir().join(format!("mnt-{h:016x}.sock"))
-}
-
-/// What `status` reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub wim: String,
-    pub image: u32,
-    pub image_name: Option<String>,
-    pub dir: String,
-    pub mode: &'static str,
-    pub pid: u32,
-    pub log: Option<String>,
-    pub open_files: usize,
-    pub cache_bytes: usize,
-    pub cache_capacity: usize,
-    pub cache_hits: u64,
-    pub cache_misses: u64,
 }
 
 /// The listening side, owned by the daemon.
 pub struct Control {
     listener: UnixListener,
     path: PathBuf,
-}
-
-/// Errors setting up the control socket.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("{0}: cannot create the control directory: {1}")]
-    Dir(PathBuf, std::io::Error),
-    #[error("{0} is already mounted by wimfs (pid {1})")]
-    AlreadyMounted(PathBuf, u32),
-    #[error("{0}: cannot create the control socket: {1}")]
-    Bind(PathBuf, std::io::Error),
 }
 
 impl Control {
@@ -160,23 +127,9 @@ fn handle(conn: UnixStream, fs: &Fs, status: &Status) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line)?;
-    let reply = match line.trim() {
-        "status" => {
-            let stats = fs.wim().cache().stats();
-            let s = Status {
-                open_files: fs.open_handles(),
-                cache_bytes: stats.bytes,
-                cache_hits: stats.hits,
-                cache_misses: stats.misses,
-                ..status.clone()
-            };
-            serde_json::to_string(&s).unwrap_or_else(|e| format!("error EIO: {e}"))
-        }
-        "unmount" => unmount(Path::new(&status.dir), false),
-        "unmount lazy" => unmount(Path::new(&status.dir), true),
-        other => format!("error EINVAL: unknown request {other:?}"),
-    };
-    tracing::debug!("control: {} -> {reply}", line.trim());
+    let reply = reply_to(&line, fs, status, &|lazy| {
+        unmount(Path::new(&status.dir), lazy)
+    });
     (&conn).write_all(format!("{reply}\n").as_bytes())
 }
 
@@ -230,23 +183,7 @@ pub fn request(socket: &Path, what: &str) -> std::io::Result<String> {
 }
 
 fn query_status(socket: &Path) -> std::io::Result<Status> {
-    let line = request(socket, "status")?;
-    let v: serde_json::Value = serde_json::from_str(&line)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    Ok(Status {
-        wim: v["wim"].as_str().unwrap_or_default().to_string(),
-        image: v["image"].as_u64().unwrap_or(0) as u32,
-        image_name: v["image_name"].as_str().map(str::to_string),
-        dir: v["dir"].as_str().unwrap_or_default().to_string(),
-        mode: "ro",
-        pid: v["pid"].as_u64().unwrap_or(0) as u32,
-        log: None,
-        open_files: 0,
-        cache_bytes: 0,
-        cache_capacity: 0,
-        cache_hits: 0,
-        cache_misses: 0,
-    })
+    parse_status(&request(socket, "status")?)
 }
 
 #[cfg(test)]

@@ -1,0 +1,154 @@
+//! The control channel through which `wimfs unmount` and `wimfs mounts` reach the daemon: a
+//! Unix socket per mount on Unix, a named pipe per mount on Windows.
+//!
+//! Only the mount's owner can reach it: the socket through file permissions, the pipe through
+//! an ACL naming nothing but the owner's SID. One request line per connection, one reply line:
+//! `status` → a JSON object; `unmount` / `unmount lazy` → `ok` or `error <ERRNO>: text`.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::core::Fs;
+
+#[cfg(unix)]
+mod unix;
+#[cfg(windows)]
+mod windows;
+
+#[cfg(unix)]
+pub use unix::{request, runtime_dir, socket_path, Control, Served};
+#[cfg(windows)]
+pub use windows::{pipe_name, request, Control, Served};
+
+/// What `status` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub wim: String,
+    pub image: u32,
+    pub image_name: Option<String>,
+    pub dir: String,
+    pub mode: &'static str,
+    pub pid: u32,
+    pub log: Option<String>,
+    pub open_files: usize,
+    pub cache_bytes: usize,
+    pub cache_capacity: usize,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+}
+
+/// Errors setting up the control channel.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("{0}: cannot create the control directory: {1}")]
+    Dir(PathBuf, std::io::Error),
+    #[error("{0} is already mounted by wimfs (pid {1})")]
+    AlreadyMounted(PathBuf, u32),
+    #[error("{0}: cannot create the control socket: {1}")]
+    Bind(PathBuf, std::io::Error),
+}
+
+/// FNV-1a of a mountpoint's name: short, stable names for sockets and pipes.
+pub fn mount_hash(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Answers one request line; `unmount(lazy)` performs the unmount and returns the reply.
+pub(crate) fn reply_to(
+    line: &str,
+    fs: &Fs,
+    status: &Status,
+    unmount: &dyn Fn(bool) -> String,
+) -> String {
+    let reply = match line.trim() {
+        "status" => {
+            let stats = fs.wim().cache().stats();
+            let s = Status {
+                open_files: fs.open_handles(),
+                cache_bytes: stats.bytes,
+                cache_hits: stats.hits,
+                cache_misses: stats.misses,
+                ..status.clone()
+            };
+            serde_json::to_string(&s).unwrap_or_else(|e| format!("error EIO: {e}"))
+        }
+        "unmount" => unmount(false),
+        "unmount lazy" => unmount(true),
+        other => format!("error EINVAL: unknown request {other:?}"),
+    };
+    tracing::debug!("control: {} -> {reply}", line.trim());
+    reply
+}
+
+/// Whether an unmount may go ahead where the platform cannot tell busy from idle itself
+/// (WinFsp unmounts under open handles): refused while files are open, unless `lazy`.
+pub fn unmount_refusal(open_files: usize, lazy: bool) -> Option<String> {
+    (open_files > 0 && !lazy).then(|| {
+        format!(
+            "error EBUSY: the mount is busy ({open_files} open file{}); use --lazy to \
+             unmount it anyway",
+            if open_files == 1 { "" } else { "s" }
+        )
+    })
+}
+
+/// Reads a `status` reply back (for the already-mounted check).
+pub(crate) fn parse_status(line: &str) -> std::io::Result<Status> {
+    let v: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    Ok(Status {
+        wim: v["wim"].as_str().unwrap_or_default().to_string(),
+        image: v["image"].as_u64().unwrap_or(0) as u32,
+        image_name: v["image_name"].as_str().map(str::to_string),
+        dir: v["dir"].as_str().unwrap_or_default().to_string(),
+        mode: "ro",
+        pid: v["pid"].as_u64().unwrap_or(0) as u32,
+        log: None,
+        open_files: 0,
+        cache_bytes: 0,
+        cache_capacity: 0,
+        cache_hits: 0,
+        cache_misses: 0,
+    })
+}
+
+/// The security descriptor (SDDL) of a control pipe: a protected DACL that grants the one
+/// user `sid` full access and nobody else anything, owned by that user.
+pub fn pipe_sddl(sid: &str) -> String {
+    format!("O:{sid}D:P(A;;GA;;;{sid})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_are_stable_and_distinct() {
+        assert_eq!(mount_hash(b"/mnt/a"), mount_hash(b"/mnt/a"));
+        assert_ne!(mount_hash(b"/mnt/a"), mount_hash(b"/mnt/b"));
+        assert_eq!(mount_hash(b""), 0xcbf2_9ce4_8422_2325);
+    }
+
+    #[test]
+    fn busy_and_pipe_acl() {
+        assert_eq!(unmount_refusal(0, false), None);
+        assert_eq!(unmount_refusal(2, true), None);
+        assert!(unmount_refusal(1, false)
+            .unwrap()
+            .starts_with("error EBUSY: "));
+        assert_eq!(
+            pipe_sddl("S-1-5-21-1-2-3-1001"),
+            "O:S-1-5-21-1-2-3-1001D:P(A;;GA;;;S-1-5-21-1-2-3-1001)"
+        );
+        let s = parse_status(r#"{"wim":"a.wim","image":2,"dir":"M:","pid":7}"#).unwrap();
+        assert_eq!(
+            (s.wim.as_str(), s.image, s.dir.as_str(), s.pid),
+            ("a.wim", 2, "M:", 7)
+        );
+    }
+}

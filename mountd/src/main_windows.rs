@@ -1,0 +1,222 @@
+//! The daemon on Windows: mounts one image read-only over WinFsp on a drive letter or a
+//! directory, and serves it until `wimfs unmount` asks over the control pipe.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use wimfs::{ChunkCache, Image, OpenOptions, Wim};
+use wimfs_mountd::control::{mount_hash, Control, Status};
+use wimfs_mountd::core::{Fs, FsOptions, StreamsInterface};
+use wimfs_mountd::mountpoint::WinMountpoint;
+use wimfs_mountd::options::parse_size;
+use wimfs_mountd::winfsp::{self, VolumeOptions};
+
+/// Mounts an image of a WIM file read-only (WinFsp).
+#[derive(Parser, Debug)]
+#[command(name = "wimfs-mountd", version)]
+struct Args {
+    /// The WIM file (part 1 of a split set).
+    wimfile: PathBuf,
+    /// Image: 1-based index or name.
+    image: String,
+    /// Mountpoint: a free drive letter (M:) or an empty or absent directory.
+    dir: String,
+    /// Other parts of a split WIM (paths; `wimfs mount` expands globs).
+    #[arg(long = "ref", value_name = "PATH")]
+    refs: Vec<PathBuf>,
+    /// Check the integrity table before mounting.
+    #[arg(long)]
+    check: bool,
+    /// Look names up case-sensitively (Windows' own default is case-insensitive).
+    #[arg(long)]
+    case_sensitive: bool,
+    /// Bound of the decompressed-chunk cache (K/M/G suffixes).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    cache_size: usize,
+    /// Log debugging detail.
+    #[arg(long)]
+    debug: bool,
+    /// Send log output to this file; `auto` puts it in %LOCALAPPDATA%\wimfs.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Write `ok` or `error: ...` to this descriptor once mounted (only 1, stdout, here).
+    #[arg(long, value_name = "FD")]
+    ready_fd: Option<i32>,
+}
+
+pub fn main() {
+    let args = Args::parse();
+    let mut ready = args.ready_fd == Some(1);
+    let code = match run(args, &mut ready) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            if ready {
+                println!("error: {e:#}");
+            } else {
+                eprintln!("wimfs-mountd: {e:#}");
+            }
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Where logs go by default: the per-user local application data directory.
+fn log_dir() -> PathBuf {
+    std::env::var_os("LOCALAPPDATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("wimfs")
+}
+
+fn init_logging(debug: bool, log: Option<&Path>) -> Result<()> {
+    let filter = if debug {
+        tracing_subscriber::EnvFilter::new("debug")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false);
+    match log {
+        Some(path) => {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("{}: cannot create", parent.display()))?;
+            }
+            let f = File::create(path)
+                .with_context(|| format!("{}: cannot open log", path.display()))?;
+            let _ = builder.with_writer(std::sync::Mutex::new(f)).try_init();
+        }
+        None => {
+            let _ = builder.with_writer(std::io::stderr).try_init();
+        }
+    }
+    Ok(())
+}
+
+fn run(args: Args, ready: &mut bool) -> Result<()> {
+    if args.ready_fd.is_some_and(|fd| fd != 1) {
+        bail!("--ready-fd: only 1 (standard output) is supported on Windows");
+    }
+    let mountpoint = match WinMountpoint::parse(&args.dir).map_err(anyhow::Error::msg)? {
+        WinMountpoint::Directory(d) => WinMountpoint::Directory(
+            std::path::absolute(&d)
+                .with_context(|| format!("{d}: cannot resolve"))?
+                .to_string_lossy()
+                .into_owned(),
+        ),
+        drive => drive,
+    };
+    let mp = mountpoint.name();
+    let log = match &args.log {
+        Some(p) if p.as_os_str() == "auto" => {
+            Some(log_dir().join(format!("mnt-{:016x}.log", mount_hash(mp.as_bytes()))))
+        }
+        other => other.clone(),
+    };
+    init_logging(args.debug, log.as_deref())?;
+
+    let wimfile = std::path::absolute(&args.wimfile)
+        .with_context(|| format!("{}: cannot open", args.wimfile.display()))?;
+    let wim = Wim::open_with(
+        &wimfile,
+        OpenOptions {
+            refs: args.refs.clone(),
+            check_integrity: args.check,
+            cache: Some(Arc::new(ChunkCache::new(args.cache_size))),
+        },
+    )?;
+    let index = wim.resolve_image(&args.image)?;
+    let img = Image::load(&wim, index)?;
+    let image_name = wim
+        .xml()
+        .images
+        .iter()
+        .find(|i| i.index == index)
+        .and_then(|i| i.name.clone());
+    let created = img.inode_of(Image::ROOT).creation_time;
+    let wim = Arc::new(wim);
+    let opts = FsOptions {
+        streams: StreamsInterface::Windows,
+        case_insensitive: !args.case_sensitive,
+        ..FsOptions::default()
+    };
+    let fs = Arc::new(Fs::new(Arc::clone(&wim), img, opts));
+    let control = Control::bind(&mp)?;
+    winfsp::init()?;
+
+    // WinFsp makes the mountpoint directory itself: an empty one is moved out of the way and
+    // put back after unmounting.
+    let mut restore_dir = None;
+    if let WinMountpoint::Directory(d) = &mountpoint {
+        let path = Path::new(d);
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            if !meta.is_dir() {
+                bail!("{d}: not a directory");
+            }
+            std::fs::remove_dir(path)
+                .with_context(|| format!("{d}: cannot use as mountpoint (not empty?)"))?;
+            restore_dir = Some(path.to_path_buf());
+        }
+    }
+    let put_back = |dir: &Option<PathBuf>| {
+        if let Some(d) = dir {
+            if let Err(e) = std::fs::create_dir(d) {
+                tracing::warn!("{}: cannot recreate the mountpoint: {e}", d.display());
+            }
+        }
+    };
+    let volume = VolumeOptions {
+        case_insensitive: !args.case_sensitive,
+        serial: mount_hash(format!("{}|{index}", wim.path().display()).as_bytes()) as u32,
+        created,
+    };
+    let mounted = match winfsp::mount(Arc::clone(&fs), &mp, &volume) {
+        Ok(m) => m,
+        Err(e) => {
+            put_back(&restore_dir);
+            return Err(e);
+        }
+    };
+    let status = Status {
+        wim: wim.path().to_string_lossy().into_owned(),
+        image: index,
+        image_name,
+        dir: mp.clone(),
+        mode: "ro",
+        pid: std::process::id(),
+        log: log.map(|l| l.to_string_lossy().into_owned()),
+        open_files: 0,
+        cache_bytes: 0,
+        cache_capacity: args.cache_size,
+        cache_hits: 0,
+        cache_misses: 0,
+    };
+    let (tx, rx) = mpsc::channel::<bool>();
+    let served = control.serve(
+        Arc::clone(&fs),
+        status,
+        Box::new(move |_lazy| {
+            let _ = tx.send(true);
+        }),
+    );
+    tracing::info!("mounted image {index} of {} on {mp}", wim.path().display());
+    if std::mem::take(ready) {
+        let mut out = std::io::stdout();
+        let _ = writeln!(out, "ok");
+        let _ = out.flush();
+    }
+    let _ = rx.recv();
+    mounted.unmount();
+    put_back(&restore_dir);
+    served.finish();
+    tracing::info!("{mp} unmounted");
+    Ok(())
+}

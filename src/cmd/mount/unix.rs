@@ -1,0 +1,73 @@
+//! The Unix side of the mount verbs: control sockets and processes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+
+/// Where daemons put their control sockets. Must match `wimfs_mountd::control::runtime_dir`.
+fn runtime_dir() -> PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        return PathBuf::from("/run/wimfs");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) if !d.is_empty() => PathBuf::from(d).join("wimfs"),
+        _ => PathBuf::from(format!("/tmp/wimfs-{uid}")),
+    }
+}
+
+/// The control sockets that may have a daemon behind them.
+pub(super) fn endpoints() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(runtime_dir()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .collect()
+}
+
+/// Sends one request line and returns the reply line.
+pub(super) fn request(socket: &Path, what: &str, timeout: Duration) -> std::io::Result<String> {
+    let conn = UnixStream::connect(socket)?;
+    conn.set_read_timeout(Some(timeout))?;
+    (&conn).write_all(format!("{what}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line)?;
+    Ok(line.trim_end().to_string())
+}
+
+/// Nothing to do: the daemon detaches itself (setsid).
+pub(super) fn detach(_cmd: &mut Command) {}
+
+/// Whether the daemon has exited.
+pub(super) fn is_gone(pid: u32, _socket: &Path) -> bool {
+    // A zombie (state Z) has exited; only its parent's wait is missing.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+/// The mountpoint as the daemon recorded it: canonical parent + final name, so that the
+/// (possibly unresponsive) mounted directory itself is never resolved.
+pub(super) fn mountpoint_key(dir: &Path) -> Result<PathBuf> {
+    let name = dir
+        .file_name()
+        .ok_or_else(|| anyhow!("{}: not a mountpoint", dir.display()))?;
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent = std::fs::canonicalize(&parent)
+        .with_context(|| format!("{}: cannot resolve", parent.display()))?;
+    Ok(parent.join(name))
+}
