@@ -543,3 +543,131 @@ fn cli_lazy_unmount_of_a_busy_mount() {
     drop(held);
     wait_until("daemon exits after the last close", || gone(pid));
 }
+
+/// Pid of the daemon serving `dir`, from `wimfs mounts --json`.
+fn daemon_pid(cli: &Path, dir: &Path) -> u32 {
+    let out = Command::new(cli)
+        .args(["mounts", "--json"])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["dir"] == dir.to_str().unwrap())
+        .expect("listed by wimfs mounts")["pid"]
+        .as_u64()
+        .unwrap() as u32
+}
+
+/// Removes the `mount.wimfs` link this test put into /usr/sbin.
+struct HelperLink(PathBuf);
+
+impl Drop for HelperLink {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn mount_helper_mount_t_and_fstab() {
+    let Some(cli) = wimfs_cli() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &["--compress=xpress"]);
+    let wim2 = tmp.path().join("two.wim");
+    fs::copy(&wim, &wim2).unwrap();
+    let extra = tmp.path().join("extra");
+    fs::create_dir_all(extra.join("d")).unwrap();
+    fs::write(extra.join("d/f"), "second image\n").unwrap();
+    let out = Command::new("wimlib-imagex")
+        .arg("append")
+        .arg(&extra)
+        .arg(&wim2)
+        .arg("second")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dir = tmp.path().join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let dir = fs::canonicalize(&dir).unwrap();
+
+    // The helper called directly, as mount(8) calls it.
+    let helper = tmp.path().join("mount.wimfs");
+    std::os::unix::fs::symlink(&cli, &helper).unwrap();
+    let out = Command::new(&helper)
+        .arg(&wim2)
+        .arg(&dir)
+        .args(["-o", "ro,image=2,nodev,x-test=1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let guard = CliMount {
+        dir: dir.clone(),
+        pid: daemon_pid(&cli, &dir),
+    };
+    diff(&extra, &dir);
+    let st = Command::new("umount").arg(&dir).status().unwrap();
+    assert!(st.success());
+    drop(guard);
+    let out = Command::new(&helper)
+        .arg(&wim2)
+        .arg(&dir)
+        .args(["-o", "image=2,bogus"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus"));
+
+    // `mount -t wimfs` and an fstab line need the helper where mount(8) looks for it.
+    let system = Path::new("/usr/sbin/mount.wimfs");
+    if system.symlink_metadata().is_ok() || unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping mount -t: /usr/sbin/mount.wimfs exists or not root");
+        return;
+    }
+    std::os::unix::fs::symlink(&cli, system).unwrap();
+    let _link = HelperLink(system.to_path_buf());
+    let st = Command::new("mount")
+        .args(["-t", "wimfs", "-o", "ro"])
+        .arg(&wim)
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let guard = CliMount {
+        dir: dir.clone(),
+        pid: daemon_pid(&cli, &dir),
+    };
+    diff(&src, &dir);
+    assert!(Command::new("umount").arg(&dir).status().unwrap().success());
+    drop(guard);
+    let fstab = tmp.path().join("fstab");
+    fs::write(
+        &fstab,
+        format!(
+            "{} {} wimfs ro,noauto,image=2 0 0\n",
+            wim2.display(),
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let st = Command::new("mount")
+        .arg("-T")
+        .arg(&fstab)
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _guard = CliMount {
+        dir: dir.clone(),
+        pid: daemon_pid(&cli, &dir),
+    };
+    diff(&extra, &dir);
+    assert!(Command::new("umount").arg(&dir).status().unwrap().success());
+}

@@ -10,6 +10,8 @@ mod export;
 mod info;
 #[cfg(any(unix, windows))]
 mod mount;
+#[cfg(unix)]
+pub mod mount_helper;
 mod optimize;
 mod progress;
 mod split;
