@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-120}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(xpress lzx lzms metadata structures)
+[ ${#targets[@]} -gt 0 ] || targets=(xpress lzx lzms metadata structures xpress_roundtrip lzx_roundtrip lzms_roundtrip)
 bash scripts/setup.sh
 rustup toolchain list | grep -q nightly || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked

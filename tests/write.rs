@@ -99,6 +99,31 @@ fn capture_lzx_2m_chunks_with_integrity() {
 }
 
 #[test]
+fn capture_lzms_default_chunks() {
+    capture_and_check(&["--compress=lzms"]);
+}
+
+#[test]
+fn capture_solid_lzms() {
+    capture_and_check(&["--solid"]);
+}
+
+#[test]
+fn capture_solid_lzms_small_chunks_with_integrity() {
+    capture_and_check(&["--solid", "--solid-chunk-size", "1048576", "--check"]);
+}
+
+#[test]
+fn capture_lzms_small_chunks_one_thread() {
+    capture_and_check(&["--compress=lzms", "--chunk-size", "32768", "--threads", "1"]);
+}
+
+#[test]
+fn capture_lzms_big_chunks_with_integrity() {
+    capture_and_check(&["--compress=lzms", "--chunk-size", "4194304", "--check"]);
+}
+
+#[test]
 fn capture_xpress_with_integrity() {
     capture_and_check(&["--compress=fast", "--check", "--threads", "1"]);
 }

@@ -12,13 +12,13 @@
 use super::{CodecError, Decompressor};
 
 /// Largest chunk the format allows (and the largest any known encoder produces).
-const MAX_CHUNK_SIZE: u32 = 1 << 30;
+pub(super) const MAX_CHUNK_SIZE: u32 = 1 << 30;
 
-const MAX_CODEWORD_LEN: usize = 15;
-const NUM_LITERAL_SYMS: usize = 256;
-const NUM_LENGTH_SYMS: usize = 54;
-const NUM_DELTA_POWER_SYMS: usize = 8;
-const MAX_OFFSET_SYMS: usize = 799;
+pub(super) const MAX_CODEWORD_LEN: usize = 15;
+pub(super) const NUM_LITERAL_SYMS: usize = 256;
+pub(super) const NUM_LENGTH_SYMS: usize = 54;
+pub(super) const NUM_DELTA_POWER_SYMS: usize = 8;
+pub(super) const MAX_OFFSET_SYMS: usize = 799;
 
 /// Primary decode-table widths; longer codewords go through a second-level table. Only speed
 /// depends on these.
@@ -27,10 +27,10 @@ const LENGTH_TABLE_BITS: u32 = 9;
 const OFFSET_TABLE_BITS: u32 = 10;
 const POWER_TABLE_BITS: u32 = 7;
 
-const LITERAL_REBUILD: u32 = 1024;
-const OFFSET_REBUILD: u32 = 1024;
-const LENGTH_REBUILD: u32 = 512;
-const POWER_REBUILD: u32 = 512;
+pub(super) const LITERAL_REBUILD: u32 = 1024;
+pub(super) const OFFSET_REBUILD: u32 = 1024;
+pub(super) const LENGTH_REBUILD: u32 = 512;
+pub(super) const POWER_REBUILD: u32 = 512;
 
 /// Verbatim-bit counts per offset slot, as (bits, number of consecutive slots) runs. Slot bases
 /// follow from these: slot 0 starts at 1 and each slot covers `1 << bits` values.
@@ -76,9 +76,9 @@ const LENGTH_EXTRA_BITS_RUNS: [(u8, u16); 13] = [
 
 /// A slot's base value and verbatim-bit count, packed so one load serves both.
 #[derive(Clone, Copy)]
-struct Slot {
-    base: u32,
-    extra_bits: u32,
+pub(super) struct Slot {
+    pub(super) base: u32,
+    pub(super) extra_bits: u32,
 }
 
 const fn expand_slots<const N: usize>(runs: &[(u8, u16)]) -> [Slot; N] {
@@ -108,14 +108,14 @@ const fn expand_slots<const N: usize>(runs: &[(u8, u16)]) -> [Slot; N] {
     out
 }
 
-static OFFSET_SLOTS: [Slot; MAX_OFFSET_SYMS] = expand_slots(&OFFSET_EXTRA_BITS_RUNS);
-static LENGTH_SLOTS: [Slot; NUM_LENGTH_SYMS] = expand_slots(&LENGTH_EXTRA_BITS_RUNS);
+pub(super) static OFFSET_SLOTS: [Slot; MAX_OFFSET_SYMS] = expand_slots(&OFFSET_EXTRA_BITS_RUNS);
+pub(super) static LENGTH_SLOTS: [Slot; NUM_LENGTH_SYMS] = expand_slots(&LENGTH_EXTRA_BITS_RUNS);
 
 /// The number of offset slots the encoder may use for a chunk of `size` bytes: enough to reach
 /// the largest possible offset, `size - 1`. At least 2, so every alphabet forms a real code;
 /// for the 2-byte chunks where only one slot exists, the second slot decodes to an offset
 /// that is always rejected, exactly as an unassigned codeword would be.
-fn num_offset_slots(size: usize) -> usize {
+pub(super) fn num_offset_slots(size: usize) -> usize {
     let max_offset = size.saturating_sub(1).min(u32::MAX as usize) as u32;
     OFFSET_SLOTS
         .partition_point(|s| s.base <= max_offset)
@@ -134,31 +134,47 @@ fn corrupt(what: &'static str) -> CodecError {
 
 /// Adaptive probability: the last 64 bits coded in this context, and how many were zeros.
 #[derive(Clone, Copy)]
-struct Prob {
-    zeros: u32,
+pub(super) struct Prob {
+    pub(super) zeros: u32,
     history: u64,
 }
 
 impl Prob {
     /// 48 zeros out of the last 64: the history's upper half zeros, lower half alternating.
-    const INITIAL: Prob = Prob {
+    pub(super) const INITIAL: Prob = Prob {
         zeros: 48,
         history: 0x5555_5555,
     };
+
+    /// The chance out of 64 that the next bit is 0, never 0 or 64.
+    #[inline(always)]
+    pub(super) fn zero_chance(&self) -> u32 {
+        let mut prob = self.zeros;
+        prob += prob.wrapping_sub(1) >> 31;
+        prob - (prob >> 6)
+    }
+
+    /// Records one coded bit (0 or 1).
+    #[inline(always)]
+    pub(super) fn update(&mut self, bit: u32) {
+        let oldest = (self.history >> 63) as u32;
+        self.zeros = self.zeros + oldest - bit;
+        self.history = (self.history << 1) | bit as u64;
+    }
 }
 
 #[derive(Clone, Copy)]
-struct Probs {
-    main: [Prob; 16],
-    matches: [Prob; 32],
-    lz: [Prob; 64],
-    delta: [Prob; 64],
-    lz_rep: [[Prob; 64]; 2],
-    delta_rep: [[Prob; 64]; 2],
+pub(super) struct Probs {
+    pub(super) main: [Prob; 16],
+    pub(super) matches: [Prob; 32],
+    pub(super) lz: [Prob; 64],
+    pub(super) delta: [Prob; 64],
+    pub(super) lz_rep: [[Prob; 64]; 2],
+    pub(super) delta_rep: [[Prob; 64]; 2],
 }
 
 impl Probs {
-    const INITIAL: Probs = Probs {
+    pub(super) const INITIAL: Probs = Probs {
         main: [Prob::INITIAL; 16],
         matches: [Prob::INITIAL; 32],
         lz: [Prob::INITIAL; 64],
@@ -320,19 +336,19 @@ impl BitReader {
 const SUBTABLE: u32 = 0x80;
 
 /// Work space shared by all code rebuilds.
-struct BuildScratch {
+pub(super) struct BuildScratch {
     /// `(freq << 10) | symbol`, sorted ascending, plus room for a sentinel.
     keys: [u32; MAX_OFFSET_SYMS + 1],
     node_freq: [u32; MAX_OFFSET_SYMS],
     node_parent: [u16; MAX_OFFSET_SYMS],
     node_depth: [u8; MAX_OFFSET_SYMS],
-    lens: [u8; MAX_OFFSET_SYMS],
+    pub(super) lens: [u8; MAX_OFFSET_SYMS],
     /// Symbols ordered by (codeword length, symbol): canonical codeword order.
     by_len: [u16; MAX_OFFSET_SYMS],
 }
 
 impl BuildScratch {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         BuildScratch {
             keys: [0; MAX_OFFSET_SYMS + 1],
             node_freq: [0; MAX_OFFSET_SYMS],
@@ -376,7 +392,7 @@ impl BuildScratch {
     /// prescribes: classic two-queue Huffman over symbols sorted by (frequency, symbol), with
     /// leaves preferred over internal nodes on frequency ties; the per-length codeword counts
     /// are then handed out longest-first in that sorted order.
-    fn huffman_lengths(&mut self, freqs: &[u32]) {
+    pub(super) fn huffman_lengths(&mut self, freqs: &[u32]) {
         let n = freqs.len();
         self.sort_keys(freqs);
 
@@ -868,6 +884,22 @@ fn load_u64(data: &[u8], at: usize) -> u64 {
 // registers.
 #[inline(never)]
 fn x86_undo(data: &mut [u8], target_usage: &mut [i32]) {
+    x86_filter::<false>(data, target_usage);
+}
+
+/// The encoder's direction of the filter: relative displacements of likely x86 instructions
+/// become absolute, so repeated references to one target repeat byte for byte.
+/// `target_usage` must hold 65536 entries (its contents are scratch).
+#[inline(never)]
+pub(super) fn x86_translate(data: &mut [u8], target_usage: &mut [i32]) {
+    x86_filter::<true>(data, target_usage);
+}
+
+/// Both directions share one scan: which positions are translated depends only on opcode
+/// bytes (never inside a translated field) and on relative displacements, which the encoder
+/// sees before translating and the decoder after restoring.
+#[inline(always)]
+fn x86_filter<const ENCODE: bool>(data: &mut [u8], target_usage: &mut [i32]) {
     let size = data.len();
     if size <= 17 {
         return;
@@ -927,11 +959,19 @@ fn x86_undo(data: &mut [u8], target_usage: &mut [i32]) {
             let i = q as i32;
             let at = q + opcode_len;
             let field: &mut [u8; 4] = (&mut data[at..at + 4]).try_into().unwrap();
+            let original = *field;
             if i - last_x86 <= max_distance {
-                let v = u32::from_le_bytes(*field).wrapping_sub(i as u32);
+                let v = u32::from_le_bytes(*field);
+                let v = if ENCODE {
+                    v.wrapping_add(i as u32)
+                } else {
+                    v.wrapping_sub(i as u32)
+                };
                 *field = v.to_le_bytes();
             }
-            let target = (i as u32).wrapping_add(u16::from_le_bytes([field[0], field[1]]) as u32);
+            let relative = if ENCODE { original } else { *field };
+            let target =
+                (i as u32).wrapping_add(u16::from_le_bytes([relative[0], relative[1]]) as u32);
             let slot = &mut usage[target as u16 as usize];
             let end = i + opcode_len as i32 + 3;
             if end - *slot <= X86_ID_WINDOW {

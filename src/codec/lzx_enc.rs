@@ -296,19 +296,19 @@ fn canonical_codes(lens: &[u8], codes: &mut [u32]) {
 }
 
 #[inline(always)]
-fn load_u32(d: &[u8], i: usize) -> u32 {
+pub(super) fn load_u32(d: &[u8], i: usize) -> u32 {
     u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]])
 }
 
 #[inline(always)]
-fn hash(x: u32, bits: u32) -> usize {
+pub(super) fn hash(x: u32, bits: u32) -> usize {
     (x.wrapping_mul(0x1E35_A7BD) >> (32 - bits)) as usize
 }
 
 /// Length of the common prefix of `d[a..]` and `d[b..]`, known to be at least `len`, capped
 /// at `max` (with `b + max <= d.len()` and `a < b`).
 #[inline(always)]
-fn extend(d: &[u8], a: usize, b: usize, mut len: usize, max: usize) -> usize {
+pub(super) fn extend(d: &[u8], a: usize, b: usize, mut len: usize, max: usize) -> usize {
     while len + 8 <= max {
         let x = u64::from_le_bytes(d[a + len..a + len + 8].try_into().unwrap());
         let y = u64::from_le_bytes(d[b + len..b + len + 8].try_into().unwrap());
@@ -326,9 +326,9 @@ fn extend(d: &[u8], a: usize, b: usize, mut len: usize, max: usize) -> usize {
 
 /// One cached match, or (in the entry before a position's matches) their count in `len`.
 #[derive(Clone, Copy, Default)]
-struct Match {
-    len: u32,
-    offset: u32,
+pub(super) struct Match {
+    pub(super) len: u32,
+    pub(super) offset: u32,
 }
 
 /// Positions in the match finders are stored as `base + pos`; anything below `base` is
@@ -358,7 +358,7 @@ const BT_HASH3_BITS: u32 = 15;
 /// Binary-tree match finder: hash tables give the most recent length-2 and length-3
 /// candidates, and a binary tree per 4-byte hash, kept sorted by the suffixes that follow,
 /// yields the longest matches with the smallest offsets at each length.
-struct BtFinder {
+pub(super) struct BtFinder {
     gen: Generation,
     prev_len: usize,
     hash4_bits: u32,
@@ -371,7 +371,11 @@ struct BtFinder {
 
 impl BtFinder {
     fn new(window: usize) -> Self {
-        let hash4_bits = (window.trailing_zeros()).clamp(15, 17);
+        Self::with_hash_bits(window, window.trailing_zeros().clamp(15, 17))
+    }
+
+    /// A finder for buffers of up to `window` bytes with `1 << hash4_bits` tree roots.
+    pub(super) fn with_hash_bits(window: usize, hash4_bits: u32) -> Self {
         Self {
             gen: Generation { base: 1 },
             prev_len: 0,
@@ -383,7 +387,8 @@ impl BtFinder {
         }
     }
 
-    fn start(&mut self, len: usize) {
+    /// Starts a new buffer of `len` bytes: earlier positions are forgotten.
+    pub(super) fn start(&mut self, len: usize) {
         if self.gen.start(self.prev_len, len) {
             self.hash2.fill(0);
             self.hash3.fill([0; 2]);
@@ -397,7 +402,7 @@ impl BtFinder {
     /// Returns the longest length found.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn advance(
+    pub(super) fn advance(
         &mut self,
         d: &[u8],
         pos: usize,

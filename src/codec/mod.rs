@@ -5,6 +5,7 @@
 //! codecs know nothing about WIM files; they are pure functions of their input bytes.
 
 pub mod lzms;
+pub mod lzms_enc;
 pub mod lzx;
 pub mod lzx_enc;
 pub mod xpress;
@@ -97,12 +98,7 @@ pub fn new_compressor(
         }
         Compression::Xpress => Box::new(xpress_enc::XpressEncoder::new(chunk_size, level)?),
         Compression::Lzx => Box::new(lzx_enc::LzxEncoder::new(chunk_size, level)?),
-        Compression::Lzms => {
-            return Err(CodecError::Unsupported {
-                codec: "lzms",
-                what: "the LZMS compressor is not built yet",
-            })
-        }
+        Compression::Lzms => Box::new(lzms_enc::LzmsEncoder::new(chunk_size, level)?),
     })
 }
 
