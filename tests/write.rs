@@ -246,3 +246,45 @@ fn a_concurrent_writer_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another process"), "{err}");
 }
+
+#[test]
+fn config_exclusions_match_wimlib() {
+    let tmp = tempdir();
+    let src = tmp.path().join("fixture");
+    make_tree(&src);
+    fs::create_dir_all(src.join("cache/keep")).unwrap();
+    fs::write(src.join("cache/junk.bin"), "junk").unwrap();
+    fs::write(src.join("cache/keep/me.txt"), "kept").unwrap();
+    fs::write(src.join("dir/scratch.tmp"), "tmp").unwrap();
+    let cfg = tmp.path().join("cfg.ini");
+    fs::write(
+        &cfg,
+        "# test\n[ExclusionList]\n*.tmp\n\\dir\\sub\\deeper\n/cache\n\n[ExclusionException]\n/cache/keep\n",
+    )
+    .unwrap();
+    let ours = tmp.path().join("ours.wim");
+    let theirs = tmp.path().join("theirs.wim");
+    ok(wimfs_cmd(["capture", "-q", "--config"])
+        .arg(&cfg)
+        .arg(&src)
+        .arg(&ours));
+    ok(wimlib(["capture"])
+        .arg(&src)
+        .arg(&theirs)
+        .arg(format!("--config={}", cfg.display())));
+    let list = |w: &Path| {
+        let mut l: Vec<String> = ok(wimlib(["dir"]).arg(w))
+            .lines()
+            .map(String::from)
+            .collect();
+        l.sort();
+        l
+    };
+    let mine = list(&ours);
+    assert!(!mine
+        .iter()
+        .any(|l| l.ends_with(".tmp") || l.contains("deeper") || l.contains("junk")));
+    assert!(mine.iter().any(|l| l == "/cache/keep/me.txt"), "{mine:?}");
+    assert_eq!(mine, list(&theirs));
+    ok(wimlib(["verify"]).arg(&ours));
+}

@@ -37,6 +37,9 @@ pub struct CaptureArgs {
     /// Uncompressed bytes per solid chunk (default 64 MiB).
     #[arg(long, value_name = "N")]
     solid_chunk_size: Option<u32>,
+    /// Configuration file with [ExclusionList] / [ExclusionException] globs (wimlib's format).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// `append`: write a new file with the old images and the new one, instead of
     /// appending in place.
     #[arg(long)]
@@ -156,6 +159,10 @@ fn capture_into(mut writer: WimWriter, a: &CaptureArgs) -> Result<i32> {
         dereference: a.dereference,
         skip_unreadable: a.skip_unreadable,
         rp_fix: !a.norpfix,
+        config: match &a.config {
+            Some(p) => Some(wimfs::write::config::CaptureConfig::load(p)?),
+            None => None,
+        },
     };
     let mut tree = scan(&a.source, &opts)
         .with_context(|| format!("capturing {}: scanning", a.source.display()))?;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
+use super::config::Filter;
 use super::writer::WimWriter;
 use crate::error::{Error, Result};
 use crate::format::dentry::{
@@ -38,6 +39,8 @@ pub struct CaptureOptions {
     /// Rewrite absolute links that point inside the tree relative to its root (wimlib's
     /// default for a new WIM; the header then carries RP_FIX).
     pub rp_fix: bool,
+    /// Exclusion rules from a configuration file (`--config`).
+    pub config: Option<super::config::CaptureConfig>,
 }
 
 /// A regular file whose data still has to be hashed and written.
@@ -172,7 +175,7 @@ pub fn scan(root: &Path, opts: &CaptureOptions) -> Result<Scan> {
         children: Vec::new(),
         inode: ino,
     });
-    s.scan_dir(root, 0)?;
+    s.scan_dir(root, 0, Filter::Normal)?;
     Ok(Scan {
         image: s.image,
         files: s.files,
@@ -232,7 +235,7 @@ impl Scanner<'_> {
         }
     }
 
-    fn scan_dir(&mut self, dir: &Path, parent: usize) -> Result<()> {
+    fn scan_dir(&mut self, dir: &Path, parent: usize, filter: Filter) -> Result<()> {
         let entries = match fs::read_dir(dir) {
             Ok(r) => r,
             Err(e) => return self.unreadable(dir, e, "read the directory"),
@@ -250,7 +253,24 @@ impl Scanner<'_> {
                     "the name is not valid UTF-8, which a WIM cannot store",
                 )
             })?;
-            self.scan_entry(&path, name, parent)?;
+            let filter = match &self.opts.config {
+                None => Filter::Normal,
+                Some(c) => {
+                    let mut image_path = self.image.path_of(parent);
+                    if !image_path.ends_with('/') {
+                        image_path.push('/');
+                    }
+                    image_path.push_str(name);
+                    match c.filter(&image_path, filter) {
+                        Some(f) => f,
+                        None => {
+                            tracing::debug!("{}: excluded by the configuration", path.display());
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.scan_entry(&path, name, parent, filter)?;
         }
         let mut kids = std::mem::take(&mut self.image.dentries[parent].children);
         kids.sort_by(|&a, &b| {
@@ -274,7 +294,7 @@ impl Scanner<'_> {
         d
     }
 
-    fn scan_entry(&mut self, path: &Path, name: &str, parent: usize) -> Result<()> {
+    fn scan_entry(&mut self, path: &Path, name: &str, parent: usize, filter: Filter) -> Result<()> {
         let m = if self.opts.dereference {
             fs::metadata(path)
         } else {
@@ -285,6 +305,10 @@ impl Scanner<'_> {
             Err(e) => return self.unreadable(path, e, "read its metadata"),
         };
         let ft = m.file_type();
+        if filter == Filter::Excluded && !ft.is_dir() {
+            // Only directories of an excluded subtree are walked, for exceptions below them.
+            return Ok(());
+        }
         let special = ft.is_block_device() || ft.is_char_device() || ft.is_fifo() || ft.is_socket();
         if special && !self.opts.unix_data {
             tracing::warn!(
@@ -323,7 +347,7 @@ impl Scanner<'_> {
         } else if ft.is_dir() {
             let ino = self.new_inode(&m, FILE_ATTRIBUTE_DIRECTORY);
             let d = self.add_dentry(name, parent, ino);
-            self.scan_dir(path, d)?;
+            self.scan_dir(path, d, filter)?;
         } else if ft.is_symlink() {
             let target = match fs::read_link(path) {
                 Ok(t) => t,

@@ -3,6 +3,7 @@
 
 #[cfg(unix)]
 pub mod capture;
+pub mod config;
 mod lock;
 pub mod resource;
 pub mod solid;
