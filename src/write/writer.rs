@@ -25,7 +25,8 @@ use crate::format::blob_table::BlobEntry;
 use crate::format::dentry::parse_metadata;
 use crate::format::header::{
     Header, FLAG_COMPRESSION, FLAG_COMPRESS_LZMS, FLAG_COMPRESS_LZX, FLAG_COMPRESS_XPRESS,
-    FLAG_RP_FIX, FLAG_WRITE_IN_PROGRESS, HEADER_SIZE, VERSION_DEFAULT, VERSION_SOLID, WIM_MAGIC,
+    FLAG_READONLY, FLAG_RP_FIX, FLAG_WRITE_IN_PROGRESS, HEADER_SIZE, VERSION_DEFAULT,
+    VERSION_SOLID, WIM_MAGIC,
 };
 use crate::format::integrity::{serialize_integrity_table, IntegrityTable};
 use crate::format::reshdr::{
@@ -171,6 +172,12 @@ impl WimWriter {
             return Err(Error::invalid(
                 target,
                 "is part of a split WIM; join it first (wimfs join)",
+            ));
+        }
+        if old.flags & FLAG_READONLY != 0 {
+            return Err(Error::invalid(
+                target,
+                "is marked read-only in its header; export it to a new file to change it",
             ));
         }
         if old.magic != WIM_MAGIC {
