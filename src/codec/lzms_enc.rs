@@ -649,9 +649,14 @@ impl DeltaFinder {
     /// Hash of the differences at `pos..pos + 3` (needs `pos >= span`, `pos + 3 <= d.len()`).
     #[inline(always)]
     fn hash(d: &[u8], pos: usize, span: usize) -> usize {
-        let diff = |k: usize| d[pos + k].wrapping_sub(d[pos + k - span]) as u32;
         let phase = (span + (pos & (span - 1))) as u32;
-        let v = diff(0) | (diff(1) << 8) | (diff(2) << 16) | (phase << 24);
+        let diffs = if pos + 4 <= d.len() {
+            delta_word(d, pos, span) & 0xff_ffff
+        } else {
+            let diff = |k: usize| d[pos + k].wrapping_sub(d[pos + k - span]) as u32;
+            diff(0) | (diff(1) << 8) | (diff(2) << 16)
+        };
+        let v = diffs | (phase << 24);
         (v.wrapping_mul(0x9E37_79B1) >> (32 - DELTA_HASH_BITS)) as usize
     }
 
@@ -680,6 +685,16 @@ impl DeltaFinder {
             }
         }
     }
+}
+
+/// The bytewise differences `d[at + k] - d[at + k - span]` for `k` in 0..4, in one word.
+#[inline(always)]
+fn delta_word(d: &[u8], at: usize, span: usize) -> u32 {
+    // The high bits keep borrows inside each byte.
+    const HIGH: u32 = 0x8080_8080;
+    let a = u32::from_le_bytes(d[at..at + 4].try_into().unwrap());
+    let b = u32::from_le_bytes(d[at - span..at - span + 4].try_into().unwrap());
+    ((a | HIGH) - (b & !HIGH)) ^ ((a ^ !b) & HIGH)
 }
 
 /// Length of the delta match at `pos` with `offset` and `span`, at most `max`, given that
@@ -1024,13 +1039,7 @@ impl Parse<'_> {
                     }
                     let bc = base + c.rep_cost(&state, false, idx);
                     reach(self.nodes, &mut end, cur + len);
-                    for l in 2..=len {
-                        let it = Item {
-                            len: l as u32,
-                            src: idx as u32,
-                        };
-                        relax(&mut self.nodes[cur + l], bc + c.len_cost[l], it);
-                    }
+                    relax_range(self.nodes, &c.len_cost, cur, 2, len, bc, idx as u32);
                     if self.params.rep_lit_rep0 {
                         let it = Item {
                             len: len as u32,
@@ -1049,13 +1058,7 @@ impl Parse<'_> {
                     }
                     let bc = base + c.rep_cost(&state, true, idx);
                     reach(self.nodes, &mut end, cur + len);
-                    for l in 2..=len {
-                        let it = Item {
-                            len: l as u32,
-                            src: DELTA | idx as u32,
-                        };
-                        relax(&mut self.nodes[cur + l], bc + c.len_cost[l], it);
-                    }
+                    relax_range(self.nodes, &c.len_cost, cur, 2, len, bc, DELTA | idx as u32);
                 }
 
                 // Explicit-offset LZ matches, shortest first; each length goes to the match
@@ -1067,13 +1070,9 @@ impl Parse<'_> {
                     for m in self.matches.iter() {
                         let len = m.len as usize;
                         let bc = head + c.lz_offset_cost(m.offset);
-                        while l <= len {
-                            let it = Item {
-                                len: l as u32,
-                                src: m.offset + 2,
-                            };
-                            relax(&mut self.nodes[cur + l], bc + c.len_cost[l], it);
-                            l += 1;
+                        if l <= len {
+                            relax_range(self.nodes, &c.len_cost, cur, l, len, bc, m.offset + 2);
+                            l = len + 1;
                         }
                         if self.params.match_lit_rep0 {
                             let it = Item {
@@ -1096,10 +1095,7 @@ impl Parse<'_> {
                         + c.delta_source_cost(power, raw);
                     reach(self.nodes, &mut end, cur + len);
                     let src = DELTA | (((power << 28) | raw) + 2);
-                    for l in DELTA_MIN_LEN..=len {
-                        let it = Item { len: l as u32, src };
-                        relax(&mut self.nodes[cur + l], bc + c.len_cost[l], it);
-                    }
+                    relax_range(self.nodes, &c.len_cost, cur, DELTA_MIN_LEN, len, bc, src);
                 }
 
                 // A literal.
@@ -1212,6 +1208,29 @@ fn reach(nodes: &mut [Node], end: &mut usize, to: usize) {
     while *end < to {
         *end += 1;
         nodes[*end].cost = INFINITE;
+    }
+}
+
+/// Offers nodes `cur + from ..= cur + to` the item of each of those lengths with source
+/// `src`, at `base` plus the length's price.
+#[inline(always)]
+fn relax_range(
+    nodes: &mut [Node],
+    len_cost: &[u32],
+    cur: usize,
+    from: usize,
+    to: usize,
+    base: u32,
+    src: u32,
+) {
+    if from > to {
+        return;
+    }
+    // Equal-length slices up front let the loop run without bounds checks.
+    let ns = &mut nodes[cur + from..=cur + to];
+    let lc = &len_cost[from..=to];
+    for ((node, &lcost), len) in ns.iter_mut().zip(lc).zip(from as u32..) {
+        relax(node, base + lcost, Item { len, src });
     }
 }
 

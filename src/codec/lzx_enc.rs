@@ -309,16 +309,19 @@ pub(super) fn hash(x: u32, bits: u32) -> usize {
 /// at `max` (with `b + max <= d.len()` and `a < b`).
 #[inline(always)]
 pub(super) fn extend(d: &[u8], a: usize, b: usize, mut len: usize, max: usize) -> usize {
+    // Equal-length views up front: the loops below then need no bounds checks.
+    let x = &d[a..a + max];
+    let y = &d[b..b + max];
     while len + 8 <= max {
-        let x = u64::from_le_bytes(d[a + len..a + len + 8].try_into().unwrap());
-        let y = u64::from_le_bytes(d[b + len..b + len + 8].try_into().unwrap());
-        let diff = x ^ y;
+        let u = u64::from_le_bytes(x[len..len + 8].try_into().unwrap());
+        let v = u64::from_le_bytes(y[len..len + 8].try_into().unwrap());
+        let diff = u ^ v;
         if diff != 0 {
             return len + (diff.trailing_zeros() / 8) as usize;
         }
         len += 8;
     }
-    while len < max && d[a + len] == d[b + len] {
+    while len < max && x[len] == y[len] {
         len += 1;
     }
     len
@@ -451,50 +454,62 @@ impl BtFinder {
 
         let h4 = hash(seq, self.hash4_bits);
         let mut node = std::mem::replace(&mut self.hash4[h4], cur);
-        // Where the next smaller / larger subtree hangs: (position, side).
-        let (mut lt, mut gt) = ((pos, 0usize), (pos, 1usize));
+        // The walk below indexes `d` and `child` without bounds checks; these two checks
+        // (once per call) and the per-node `valid` test are what make that sound.
+        assert!(nice_len <= max_len && max_len <= d.len() - pos && d.len() <= self.child.len());
+        let dp = d.as_ptr();
+        let child = self.child.as_mut_ptr() as *mut u32;
+        // Where the next smaller / larger subtree hangs: slot 2 * position + side.
+        let (mut lt, mut gt) = (2 * pos, 2 * pos + 1);
         let (mut best_lt, mut best_gt) = (0usize, 0usize);
         let mut len = 0;
-        loop {
-            if !valid(node) || depth == 0 {
-                self.child[lt.0][lt.1] = 0;
-                self.child[gt.0][gt.1] = 0;
-                return best;
-            }
-            depth -= 1;
-            let m = (node - base) as usize;
-            if d[m + len] == d[pos + len] {
-                len = extend(d, m, pos, len + 1, max_len);
-                if len > best {
-                    best = len;
-                    if let Some(out) = out.as_deref_mut() {
-                        out.push(Match {
-                            len: len as u32,
-                            offset: (pos - m) as u32,
-                        });
-                    }
-                }
-                if len >= nice_len {
-                    // The new node takes over the old one's subtrees; the old node (an
-                    // equal suffix, as far as the tree looks) drops out of the tree.
-                    let [l, r] = self.child[m];
-                    self.child[lt.0][lt.1] = l;
-                    self.child[gt.0][gt.1] = r;
+        // SAFETY: `child` has `2 * self.child.len()` u32 slots and every slot index used is
+        // `2 * p + side` for a position `p <= pos < d.len() <= self.child.len()`: `pos`
+        // itself, or a node `m` that passed the check at the top of the loop (`1 <= pos - m`,
+        // so `m < pos`). Byte reads are at `m + len` and `pos + len` with `m < pos` and
+        // `len < nice_len <= max_len <= d.len() - pos` (a walk that reaches `nice_len`
+        // returns before reading again), so they stay inside `d`.
+        unsafe {
+            loop {
+                let m = node.wrapping_sub(base) as usize;
+                if node < base || pos.wrapping_sub(m).wrapping_sub(1) >= max_offset || depth == 0 {
+                    *child.add(lt) = 0;
+                    *child.add(gt) = 0;
                     return best;
                 }
-            }
-            if d[m + len] < d[pos + len] {
-                self.child[lt.0][lt.1] = node;
-                lt = (m, 1);
-                node = self.child[m][1];
-                best_lt = len;
-                len = len.min(best_gt);
-            } else {
-                self.child[gt.0][gt.1] = node;
-                gt = (m, 0);
-                node = self.child[m][0];
-                best_gt = len;
-                len = len.min(best_lt);
+                depth -= 1;
+                if *dp.add(m + len) == *dp.add(pos + len) {
+                    len = extend(d, m, pos, len + 1, max_len);
+                    if len > best {
+                        best = len;
+                        if let Some(out) = out.as_deref_mut() {
+                            out.push(Match {
+                                len: len as u32,
+                                offset: (pos - m) as u32,
+                            });
+                        }
+                    }
+                    if len >= nice_len {
+                        // The new node takes over the old one's subtrees; the old node (an
+                        // equal suffix, as far as the tree looks) drops out of the tree.
+                        *child.add(lt) = *child.add(2 * m);
+                        *child.add(gt) = *child.add(2 * m + 1);
+                        return best;
+                    }
+                }
+                if *dp.add(m + len) < *dp.add(pos + len) {
+                    *child.add(lt) = node;
+                    lt = 2 * m + 1;
+                    node = *child.add(lt);
+                    best_lt = len;
+                    len = len.min(best_gt);
+                } else {
+                    *child.add(gt) = node;
+                    gt = 2 * m;
+                    node = *child.add(gt);
+                    best_gt = len;
+                    len = len.min(best_lt);
+                }
             }
         }
     }

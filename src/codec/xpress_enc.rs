@@ -450,14 +450,17 @@ fn load_u64(data: &[u8], pos: usize) -> u64 {
 /// `data`).
 #[inline(always)]
 fn extend_match(data: &[u8], earlier: usize, pos: usize, mut len: usize, max_len: usize) -> usize {
+    // Equal-length views up front: the loops below then need no bounds checks.
+    let a = &data[earlier..earlier + max_len];
+    let b = &data[pos..pos + max_len];
     while len + 8 <= max_len {
-        let diff = load_u64(data, earlier + len) ^ load_u64(data, pos + len);
+        let diff = load_u64(a, len) ^ load_u64(b, len);
         if diff != 0 {
             return len + (diff.trailing_zeros() / 8) as usize;
         }
         len += 8;
     }
-    while len < max_len && data[earlier + len] == data[pos + len] {
+    while len < max_len && a[len] == b[len] {
         len += 1;
     }
     len
@@ -617,12 +620,13 @@ impl HashChains {
             }
             cand = usize::from(self.prev[cand]);
         }
+        // The four bytes ending one past the best length, reloaded only when it grows
+        // (`best_len < nice_len <= max_len` here, so they are inside `data`).
+        let mut tail = best_len - 3;
+        let mut tail_seq = load_u32(data, pos + tail);
         while cand != 0 && depth > 0 {
             depth -= 1;
-            let tail = best_len - 3;
-            if load_u32(data, cand + tail) == load_u32(data, pos + tail)
-                && load_u32(data, cand) == seq
-            {
+            if load_u32(data, cand + tail) == tail_seq && load_u32(data, cand) == seq {
                 let len = extend_match(data, cand, pos, 4, max_len);
                 if len > best_len {
                     best_len = len;
@@ -630,6 +634,8 @@ impl HashChains {
                     if len >= nice_len {
                         break;
                     }
+                    tail = best_len - 3;
+                    tail_seq = load_u32(data, pos + tail);
                 }
             }
             cand = usize::from(self.prev[cand]);

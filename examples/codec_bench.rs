@@ -1,0 +1,39 @@
+//! Codec driver for profiling: compresses a file in chunks and prints the total size.
+//! Usage: codec_bench <xpress|lzx|lzms> <file> [chunk_size] [level]
+use wimfs::codec::{new_compressor, new_decompressor, Compression};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let c = match args[1].as_str() {
+        "xpress" => Compression::Xpress,
+        "lzx" => Compression::Lzx,
+        "lzms" => Compression::Lzms,
+        other => panic!("unknown format {other}"),
+    };
+    let data = std::fs::read(&args[2]).expect("read input");
+    let default_chunk = if c == Compression::Lzms {
+        1 << 17
+    } else {
+        1 << 15
+    };
+    let chunk: u32 = args.get(3).map_or(default_chunk, |s| s.parse().unwrap());
+    let level: u32 = args.get(4).map_or(50, |s| s.parse().unwrap());
+    let verify = std::env::var_os("VERIFY").is_some();
+    let mut comp = new_compressor(c, chunk, level).unwrap();
+    let mut dec = new_decompressor(c, chunk).unwrap();
+    let mut out = Vec::new();
+    let mut back = vec![0u8; chunk as usize];
+    let mut total = 0usize;
+    for piece in data.chunks(chunk as usize) {
+        if comp.compress(piece, &mut out) {
+            total += out.len();
+            if verify {
+                dec.decompress(&out, &mut back[..piece.len()]).unwrap();
+                assert_eq!(&back[..piece.len()], piece);
+            }
+        } else {
+            total += piece.len();
+        }
+    }
+    println!("{} {} -> {}", c.name(), data.len(), total);
+}
