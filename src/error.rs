@@ -50,11 +50,8 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
-    pub(crate) fn io(
-        path: impl Into<PathBuf>,
-        what: impl Into<String>,
-        source: std::io::Error,
-    ) -> Self {
+    /// An I/O failure on `path` while doing `what`.
+    pub fn io(path: impl Into<PathBuf>, what: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             what: what.into(),
@@ -62,7 +59,8 @@ impl Error {
         }
     }
 
-    pub(crate) fn invalid(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
+    /// Something wrong with `path`, described by `detail`.
+    pub fn invalid(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
         Error::Invalid {
             path: path.into(),
             detail: detail.into(),

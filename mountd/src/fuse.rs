@@ -32,11 +32,11 @@ impl FuseFs {
     }
 }
 
-fn errno(e: core::Errno) -> Errno {
+pub(crate) fn errno(e: core::Errno) -> Errno {
     Errno::from_i32(e.0)
 }
 
-fn kind(k: Kind) -> FileType {
+pub(crate) fn kind(k: Kind) -> FileType {
     match k {
         Kind::Directory => FileType::Directory,
         Kind::File => FileType::RegularFile,
@@ -48,7 +48,7 @@ fn kind(k: Kind) -> FileType {
     }
 }
 
-fn attr(a: &Attr) -> FileAttr {
+pub(crate) fn attr(a: &Attr) -> FileAttr {
     FileAttr {
         ino: INodeNo(a.ino),
         size: a.size,

@@ -35,13 +35,19 @@ mod unix {
 
     use anyhow::{bail, Context, Result};
     use clap::Parser;
+    use fuser::Filesystem;
     use fuser::{Config, MountOption, SessionACL};
     use wimfs::format::header::FLAG_RP_FIX;
+    use wimfs::write::TargetLock;
     use wimfs::{ChunkCache, Image, OpenOptions, Wim};
-    use wimfs_mountd::control::{Control, Status};
+    use wimfs_mountd::commit::RwMount;
+    use wimfs_mountd::control::{Control, Mounted, Status};
+    use wimfs_mountd::core::rw::RwFs;
     use wimfs_mountd::core::{Fs, FsOptions, StreamsInterface};
     use wimfs_mountd::fuse::{FuseFs, MAX_READ};
+    use wimfs_mountd::fuse_rw::FuseRwFs;
     use wimfs_mountd::options::{parse_mount_options, parse_size};
+    use wimfs_mountd::overlay::Overlay;
 
     /// Mounts an image of a WIM file read-only (FUSE).
     #[derive(Parser, Debug)]
@@ -80,6 +86,14 @@ mod unix {
         /// Send log output to this file; `auto` puts it beside the control socket.
         #[arg(long, value_name = "FILE")]
         log: Option<PathBuf>,
+        /// Mount read-write: changes are staged and written back into the WIM on
+        /// `wimfs unmount --commit`, discarded otherwise.
+        #[arg(long)]
+        rw: bool,
+        /// Where a read-write mount stages new and changed file data (default: beside the
+        /// WIM, named `<wim>.staging-<pid>`).
+        #[arg(long, value_name = "DIR")]
+        staging_dir: Option<PathBuf>,
         /// Write `ok` or `error: ...` to this file descriptor once mounted (or failed).
         #[arg(long, value_name = "FD")]
         ready_fd: Option<i32>,
@@ -130,6 +144,20 @@ mod unix {
         }
         let wimfile = std::fs::canonicalize(&args.wimfile)
             .with_context(|| format!("{}: cannot open", args.wimfile.display()))?;
+        // Taken before reading the WIM and held until the daemon exits: nothing else may
+        // change the file under a read-write mount.
+        let lock = match args.rw {
+            true => Some(Arc::new(TargetLock::acquire(&wimfile).with_context(
+                || format!("{}: cannot mount read-write", wimfile.display()),
+            )?)),
+            false => None,
+        };
+        if lock.is_some() && !args.refs.is_empty() {
+            bail!(
+                "{}: a split WIM cannot be mounted read-write; join it first (wimfs join)",
+                wimfile.display()
+            );
+        }
         let wim = Wim::open_with(
             &wimfile,
             OpenOptions {
@@ -138,6 +166,12 @@ mod unix {
                 cache: Some(Arc::new(ChunkCache::new(args.cache_size))),
             },
         )?;
+        if lock.is_some() && wim.header().total_parts != 1 {
+            bail!(
+                "{}: a split WIM cannot be mounted read-write; join it first (wimfs join)",
+                wimfile.display()
+            );
+        }
         let index = wim.resolve_image(&args.image)?;
         let img = Image::load(&wim, index)?;
         let link_root =
@@ -159,7 +193,6 @@ mod unix {
             gid: unsafe { libc::getgid() },
             ..FsOptions::default()
         };
-        let fs = Arc::new(Fs::new(Arc::clone(&wim), img, opts));
         let control = Control::bind(&dir)?;
 
         let mut mount_options = vec![
@@ -167,15 +200,19 @@ mod unix {
             // As a kernel option (not fuser's Subtype, which only fusermount passes on) so
             // that a direct mount shows as fuse.wimfs too.
             MountOption::CUSTOM("subtype=wimfs".into()),
-            MountOption::RO,
+            if lock.is_some() {
+                MountOption::RW
+            } else {
+                MountOption::RO
+            },
             MountOption::DefaultPermissions,
             MountOption::CUSTOM(format!("max_read={MAX_READ}")),
         ];
         for o in &args.options {
             mount_options.extend(parse_mount_options(o).map_err(anyhow::Error::msg)?);
         }
-        if mount_options.contains(&MountOption::RW) {
-            bail!("this mount is read-only");
+        if lock.is_none() && mount_options.contains(&MountOption::RW) {
+            bail!("this mount is read-only (use wimfs mountrw)");
         }
         let mut config = Config::default();
         config.mount_options = mount_options;
@@ -191,9 +228,7 @@ mod unix {
         // Detach from the caller's session so its terminal's signals do not reach us.
         // SAFETY: setsid has no memory-safety preconditions; failure (already a leader) is fine.
         unsafe { libc::setsid() };
-        let session = fuser::Session::new(FuseFs::new(Arc::clone(&fs)), &dir, &config)
-            .with_context(|| format!("{}: cannot mount", dir.display()))?;
-        let status = Status {
+        let mut status = Status {
             wim: wim.path().to_string_lossy().into_owned(),
             image: index,
             image_name,
@@ -207,12 +242,57 @@ mod unix {
             cache_hits: 0,
             cache_misses: 0,
         };
-        let served = control.serve(Arc::clone(&fs), status);
-        tracing::info!(
-            "mounted image {index} of {} on {}",
-            wim.path().display(),
-            dir.display()
-        );
+        match lock {
+            None => {
+                let fs = Arc::new(Fs::new(Arc::clone(&wim), img, opts));
+                let served = Arc::clone(&fs) as Arc<dyn Mounted>;
+                serve(
+                    FuseFs::new(fs),
+                    served,
+                    &dir,
+                    &config,
+                    control,
+                    status,
+                    ready,
+                )
+            }
+            Some(lock) => {
+                let staging = match &args.staging_dir {
+                    Some(d) => d.clone(),
+                    None => Overlay::default_dir(&wimfile),
+                };
+                let overlay = Overlay::create(&staging)?;
+                let fs = Arc::new(RwFs::new(Arc::clone(&wim), img, opts, overlay));
+                status.mode = "rw";
+                let served = Arc::new(RwMount {
+                    fs: Arc::clone(&fs),
+                    lock,
+                });
+                let adapter = FuseRwFs::new(Arc::clone(&fs));
+                let result = serve(adapter, served, &dir, &config, control, status, ready);
+                fs.overlay().discard();
+                result
+            }
+        }
+    }
+
+    /// Mounts `filesystem` on `dir`, answers control requests about `served`, reports
+    /// readiness and runs until unmounted.
+    fn serve<F: Filesystem + Send + Sync + 'static>(
+        filesystem: F,
+        served: Arc<dyn Mounted>,
+        dir: &Path,
+        config: &Config,
+        control: Control,
+        status: Status,
+        ready: &mut Option<File>,
+    ) -> Result<()> {
+        let session = fuser::Session::new(filesystem, dir, config)
+            .with_context(|| format!("{}: cannot mount", dir.display()))?;
+        let wim = status.wim.clone();
+        let index = status.image;
+        let served = control.serve(served, status);
+        tracing::info!("mounted image {index} of {wim} on {}", dir.display());
         if let Some(mut r) = ready.take() {
             let _ = writeln!(r, "ok");
         }

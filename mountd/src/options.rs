@@ -42,11 +42,7 @@ pub fn parse_mount_options(s: &str) -> Result<Vec<MountOption>, String> {
     for o in s.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         out.push(match o {
             "ro" => MountOption::RO,
-            "rw" => {
-                return Err(
-                    "-o rw: this mount is read-only (read-write mounts are not built yet)".into(),
-                )
-            }
+            "rw" => return Err("-o rw: this mount is read-only (use wimfs mountrw)".into()),
             "dev" => MountOption::Dev,
             "nodev" => MountOption::NoDev,
             "suid" => MountOption::Suid,

@@ -544,6 +544,195 @@ fn cli_lazy_unmount_of_a_busy_mount() {
     wait_until("daemon exits after the last close", || gone(pid));
 }
 
+/// Mounts `wim` read-write on `dir` through the CLI; returns the guard.
+fn cli_mountrw(cli: &Path, wim: &Path, dir: &Path) -> CliMount {
+    let out = Command::new(cli)
+        .arg("mountrw")
+        .arg(wim)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(cli)
+        .args(["mounts", "--json"])
+        .output()
+        .unwrap();
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let me = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["dir"] == dir.to_str().unwrap())
+        .expect("listed by wimfs mounts")
+        .clone();
+    assert_eq!(me["mode"], "rw");
+    CliMount {
+        dir: dir.to_path_buf(),
+        pid: me["pid"].as_u64().unwrap() as u32,
+    }
+}
+
+/// The same changes, made on a mounted image or on a plain directory.
+fn change_tree(root: &Path, extra: &Path) {
+    let out = Command::new("cp")
+        .arg("-r")
+        .arg(extra)
+        .arg(root.join("copied"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(root.join("dir/sub/small"))
+        .unwrap();
+    f.write_all(b"appended\n").unwrap();
+    drop(f);
+    fs::remove_file(root.join("hello.txt")).unwrap();
+    fs::rename(root.join("dir/f007"), root.join("renamed")).unwrap();
+    fs::create_dir_all(root.join("new/a/b")).unwrap();
+    std::os::unix::fs::symlink("../../renamed", root.join("new/a/link")).unwrap();
+    fs::hard_link(root.join("renamed"), root.join("new/hard")).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("dir/big.bin"))
+        .unwrap()
+        .set_len(12345)
+        .unwrap();
+    fs::remove_dir(root.join("empty_dir")).unwrap();
+}
+
+#[test]
+fn cli_mountrw_commit_equals_the_same_changes_on_a_copy() {
+    let Some(cli) = wimfs_cli() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let extra = tmp.path().join("extra");
+    for i in 0..300 {
+        let d = extra.join(format!("d{}", i % 10));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("g{i:03}")), pattern(i * 31, i as u64 + 7)).unwrap();
+    }
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &["--compress=lzx"]);
+    let dir = tmp.path().join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let dir = fs::canonicalize(&dir).unwrap();
+    let guard = cli_mountrw(&cli, &wim, &dir);
+
+    // The mount holds the WIM's lock: a second read-write mount fails clearly.
+    let dir2 = tmp.path().join("mnt2");
+    fs::create_dir(&dir2).unwrap();
+    let out = Command::new(&cli)
+        .arg("mountrw")
+        .arg(&wim)
+        .arg(&dir2)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another process is writing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    change_tree(&dir, &extra);
+    let expect = tmp.path().join("expect");
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(&src)
+        .arg(&expect)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    change_tree(&expect, &extra);
+    diff(&expect, &dir);
+
+    let out = Command::new(&cli)
+        .args(["unmount", "--commit"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(&dir));
+    drop(guard);
+    let out = Command::new("wimlib-imagex")
+        .arg("verify")
+        .arg(&wim)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let applied = tmp.path().join("applied");
+    let out = Command::new("wimlib-imagex")
+        .arg("apply")
+        .arg(&wim)
+        .arg("1")
+        .arg(&applied)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    diff(&expect, &applied);
+    let staging: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".staging-"))
+        .collect();
+    assert!(staging.is_empty(), "the staging directory is removed");
+}
+
+#[test]
+fn cli_mountrw_without_commit_leaves_the_wim_unchanged() {
+    let Some(cli) = wimfs_cli() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &["--compress=lzx"]);
+    let before = fs::read(&wim).unwrap();
+    let dir = tmp.path().join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let dir = fs::canonicalize(&dir).unwrap();
+    let guard = cli_mountrw(&cli, &wim, &dir);
+    change_tree(&dir, &src.join("dir/sub"));
+    let out = Command::new(&cli)
+        .arg("unmount")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(guard);
+    assert!(
+        fs::read(&wim).unwrap() == before,
+        "the WIM is byte-identical"
+    );
+}
+
 /// Pid of the daemon serving `dir`, from `wimfs mounts --json`.
 fn daemon_pid(cli: &Path, dir: &Path) -> u32 {
     let out = Command::new(cli)

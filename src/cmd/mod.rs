@@ -65,6 +65,9 @@ pub enum Command {
     /// Mount an image read-only (FUSE on Linux, WinFsp on Windows).
     #[cfg(any(unix, windows))]
     Mount(mount::MountArgs),
+    /// Mount an image read-write (FUSE on Linux); `unmount --commit` writes the changes back.
+    #[cfg(unix)]
+    Mountrw(mount::MountRwArgs),
     /// Unmount a mounted image.
     #[cfg(any(unix, windows))]
     Unmount(mount::UnmountArgs),
@@ -105,6 +108,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Join(a) => split::run_join(a),
         #[cfg(any(unix, windows))]
         Command::Mount(a) => mount::run_mount(a, cli.debug),
+        #[cfg(unix)]
+        Command::Mountrw(a) => mount::run_mountrw(a, cli.debug),
         #[cfg(any(unix, windows))]
         Command::Unmount(a) => mount::run_unmount(a),
         #[cfg(any(unix, windows))]

@@ -183,7 +183,7 @@ fn make_inode(wim: &Wim, index: u32, rec: &DentryRecord, img: &Image, id: usize)
 }
 
 /// Sort key matching how Windows orders names: case-insensitive first, then exact.
-pub(crate) fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
+pub fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
     let fold = |s: &str| {
         s.encode_utf16()
             .map(|u| {

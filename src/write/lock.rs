@@ -40,6 +40,13 @@ impl TargetLock {
     }
 }
 
+impl TargetLock {
+    /// Whether this lock guards `target` (the same file, by identity).
+    pub fn guards(&self, target: &Path) -> bool {
+        same_file(&self.file, target)
+    }
+}
+
 impl Drop for TargetLock {
     fn drop(&mut self) {
         if self.created

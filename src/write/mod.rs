@@ -11,6 +11,7 @@ pub mod split;
 pub mod writer;
 pub mod xml;
 
+pub use lock::TargetLock;
 pub use resource::{BlobSource, ResourceOptions};
 pub use solid::DEFAULT_SOLID_CHUNK_SIZE;
 pub use writer::{image_refs, solid_options_of, ImageDescription, WimWriter, WriterOptions};

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha1::{Digest, Sha1};
 
@@ -92,7 +93,7 @@ enum Mode {
 pub struct WimWriter {
     target: PathBuf,
     mode: Mode,
-    _lock: TargetLock,
+    _lock: Arc<TargetLock>,
     out: BufWriter<File>,
     pos: u64,
     opts: WriterOptions,
@@ -135,7 +136,7 @@ impl WimWriter {
     /// Locks `target` and starts a new file beside it, renamed over `target` by `finish`.
     pub fn create(target: &Path, opts: WriterOptions) -> Result<WimWriter> {
         check_solid_options(&opts)?;
-        let lock = TargetLock::acquire(target)?;
+        let lock = Arc::new(TargetLock::acquire(target)?);
         let (tmp_path, file) = create_temp_beside(target)?;
         let mut w = WimWriter {
             target: target.to_path_buf(),
@@ -163,9 +164,26 @@ impl WimWriter {
     /// Locks the existing WIM `target` and prepares to append to it in place. Its images,
     /// blobs and XML are kept; new non-solid resources use the file's own compression and
     /// chunk size (`opts.resources` is adjusted to match).
-    pub fn append(target: &Path, mut opts: WriterOptions) -> Result<WimWriter> {
+    pub fn append(target: &Path, opts: WriterOptions) -> Result<WimWriter> {
         check_solid_options(&opts)?;
-        let lock = TargetLock::acquire(target)?;
+        let lock = Arc::new(TargetLock::acquire(target)?);
+        Self::append_locked(target, opts, lock)
+    }
+
+    /// [`WimWriter::append`] under a lock the caller already holds on `target` (a second
+    /// flock from the same process would conflict with it), e.g. a read-write mount's.
+    pub fn append_locked(
+        target: &Path,
+        mut opts: WriterOptions,
+        lock: Arc<TargetLock>,
+    ) -> Result<WimWriter> {
+        check_solid_options(&opts)?;
+        if !lock.guards(target) {
+            return Err(Error::invalid(
+                target,
+                "the lock held is not on this file (was it replaced?)",
+            ));
+        }
         let wim = Wim::open(target)?;
         let old = wim.header().clone();
         if old.total_parts != 1 {
@@ -394,6 +412,28 @@ impl WimWriter {
         } else if self.boot_index > index {
             self.boot_index -= 1;
         }
+        Ok(())
+    }
+
+    /// Puts `image` in place of image `index` (1-based), keeping its position, its boot
+    /// flag and the name and description given in `desc`.
+    pub fn replace_image(
+        &mut self,
+        index: u32,
+        image: &Image,
+        desc: &ImageDescription,
+    ) -> Result<()> {
+        if index == 0 || index as usize > self.images.len() {
+            return Err(Error::NotFound(format!(
+                "{}: there is no image {index} to replace",
+                self.target.display()
+            )));
+        }
+        let boot = self.boot_index;
+        self.add_image(image, desc)?;
+        let slot = self.images.pop().expect("add_image pushed a slot");
+        self.images[index as usize - 1] = slot;
+        self.boot_index = boot;
         Ok(())
     }
 

@@ -3,11 +3,14 @@
 //!
 //! Only the mount's owner can reach it: the socket through file permissions, the pipe through
 //! an ACL naming nothing but the owner's SID. One request line per connection, one reply line:
-//! `status` → a JSON object; `unmount` / `unmount lazy` → `ok` or `error <ERRNO>: text`.
+//! `status` → a JSON object; `unmount` / `unmount lazy` / `commit` / `commit check` → `ok` or
+//! `error <ERRNO>: text`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
+use wimfs::Wim;
 
 use crate::core::Fs;
 
@@ -58,10 +61,34 @@ pub fn mount_hash(bytes: &[u8]) -> u64 {
     h
 }
 
+/// What the control channel needs of a mounted filesystem.
+pub trait Mounted: Send + Sync {
+    /// The WIM being served (for cache statistics).
+    fn wim(&self) -> &Arc<Wim>;
+    /// Number of open file handles.
+    fn open_files(&self) -> usize;
+    /// Writes the mount's changes into the WIM (with an integrity table if `check`); `Err`
+    /// says why that failed.
+    fn commit(&self, check: bool) -> Result<(), String> {
+        let _ = check;
+        Err("the mount is read-only: there is nothing to commit".into())
+    }
+}
+
+impl Mounted for Fs {
+    fn wim(&self) -> &Arc<Wim> {
+        Fs::wim(self)
+    }
+
+    fn open_files(&self) -> usize {
+        self.open_handles()
+    }
+}
+
 /// Answers one request line; `unmount(lazy)` performs the unmount and returns the reply.
 pub(crate) fn reply_to(
     line: &str,
-    fs: &Fs,
+    fs: &dyn Mounted,
     status: &Status,
     unmount: &dyn Fn(bool) -> String,
 ) -> String {
@@ -69,7 +96,7 @@ pub(crate) fn reply_to(
         "status" => {
             let stats = fs.wim().cache().stats();
             let s = Status {
-                open_files: fs.open_handles(),
+                open_files: fs.open_files(),
                 cache_bytes: stats.bytes,
                 cache_hits: stats.hits,
                 cache_misses: stats.misses,
@@ -77,6 +104,10 @@ pub(crate) fn reply_to(
             };
             serde_json::to_string(&s).unwrap_or_else(|e| format!("error EIO: {e}"))
         }
+        l @ ("commit" | "commit check") => match fs.commit(l == "commit check") {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("error EIO: {}", e.replace('\n', " ")),
+        },
         "unmount" => unmount(false),
         "unmount lazy" => unmount(true),
         other => format!("error EINVAL: unknown request {other:?}"),
@@ -106,7 +137,11 @@ pub(crate) fn parse_status(line: &str) -> std::io::Result<Status> {
         image: v["image"].as_u64().unwrap_or(0) as u32,
         image_name: v["image_name"].as_str().map(str::to_string),
         dir: v["dir"].as_str().unwrap_or_default().to_string(),
-        mode: "ro",
+        mode: if v["mode"].as_str() == Some("rw") {
+            "rw"
+        } else {
+            "ro"
+        },
         pid: v["pid"].as_u64().unwrap_or(0) as u32,
         log: None,
         open_files: 0,

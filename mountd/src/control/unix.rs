@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::{mount_hash, parse_status, reply_to, ControlError, Status};
-use crate::core::Fs;
+use super::{mount_hash, parse_status, reply_to, ControlError, Mounted, Status};
 
 /// Where control sockets live: /run/wimfs for root, else $XDG_RUNTIME_DIR/wimfs, else
 /// /tmp/wimfs-$UID. (`wimfs mounts` looks in the same place.)
@@ -78,7 +77,7 @@ impl Control {
     }
 
     /// Serves requests on a background thread until the process exits.
-    pub fn serve(self, fs: Arc<Fs>, status: Status) -> Served {
+    pub fn serve(self, fs: Arc<dyn Mounted>, status: Status) -> Served {
         let served = Served {
             path: self.path.clone(),
             busy: Arc::new(Mutex::new(())),
@@ -92,7 +91,7 @@ impl Control {
                     match conn {
                         Ok(c) => {
                             let _busy = busy.lock();
-                            if let Err(e) = handle(c, &fs, &status) {
+                            if let Err(e) = handle(c, &*fs, &status) {
                                 tracing::warn!("control request failed: {e}");
                             }
                         }
@@ -123,7 +122,7 @@ impl Served {
     }
 }
 
-fn handle(conn: UnixStream, fs: &Fs, status: &Status) -> std::io::Result<()> {
+fn handle(conn: UnixStream, fs: &dyn Mounted, status: &Status) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line)?;

@@ -196,7 +196,7 @@ impl Control {
                     let _busy = busy.lock();
                     let mut line = String::new();
                     let r = BufReader::new(&pipe).read_line(&mut line).and_then(|_| {
-                        let reply = reply_to(&line, &fs, &status, &|lazy| {
+                        let reply = reply_to(&line, &*fs, &status, &|lazy| {
                             if let Some(no) = unmount_refusal(fs.open_handles(), lazy) {
                                 return no;
                             }

@@ -11,6 +11,8 @@ mod attr;
 mod dir;
 mod handle;
 pub mod names;
+#[cfg(unix)]
+pub mod rw;
 pub mod wininfo;
 pub mod winpath;
 mod xattr;

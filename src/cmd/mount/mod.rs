@@ -1,4 +1,5 @@
-//! `wimfs mount`, `wimfs unmount` and `wimfs mounts`: start, stop and list mount daemons.
+//! `wimfs mount`, `wimfs mountrw`, `wimfs unmount` and `wimfs mounts`: start, stop and list
+//! mount daemons.
 //!
 //! The filesystem itself is served by `wimfs-mountd` (found beside this executable, then on
 //! PATH). `mount` starts it and waits for its one-line readiness report; `unmount` and
@@ -61,6 +62,17 @@ pub struct MountArgs {
     options: Vec<String>,
 }
 
+/// `wimfs mountrw`: the `mount` options plus where to stage changes.
+#[cfg(unix)]
+#[derive(Args, Debug)]
+pub struct MountRwArgs {
+    #[command(flatten)]
+    mount: MountArgs,
+    /// Directory for new and changed file data until commit (default: beside the WIM).
+    #[arg(long, value_name = "DIR")]
+    staging_dir: Option<PathBuf>,
+}
+
 #[derive(Args, Debug)]
 pub struct UnmountArgs {
     /// The mountpoint (a directory, or on Windows also a drive letter).
@@ -68,10 +80,10 @@ pub struct UnmountArgs {
     /// Detach the mount now even if it is busy; the daemon exits when the last user is gone.
     #[arg(long)]
     lazy: bool,
-    /// Accepted for wimlib compatibility; read-only mounts have nothing to commit.
+    /// Write a read-write mount's changes into the WIM first (exit status: the commit's).
     #[arg(long)]
     commit: bool,
-    /// Accepted for wimlib compatibility (integrity table on commit); ignored here.
+    /// With --commit: add an integrity table to the WIM.
     #[arg(long)]
     check: bool,
 }
@@ -102,6 +114,24 @@ fn daemon_path() -> Result<PathBuf> {
 }
 
 pub fn run_mount(a: MountArgs, debug: bool) -> Result<i32> {
+    start_daemon(a, debug, None)
+}
+
+/// `wimfs mountrw`: a read-write mount (refused for split WIMs by the daemon).
+#[cfg(unix)]
+pub fn run_mountrw(a: MountRwArgs, debug: bool) -> Result<i32> {
+    if !a.mount.refs.is_empty() {
+        bail!(
+            "{}: a split WIM cannot be mounted read-write; join it first (wimfs join)",
+            a.mount.wimfile.display()
+        );
+    }
+    let staging = a.staging_dir.unwrap_or_default();
+    start_daemon(a.mount, debug, Some(staging))
+}
+
+/// Starts the daemon; `rw` is `Some(staging dir, empty for the default)` for read-write.
+fn start_daemon(a: MountArgs, debug: bool, rw: Option<PathBuf>) -> Result<i32> {
     let (image_spec, dir) = match a.rest.as_slice() {
         [d] => (None, d.clone()),
         [i, d] => (Some(i.as_str()), d.clone()),
@@ -120,6 +150,12 @@ pub fn run_mount(a: MountArgs, debug: bool) -> Result<i32> {
         .args(["--ready-fd", "1", "--log", "auto"]);
     #[cfg(unix)]
     cmd.args(["--streams-interface", &a.streams_interface]);
+    if let Some(staging) = &rw {
+        cmd.arg("--rw");
+        if !staging.as_os_str().is_empty() {
+            cmd.arg("--staging-dir").arg(staging);
+        }
+    }
     for r in &refs {
         cmd.arg("--ref").arg(r);
     }
@@ -239,14 +275,33 @@ pub fn run_mounts(a: MountsArgs) -> Result<i32> {
 }
 
 pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
-    if a.commit {
-        tracing::info!("--commit: nothing to commit on a read-only mount");
-    }
     let dir = platform::mountpoint_key(&a.dir)?;
     let dir_s = dir.to_string_lossy();
     let Some(m) = list_mounts().into_iter().find(|m| m.dir == dir_s) else {
         bail!("{}: not mounted by a running wimfs daemon", dir.display());
     };
+    if a.commit && m.mode != "rw" {
+        tracing::info!("--commit: nothing to commit on a read-only mount");
+    } else if a.commit {
+        let what = if a.check { "commit check" } else { "commit" };
+        // A commit writes every changed file; it may take long.
+        let reply = platform::request(&m.socket, what, Duration::from_secs(24 * 3600))
+            .with_context(|| {
+                format!("{}: cannot reach the daemon (pid {})", dir.display(), m.pid)
+            })?;
+        if let Some(err) = reply.strip_prefix("error ") {
+            bail!(
+                "{}: commit failed, the mount stays up with its changes: {err}",
+                dir.display()
+            );
+        }
+        if reply != "ok" {
+            bail!(
+                "{}: unexpected reply from the daemon: {reply:?}",
+                dir.display()
+            );
+        }
+    }
     let what = if a.lazy { "unmount lazy" } else { "unmount" };
     let reply = platform::request(&m.socket, what, Duration::from_secs(60))
         .with_context(|| format!("{}: cannot reach the daemon (pid {})", dir.display(), m.pid))?;

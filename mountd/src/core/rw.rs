@@ -1,0 +1,981 @@
+//! The read-write filesystem: a mutable tree over one image, with new and changed file data
+//! in a staging [`Overlay`].
+//!
+//! The tree lives behind one lock that is never held across I/O or decompression: an
+//! operation takes what it needs under the lock, does its I/O without it, and takes the lock
+//! again to record the result. Inode numbers are given out once and never reused during a
+//! mount; an inode lives while it has a name or an open handle, so open-but-unlinked files
+//! keep working until closed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use wimfs::format::dentry::{
+    FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_REPARSE_POINT,
+};
+use wimfs::format::reparse::{LinkReparse, IO_REPARSE_TAG_SYMLINK, RP_FLAG_NOT_FIXED};
+use wimfs::format::tagged::UnixData;
+use wimfs::image::DentryId;
+use wimfs::read::BlobLocation;
+use wimfs::time::{filetime_to_system, now_filetime, unix_to_filetime};
+use wimfs::{BlobReader, Image, Inode, StreamKind, Wim};
+
+use super::{Attr, DirEntry, Errno, FsOptions, FsResult, Kind, Statfs, ROOT_INO};
+use crate::overlay::Overlay;
+
+/// `rename` flag: fail with EEXIST if the new name exists.
+pub const RENAME_NOREPLACE: u32 = 1;
+/// `rename` flag: swap the two names atomically.
+pub const RENAME_EXCHANGE: u32 = 2;
+
+/// Longest name a WIM (UTF-16) can hold that Linux tools can also handle.
+const NAME_MAX: usize = 255;
+
+/// Attribute changes requested by `setattr`; `None` leaves a field alone.
+#[derive(Debug, Clone, Default)]
+pub struct SetAttr {
+    pub size: Option<u64>,
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: Option<SystemTime>,
+    pub mtime: Option<SystemTime>,
+}
+
+/// A name in a directory.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) ino: u64,
+    /// The DOS name from the image; dropped when the entry moves.
+    pub(crate) short_name: String,
+    /// Position for `readdir` offsets: given out in increasing order per directory and
+    /// never reused, so removing entries during a listing skips none of the others.
+    pos: u64,
+}
+
+/// One inode of the mutable tree.
+pub(crate) struct RwNode {
+    /// Attributes, times, security, streams, UNIX data, tagged items as in the image (its
+    /// `dentries` are not kept up to date; the tree is). The unnamed data stream is stale
+    /// once `staged` is set.
+    pub(crate) inode: Inode,
+    /// Number of names.
+    pub(crate) names: u32,
+    /// Parent directory, for directories (a directory has exactly one name).
+    pub(crate) parent: u64,
+    /// Entries of a directory, by name.
+    pub(crate) children: BTreeMap<String, Entry>,
+    /// Length of the data in the overlay, once the data lives there.
+    pub(crate) staged: Option<u64>,
+    /// Reparse data of a link made on this mount (not in the WIM).
+    pub(crate) new_reparse: Option<Vec<u8>>,
+    open: u32,
+    /// Next `readdir` position to give out (0..=2 are the start, "." and "..").
+    next_pos: u64,
+}
+
+impl RwNode {
+    fn is_dir(&self) -> bool {
+        self.inode.is_directory()
+    }
+
+    fn add_entry(&mut self, name: &str, ino: u64, short_name: String) {
+        let pos = self.next_pos;
+        self.next_pos += 1;
+        self.children.insert(
+            name.to_string(),
+            Entry {
+                ino,
+                short_name,
+                pos,
+            },
+        );
+    }
+
+    fn size(&self) -> u64 {
+        self.staged.unwrap_or_else(|| self.inode.size())
+    }
+}
+
+pub(crate) struct Tree {
+    pub(crate) nodes: HashMap<u64, RwNode>,
+    next_ino: u64,
+    handles: HashMap<u64, u64>,
+    next_fh: u64,
+}
+
+impl Tree {
+    fn get(&self, ino: u64) -> FsResult<&RwNode> {
+        self.nodes.get(&ino).ok_or(Errno::ENOENT)
+    }
+
+    fn get_mut(&mut self, ino: u64) -> FsResult<&mut RwNode> {
+        self.nodes.get_mut(&ino).ok_or(Errno::ENOENT)
+    }
+
+    fn dir(&self, ino: u64) -> FsResult<&RwNode> {
+        let n = self.get(ino)?;
+        if !n.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(n)
+    }
+
+    fn child(&self, dir: u64, name: &str) -> FsResult<u64> {
+        self.dir(dir)?
+            .children
+            .get(name)
+            .map(|e| e.ino)
+            .ok_or(Errno::ENOENT)
+    }
+
+    /// Whether `ino` is `anc` or lies below it.
+    fn is_within(&self, mut ino: u64, anc: u64) -> bool {
+        loop {
+            if ino == anc {
+                return true;
+            }
+            if ino == ROOT_INO {
+                return false;
+            }
+            match self.nodes.get(&ino) {
+                Some(n) => ino = n.parent,
+                None => return false,
+            }
+        }
+    }
+
+    /// Drops one name of `ino`; returns the inode number if the inode is now gone and its
+    /// staging file has to be removed.
+    fn drop_name(&mut self, ino: u64) -> Option<u64> {
+        let n = self.nodes.get_mut(&ino)?;
+        n.names = n.names.saturating_sub(1);
+        self.reap(ino)
+    }
+
+    fn reap(&mut self, ino: u64) -> Option<u64> {
+        let n = self.nodes.get(&ino)?;
+        if n.names == 0 && n.open == 0 {
+            let staged = n.staged.is_some();
+            self.nodes.remove(&ino);
+            return staged.then_some(ino);
+        }
+        None
+    }
+
+    fn touch_dir(&mut self, dir: u64) {
+        if let Some(n) = self.nodes.get_mut(&dir) {
+            n.inode.last_write_time = now_filetime();
+        }
+    }
+}
+
+/// The read-write filesystem.
+pub struct RwFs {
+    wim: Arc<Wim>,
+    /// The mounted image's index, security table and original tree.
+    base_index: u32,
+    security: Vec<Vec<u8>>,
+    opts: FsOptions,
+    overlay: Overlay,
+    pub(crate) tree: Mutex<Tree>,
+    /// Serializes copy-ups, so that two first writes to a file decode it once.
+    copy_up: Mutex<()>,
+}
+
+fn check_name(name: &[u8]) -> FsResult<&str> {
+    let s = std::str::from_utf8(name).map_err(|_| Errno::EINVAL)?;
+    if s.is_empty() || s == "." || s == ".." || s.contains(['/', '\0']) {
+        return Err(Errno::EINVAL);
+    }
+    if s.encode_utf16().count() > NAME_MAX {
+        return Err(Errno(libc::ENAMETOOLONG));
+    }
+    Ok(s)
+}
+
+fn system_to_filetime(t: SystemTime) -> u64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => unix_to_filetime(d.as_secs() as i64, d.subsec_nanos()),
+        Err(e) => {
+            let d = e.duration();
+            unix_to_filetime(-(d.as_secs() as i64) - 1, 1_000_000_000 - d.subsec_nanos())
+        }
+    }
+}
+
+impl RwFs {
+    /// Builds the mutable tree over image `img` of `wim`, staging data in `overlay`.
+    pub fn new(wim: Arc<Wim>, img: Image, opts: FsOptions, overlay: Overlay) -> RwFs {
+        let mut nodes: HashMap<u64, RwNode> = HashMap::new();
+        let mut ino_of: HashMap<usize, u64> = HashMap::new();
+        let mut next_ino = ROOT_INO + 1;
+        let root_inode = img.dentries[Image::ROOT].inode;
+        ino_of.insert(root_inode, ROOT_INO);
+        for d in img.walk(Image::ROOT) {
+            let dentry = &img.dentries[d];
+            let ino = *ino_of.entry(dentry.inode).or_insert_with(|| {
+                next_ino += 1;
+                next_ino - 1
+            });
+            let parent_ino = ino_of[&img.dentries[dentry.parent].inode];
+            let node = nodes.entry(ino).or_insert_with(|| RwNode {
+                inode: img.inodes[dentry.inode].clone(),
+                names: 0,
+                parent: parent_ino,
+                children: BTreeMap::new(),
+                staged: None,
+                new_reparse: None,
+                open: 0,
+                next_pos: 3,
+            });
+            node.names += 1;
+            if d != Image::ROOT {
+                if let Some(p) = nodes.get_mut(&parent_ino) {
+                    p.add_entry(&dentry.name, ino, dentry.short_name.clone());
+                }
+            }
+        }
+        RwFs {
+            wim,
+            base_index: img.index,
+            security: img.security,
+            opts,
+            overlay,
+            tree: Mutex::new(Tree {
+                nodes,
+                next_ino,
+                handles: HashMap::new(),
+                next_fh: 1,
+            }),
+            copy_up: Mutex::new(()),
+        }
+    }
+
+    /// The WIM being served.
+    pub fn wim(&self) -> &Arc<Wim> {
+        &self.wim
+    }
+
+    /// The index of the mounted image.
+    pub fn image_index(&self) -> u32 {
+        self.base_index
+    }
+
+    /// Number of open file handles.
+    pub fn open_handles(&self) -> usize {
+        self.tree.lock().handles.len()
+    }
+
+    /// The staging overlay.
+    pub fn overlay(&self) -> &Overlay {
+        &self.overlay
+    }
+
+    fn kind(&self, n: &RwNode) -> Kind {
+        let ino = &n.inode;
+        if ino.is_symlink() {
+            return Kind::Symlink;
+        }
+        if ino.is_directory() {
+            return Kind::Directory;
+        }
+        if self.opts.unix_data {
+            if let Some(u) = ino.unix {
+                match u.mode & 0o170000 {
+                    0o020000 => return Kind::CharDevice,
+                    0o060000 => return Kind::BlockDevice,
+                    0o010000 => return Kind::Fifo,
+                    0o140000 => return Kind::Socket,
+                    _ => {}
+                }
+            }
+        }
+        Kind::File
+    }
+
+    fn attr_of(&self, tree: &Tree, ino: u64) -> FsResult<Attr> {
+        let n = tree.get(ino)?;
+        let kind = self.kind(n);
+        let inode = &n.inode;
+        let unix = inode.unix.filter(|_| self.opts.unix_data);
+        let perm = match (unix, kind) {
+            (Some(u), _) => (u.mode & 0o7777) as u16,
+            (None, Kind::Directory) => 0o755,
+            (None, Kind::Symlink) => 0o777,
+            (None, _) => 0o644,
+        };
+        let size = match kind {
+            Kind::File => n.size(),
+            Kind::Symlink => match &n.new_reparse {
+                Some(d) => d.len() as u64,
+                None => inode.reparse_stream().map_or(0, |s| s.size()),
+            },
+            _ => 0,
+        };
+        let nlink = match kind {
+            Kind::Directory => {
+                2 + n
+                    .children
+                    .values()
+                    .filter(|e| tree.nodes.get(&e.ino).is_some_and(RwNode::is_dir))
+                    .count() as u32
+            }
+            _ => n.names,
+        };
+        let is_special = matches!(kind, Kind::CharDevice | Kind::BlockDevice);
+        Ok(Attr {
+            ino,
+            size,
+            blocks: size.div_ceil(512),
+            atime: filetime_to_system(inode.last_access_time),
+            mtime: filetime_to_system(inode.last_write_time),
+            ctime: filetime_to_system(inode.last_write_time),
+            crtime: filetime_to_system(inode.creation_time),
+            kind,
+            perm,
+            nlink,
+            uid: unix.map_or(self.opts.uid, |u| u.uid),
+            gid: unix.map_or(self.opts.gid, |u| u.gid),
+            rdev: match unix {
+                Some(u) if is_special => u.rdev,
+                _ => 0,
+            },
+            blksize: 128 << 10,
+        })
+    }
+
+    /// Attributes of inode number `ino`.
+    pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        self.attr_of(&self.tree.lock(), ino)
+    }
+
+    /// Looks `name` up in directory `parent`.
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
+        let tree = self.tree.lock();
+        let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
+        let ino = match name {
+            "." => {
+                tree.dir(parent)?;
+                parent
+            }
+            ".." => tree.dir(parent)?.parent,
+            _ => tree.child(parent, name)?,
+        };
+        self.attr_of(&tree, ino)
+    }
+
+    /// Entries of directory `ino` after position `offset` ("." and ".." first); `add`
+    /// returns true when the caller's buffer is full.
+    pub fn readdir(
+        &self,
+        ino: u64,
+        offset: u64,
+        add: &mut dyn FnMut(DirEntry<'_>) -> bool,
+    ) -> FsResult<()> {
+        let tree = self.tree.lock();
+        let dir = tree.dir(ino)?;
+        let mut kids: Vec<(&str, &Entry)> =
+            dir.children.iter().map(|(n, e)| (n.as_str(), e)).collect();
+        kids.sort_by_key(|(_, e)| e.pos);
+        let all = [(".", ino, 1), ("..", dir.parent, 2)]
+            .into_iter()
+            .chain(kids.into_iter().map(|(n, e)| (n, e.ino, e.pos)));
+        for (name, child, pos) in all.filter(|&(_, _, pos)| pos > offset) {
+            let kind = tree.get(child).map_or(Kind::File, |c| self.kind(c));
+            let full = add(DirEntry {
+                ino: child,
+                next: pos,
+                kind,
+                name,
+            });
+            if full {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The target of a symlink, as a Unix path.
+    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let (tag, flags, data, loc) = {
+            let tree = self.tree.lock();
+            let n = tree.get(ino)?;
+            if !n.inode.is_symlink() {
+                return Err(Errno::EINVAL);
+            }
+            let loc = n.inode.reparse_stream().and_then(|s| s.blob);
+            (
+                n.inode.reparse_tag,
+                n.inode.rp_flags,
+                n.new_reparse.clone(),
+                loc,
+            )
+        };
+        let data = match (data, loc) {
+            (Some(d), _) => d,
+            (None, Some(loc)) => self.wim.read_blob(&loc, true).map_err(|e| {
+                tracing::error!("inode {ino}: reading link data failed: {e}");
+                Errno::EIO
+            })?,
+            (None, None) => Vec::new(),
+        };
+        let link = LinkReparse::parse(tag, &data).map_err(|e| {
+            tracing::error!("inode {ino}: bad link data: {e}");
+            Errno::EIO
+        })?;
+        Ok(link
+            .unix_target(flags, self.opts.link_root.as_deref())
+            .into_bytes())
+    }
+
+    /// Opens `ino`; with `truncate` its data is cut to nothing first.
+    pub fn open(&self, ino: u64, write: bool, truncate: bool) -> FsResult<u64> {
+        if write && truncate {
+            self.setattr(
+                ino,
+                &SetAttr {
+                    size: Some(0),
+                    ..SetAttr::default()
+                },
+            )?;
+        }
+        let mut tree = self.tree.lock();
+        let n = tree.get_mut(ino)?;
+        if write && n.is_dir() {
+            return Err(Errno::EISDIR);
+        }
+        n.open += 1;
+        let fh = tree.next_fh;
+        tree.next_fh += 1;
+        tree.handles.insert(fh, ino);
+        Ok(fh)
+    }
+
+    /// Closes a handle from `open` or `create`.
+    pub fn release(&self, fh: u64) {
+        let gone = {
+            let mut tree = self.tree.lock();
+            let Some(ino) = tree.handles.remove(&fh) else {
+                return;
+            };
+            if let Some(n) = tree.nodes.get_mut(&ino) {
+                n.open = n.open.saturating_sub(1);
+            }
+            tree.reap(ino)
+        };
+        if let Some(ino) = gone {
+            self.overlay.remove(ino);
+        }
+    }
+
+    /// Reads up to `size` bytes of `ino`'s data at `offset`.
+    pub fn read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let (staged, loc) = {
+            let tree = self.tree.lock();
+            let n = tree.get(ino)?;
+            if n.is_dir() {
+                return Err(Errno::EISDIR);
+            }
+            (n.staged, n.inode.data_stream().and_then(|s| s.blob))
+        };
+        match staged {
+            Some(len) => {
+                let want = (len.saturating_sub(offset)).min(size as u64) as usize;
+                let mut v = self.overlay.read_at(ino, offset, want).map_err(|e| {
+                    tracing::error!("{}: read failed: {e}", self.overlay.path(ino).display());
+                    Errno::EIO
+                })?;
+                // A file extended by truncate has no bytes on disk past its old end yet.
+                v.resize(want, 0);
+                Ok(v)
+            }
+            None => self.read_wim(loc, offset, size as usize).map_err(|e| {
+                tracing::error!("inode {ino}: read failed: {e}");
+                Errno::EIO
+            }),
+        }
+    }
+
+    fn read_wim(
+        &self,
+        loc: Option<BlobLocation>,
+        offset: u64,
+        size: usize,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut r = BlobReader::new(&self.wim, loc);
+        let len = r.len();
+        if offset >= len {
+            return Ok(Vec::new());
+        }
+        r.seek(SeekFrom::Start(offset))?;
+        let want = (len - offset).min(size as u64) as usize;
+        let mut buf = vec![0u8; want];
+        r.read_exact(&mut buf)?;
+        Ok(buf)
+    }
+
+    /// Moves `ino`'s data into the overlay if it is not there yet.
+    fn copy_up(&self, ino: u64) -> FsResult<()> {
+        let _one = self.copy_up.lock();
+        let loc = {
+            let tree = self.tree.lock();
+            let n = tree.get(ino)?;
+            if n.staged.is_some() {
+                return Ok(());
+            }
+            if self.kind(n) != Kind::File {
+                return Err(Errno::EINVAL);
+            }
+            n.inode.data_stream().and_then(|s| s.blob)
+        };
+        let mut r = BlobReader::new(&self.wim, loc);
+        let len = self.overlay.fill(ino, &mut r).map_err(|e| {
+            tracing::error!(
+                "{}: copying up inode {ino} failed: {e}",
+                self.overlay.path(ino).display()
+            );
+            Errno::EIO
+        })?;
+        let mut tree = self.tree.lock();
+        match tree.nodes.get_mut(&ino) {
+            Some(n) => n.staged = Some(len),
+            None => {
+                drop(tree);
+                self.overlay.remove(ino);
+                return Err(Errno::ENOENT);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`; returns the bytes written.
+    pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.copy_up(ino)?;
+        self.overlay.write_at(ino, offset, data).map_err(|e| {
+            tracing::error!("{}: write failed: {e}", self.overlay.path(ino).display());
+            Errno::EIO
+        })?;
+        let mut tree = self.tree.lock();
+        let n = tree.get_mut(ino)?;
+        let end = offset + data.len() as u64;
+        n.staged = Some(n.staged.unwrap_or(0).max(end));
+        n.inode.last_write_time = now_filetime();
+        Ok(data.len() as u32)
+    }
+
+    /// Flushes `ino`'s staged data to disk.
+    pub fn fsync(&self, ino: u64) -> FsResult<()> {
+        self.tree.lock().get(ino)?;
+        self.overlay.sync(ino).map_err(|e| {
+            tracing::error!("{}: sync failed: {e}", self.overlay.path(ino).display());
+            Errno::EIO
+        })
+    }
+
+    /// Changes size, mode, owner or times of `ino`.
+    pub fn setattr(&self, ino: u64, a: &SetAttr) -> FsResult<Attr> {
+        if let Some(size) = a.size {
+            match self.kind(self.tree.lock().get(ino)?) {
+                Kind::Directory => return Err(Errno::EISDIR),
+                Kind::File => {}
+                _ => return Err(Errno::EINVAL),
+            }
+            // Cutting a file to nothing needs none of its old data.
+            if size > 0 {
+                self.copy_up(ino)?;
+            }
+            self.overlay.set_len(ino, size).map_err(|e| {
+                tracing::error!("{}: truncate failed: {e}", self.overlay.path(ino).display());
+                Errno::EIO
+            })?;
+        }
+        let mut tree = self.tree.lock();
+        let kind = self.kind(tree.get(ino)?);
+        let unix_data = self.opts.unix_data;
+        let (uid, gid) = (self.opts.uid, self.opts.gid);
+        let n = tree.get_mut(ino)?;
+        let now = now_filetime();
+        if let Some(size) = a.size {
+            n.staged = Some(size);
+            n.inode.last_write_time = now;
+        }
+        if unix_data && (a.mode.is_some() || a.uid.is_some() || a.gid.is_some()) {
+            // Without --unix-data a WIM has nowhere to keep these; they are accepted and
+            // dropped, as copying tools expect chmod to work.
+            let mut u = n
+                .inode
+                .unix
+                .unwrap_or_else(|| default_unix(kind, 0o644, uid, gid));
+            if let Some(m) = a.mode {
+                u.mode = (u.mode & 0o170000) | (m & 0o7777);
+            }
+            if let Some(v) = a.uid {
+                u.uid = v;
+            }
+            if let Some(v) = a.gid {
+                u.gid = v;
+            }
+            n.inode.unix = Some(u);
+        }
+        if let Some(t) = a.atime {
+            n.inode.last_access_time = system_to_filetime(t);
+        }
+        if let Some(t) = a.mtime {
+            n.inode.last_write_time = system_to_filetime(t);
+        }
+        self.attr_of(&tree, ino)
+    }
+
+    fn new_node(&self, attributes: u32, kind: Kind, mode: u32, uid: u32, gid: u32) -> RwNode {
+        let now = now_filetime();
+        RwNode {
+            inode: Inode {
+                attributes,
+                // No security descriptor: Windows gives the file its directory's inherited
+                // ACL on apply, as it does for files wimlib captures on Linux.
+                security_id: -1,
+                creation_time: now,
+                last_access_time: now,
+                last_write_time: now,
+                reparse_tag: 0,
+                rp_reserved: 0,
+                rp_flags: 0,
+                unknown_0x54: 0,
+                link_group: 0,
+                streams: Vec::new(),
+                unix: self
+                    .opts
+                    .unix_data
+                    .then(|| default_unix(kind, mode, uid, gid)),
+                xattrs: Vec::new(),
+                tagged: Vec::new(),
+                dentries: Vec::new(),
+            },
+            names: 1,
+            parent: ROOT_INO,
+            children: BTreeMap::new(),
+            staged: None,
+            new_reparse: None,
+            open: 0,
+            next_pos: 3,
+        }
+    }
+
+    /// Adds `node` as `name` in `parent`; returns its attributes.
+    fn insert(&self, tree: &mut Tree, parent: u64, name: &str, mut node: RwNode) -> FsResult<Attr> {
+        let dir = tree.dir(parent)?;
+        if dir.children.contains_key(name) {
+            return Err(Errno(libc::EEXIST));
+        }
+        let ino = tree.next_ino;
+        tree.next_ino += 1;
+        node.parent = parent;
+        tree.nodes.insert(ino, node);
+        tree.get_mut(parent)?.add_entry(name, ino, String::new());
+        tree.touch_dir(parent);
+        self.attr_of(tree, ino)
+    }
+
+    /// Creates and opens an empty regular file.
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<(Attr, u64)> {
+        let name = check_name(name)?;
+        let mut node = self.new_node(FILE_ATTRIBUTE_NORMAL, Kind::File, mode, uid, gid);
+        node.staged = Some(0);
+        let attr = {
+            let mut tree = self.tree.lock();
+            self.insert(&mut tree, parent, name, node)?
+        };
+        let fh = self.open(attr.ino, true, false)?;
+        Ok((attr, fh))
+    }
+
+    /// Creates a directory.
+    pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, uid: u32, gid: u32) -> FsResult<Attr> {
+        let name = check_name(name)?;
+        let node = self.new_node(FILE_ATTRIBUTE_DIRECTORY, Kind::Directory, mode, uid, gid);
+        self.insert(&mut self.tree.lock(), parent, name, node)
+    }
+
+    /// Creates a symbolic link, stored as a Windows symlink reparse point.
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &[u8],
+        target: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<Attr> {
+        let name = check_name(name)?;
+        let target = std::str::from_utf8(target).map_err(|_| Errno::EINVAL)?;
+        let data =
+            wimfs::write::capture::symlink_reparse_data(target).ok_or(Errno(libc::ENAMETOOLONG))?;
+        let mut node = self.new_node(FILE_ATTRIBUTE_REPARSE_POINT, Kind::Symlink, 0o777, uid, gid);
+        node.inode.reparse_tag = IO_REPARSE_TAG_SYMLINK;
+        node.inode.rp_flags = RP_FLAG_NOT_FIXED;
+        node.new_reparse = Some(data);
+        self.insert(&mut self.tree.lock(), parent, name, node)
+    }
+
+    /// Gives `ino` another name (a hard link).
+    pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> FsResult<Attr> {
+        let name = check_name(name)?;
+        let mut tree = self.tree.lock();
+        if tree.get(ino)?.is_dir() {
+            return Err(Errno(libc::EPERM));
+        }
+        let dir = tree.dir(parent)?;
+        if dir.children.contains_key(name) {
+            return Err(Errno(libc::EEXIST));
+        }
+        tree.get_mut(ino)?.names += 1;
+        tree.get_mut(parent)?.add_entry(name, ino, String::new());
+        tree.touch_dir(parent);
+        self.attr_of(&tree, ino)
+    }
+
+    /// Removes a non-directory name.
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
+        let gone = {
+            let mut tree = self.tree.lock();
+            let ino = tree.child(parent, name)?;
+            if tree.get(ino)?.is_dir() {
+                return Err(Errno::EISDIR);
+            }
+            tree.get_mut(parent)?.children.remove(name);
+            tree.touch_dir(parent);
+            tree.drop_name(ino)
+        };
+        if let Some(ino) = gone {
+            self.overlay.remove(ino);
+        }
+        Ok(())
+    }
+
+    /// Removes an empty directory.
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
+        let mut tree = self.tree.lock();
+        let ino = tree.child(parent, name)?;
+        let n = tree.get(ino)?;
+        if !n.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if !n.children.is_empty() {
+            return Err(Errno(libc::ENOTEMPTY));
+        }
+        tree.get_mut(parent)?.children.remove(name);
+        tree.touch_dir(parent);
+        tree.drop_name(ino);
+        Ok(())
+    }
+
+    /// Renames `parent/name` to `new_parent/new_name` (`flags`: [`RENAME_NOREPLACE`],
+    /// [`RENAME_EXCHANGE`]); an existing target is replaced unless told otherwise.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+    ) -> FsResult<()> {
+        if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0
+            || flags == RENAME_NOREPLACE | RENAME_EXCHANGE
+        {
+            return Err(Errno::EINVAL);
+        }
+        let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
+        let new_name = check_name(new_name)?;
+        let gone = {
+            let mut tree = self.tree.lock();
+            let src = tree.child(parent, name)?;
+            tree.dir(new_parent)?;
+            let dst = tree.child(new_parent, new_name).ok();
+            let src_dir = tree.get(src)?.is_dir();
+            if src_dir && tree.is_within(new_parent, src) {
+                return Err(Errno::EINVAL);
+            }
+            if flags & RENAME_EXCHANGE != 0 {
+                let dst = dst.ok_or(Errno::ENOENT)?;
+                if tree.get(dst)?.is_dir() && tree.is_within(parent, dst) {
+                    return Err(Errno::EINVAL);
+                }
+                let a = tree
+                    .get_mut(parent)?
+                    .children
+                    .remove(name)
+                    .expect("looked up");
+                let b = tree
+                    .get_mut(new_parent)?
+                    .children
+                    .remove(new_name)
+                    .expect("looked up");
+                tree.get_mut(parent)?.add_entry(name, b.ino, String::new());
+                tree.get_mut(new_parent)?
+                    .add_entry(new_name, a.ino, String::new());
+                fix_parent(&mut tree, src, new_parent);
+                fix_parent(&mut tree, dst, parent);
+                tree.touch_dir(parent);
+                tree.touch_dir(new_parent);
+                return Ok(());
+            }
+            let mut gone = None;
+            if let Some(dst) = dst {
+                if flags & RENAME_NOREPLACE != 0 {
+                    return Err(Errno(libc::EEXIST));
+                }
+                if dst == src {
+                    // Two names of one file: POSIX says nothing happens.
+                    return Ok(());
+                }
+                let d = tree.get(dst)?;
+                match (src_dir, d.is_dir()) {
+                    (true, false) => return Err(Errno::ENOTDIR),
+                    (false, true) => return Err(Errno::EISDIR),
+                    (true, true) if !d.children.is_empty() => return Err(Errno(libc::ENOTEMPTY)),
+                    _ => {}
+                }
+                tree.get_mut(new_parent)?.children.remove(new_name);
+                gone = tree.drop_name(dst);
+            }
+            tree.get_mut(parent)?.children.remove(name);
+            tree.get_mut(new_parent)?
+                .add_entry(new_name, src, String::new());
+            fix_parent(&mut tree, src, new_parent);
+            tree.touch_dir(parent);
+            tree.touch_dir(new_parent);
+            gone
+        };
+        if let Some(ino) = gone {
+            self.overlay.remove(ino);
+        }
+        Ok(())
+    }
+
+    /// Filesystem totals for `statfs`.
+    pub fn statfs(&self) -> Statfs {
+        let tree = self.tree.lock();
+        let bytes: u64 = tree.nodes.values().map(RwNode::size).sum();
+        Statfs {
+            blocks: bytes.div_ceil(4096),
+            files: tree.nodes.len() as u64,
+            bsize: 4096,
+            namelen: NAME_MAX as u32,
+        }
+    }
+
+    /// A snapshot of the tree as an image, for commit. Untouched inodes keep everything
+    /// the image had; inodes whose data was staged or links made on this mount are listed
+    /// in the result for the caller to write and fill in.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let tree = self.tree.lock();
+        let mut img = Image {
+            index: self.base_index,
+            security: self.security.clone(),
+            dentries: Vec::new(),
+            inodes: Vec::new(),
+        };
+        let mut inode_of: HashMap<u64, usize> = HashMap::new();
+        let mut staged = Vec::new();
+        let mut reparse = Vec::new();
+        // (dentry id, inode number) of directories still to fill, depth first.
+        let mut stack: Vec<(DentryId, u64)> = Vec::new();
+        let mut add = |img: &mut Image, ino: u64, name: &str, short: &str, parent: DentryId| {
+            let n = &tree.nodes[&ino];
+            let id = *inode_of.entry(ino).or_insert_with(|| {
+                let mut inode = n.inode.clone();
+                inode.dentries.clear();
+                if let Some(len) = n.staged {
+                    inode
+                        .streams
+                        .retain(|s| !(s.kind == StreamKind::Data && s.name.is_empty()));
+                    if len > 0 {
+                        staged.push((img.inodes.len(), ino, len));
+                    }
+                }
+                if let Some(d) = &n.new_reparse {
+                    inode.streams.retain(|s| s.kind != StreamKind::Reparse);
+                    reparse.push((img.inodes.len(), d.clone()));
+                }
+                img.inodes.push(inode);
+                img.inodes.len() - 1
+            });
+            let d = img.dentries.len();
+            img.dentries.push(wimfs::Dentry {
+                name: name.to_string(),
+                short_name: short.to_string(),
+                parent,
+                children: Vec::new(),
+                inode: id,
+            });
+            img.inodes[id].dentries.push(d);
+            d
+        };
+        let root = add(&mut img, ROOT_INO, "", "", 0);
+        stack.push((root, ROOT_INO));
+        while let Some((d, ino)) = stack.pop() {
+            let n = &tree.nodes[&ino];
+            let mut kids: Vec<(&String, &Entry)> = n.children.iter().collect();
+            kids.sort_by(|a, b| wimfs::image::name_order(a.0, b.0));
+            for (name, e) in kids {
+                let c = add(&mut img, e.ino, name, &e.short_name, d);
+                img.dentries[d].children.push(c);
+                if tree.nodes[&e.ino].is_dir() {
+                    stack.push((c, e.ino));
+                }
+            }
+        }
+        Snapshot {
+            image: img,
+            staged,
+            reparse,
+        }
+    }
+}
+
+/// The tree as an image, plus the data that is not in the WIM yet.
+pub(crate) struct Snapshot {
+    pub(crate) image: Image,
+    /// (image inode, inode number whose overlay file holds the data, its length).
+    pub(crate) staged: Vec<(usize, u64, u64)>,
+    /// (image inode, reparse data of a link made on this mount).
+    pub(crate) reparse: Vec<(usize, Vec<u8>)>,
+}
+
+fn fix_parent(tree: &mut Tree, ino: u64, parent: u64) {
+    if let Some(n) = tree.nodes.get_mut(&ino) {
+        if n.is_dir() {
+            n.parent = parent;
+        }
+    }
+}
+
+fn default_unix(kind: Kind, mode: u32, uid: u32, gid: u32) -> UnixData {
+    let ty = match kind {
+        Kind::Directory => 0o040000,
+        Kind::Symlink => 0o120000,
+        _ => 0o100000,
+    };
+    UnixData {
+        uid,
+        gid,
+        mode: ty | (mode & 0o7777),
+        rdev: 0,
+    }
+}
+
+#[cfg(test)]
+#[path = "rw_tests.rs"]
+mod tests;

@@ -1,0 +1,132 @@
+//! The staging directory of a read-write mount: one file per inode whose data was created or
+//! changed since the mount, named by the inode number. Untouched files are never copied;
+//! a file is copied up from the WIM on its first change. The directory is removed with the
+//! overlay: after a commit its contents are in the WIM, without one they are discarded.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// A staging directory owned by one mount.
+pub struct Overlay {
+    dir: PathBuf,
+}
+
+impl Overlay {
+    /// Where a mount of `wim` stages data unless told otherwise: beside the WIM, so that
+    /// staged files are on a disk the user chose, named so that two mounts never share it.
+    pub fn default_dir(wim: &Path) -> PathBuf {
+        let mut name = wim.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".staging-{}", std::process::id()));
+        wim.with_file_name(name)
+    }
+
+    /// Creates the staging directory `dir`, which must not exist yet (it is removed again
+    /// when the overlay is dropped, so it must hold nothing else).
+    pub fn create(dir: &Path) -> io::Result<Overlay> {
+        fs::create_dir(dir).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("creating staging directory {}: {e}", dir.display()),
+            )
+        })?;
+        Ok(Overlay {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The staging directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The staging file of inode number `ino` (it may not exist yet: then it is empty).
+    pub fn path(&self, ino: u64) -> PathBuf {
+        self.dir.join(ino.to_string())
+    }
+
+    fn open_rw(&self, ino: u64) -> io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(self.path(ino))
+    }
+
+    /// Up to `size` bytes at `offset`; a missing file reads as empty.
+    pub fn read_at(&self, ino: u64, offset: u64, size: usize) -> io::Result<Vec<u8>> {
+        let f = match File::open(self.path(ino)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut buf = vec![0u8; size];
+        let mut done = 0;
+        while done < size {
+            match f.read_at(&mut buf[done..], offset + done as u64)? {
+                0 => break,
+                n => done += n,
+            }
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    /// Writes `data` at `offset`, creating the file if needed.
+    pub fn write_at(&self, ino: u64, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.open_rw(ino)?.write_all_at(data, offset)
+    }
+
+    /// Sets the file's length, creating it if needed.
+    pub fn set_len(&self, ino: u64, len: u64) -> io::Result<()> {
+        self.open_rw(ino)?.set_len(len)
+    }
+
+    /// Replaces the file's contents with everything `src` yields; returns the byte count.
+    pub fn fill(&self, ino: u64, src: &mut dyn Read) -> io::Result<u64> {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(self.path(ino))?;
+        let n = io::copy(src, &mut f)?;
+        f.flush()?;
+        Ok(n)
+    }
+
+    /// Flushes the file to disk.
+    pub fn sync(&self, ino: u64) -> io::Result<()> {
+        match File::open(self.path(ino)) {
+            Ok(f) => f.sync_all(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Forgets the file of an inode that is gone.
+    pub fn remove(&self, ino: u64) {
+        match fs::remove_file(self.path(ino)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("{}: cannot remove: {e}", self.path(ino).display()),
+        }
+    }
+
+    /// Removes the staging directory and everything in it (also done on drop; the daemon
+    /// calls it itself because its control thread keeps the overlay alive until exit).
+    pub fn discard(&self) {
+        match fs::remove_dir_all(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("{}: cannot remove: {e}", self.dir.display()),
+        }
+    }
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        self.discard();
+    }
+}
