@@ -62,6 +62,14 @@ impl Resource {
         }
     }
 
+    /// The resource-header flags of a whole non-solid resource stored this way.
+    pub fn reshdr_flags(&self) -> u8 {
+        match self.storage {
+            Storage::Chunked { .. } => crate::format::reshdr::RESHDR_FLAG_COMPRESSED,
+            Storage::Raw | Storage::Solid { .. } => 0,
+        }
+    }
+
     /// Chunk size, or 0 for raw resources.
     pub fn chunk_size(&self) -> u32 {
         match self.storage {

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::format::blob_table::BlobEntry;
 use crate::format::header::{Header, FLAG_SPANNED, HEADER_SIZE};
 use crate::format::integrity::serialize_integrity_table;
-use crate::format::reshdr::{ResHdr, RESHDR_FLAG_COMPRESSED, RESHDR_FLAG_METADATA};
+use crate::format::reshdr::{ResHdr, RESHDR_FLAG_METADATA};
 use crate::read::{BlobLocation, Storage, Wim};
 
 /// The file name of part `n` of a set whose first part is `first`.
@@ -173,10 +173,7 @@ fn write_part(
             out.write_all(&buf[..n]).map_err(io("writing"))?;
             copied += n as u64;
         }
-        let mut flags = 0;
-        if matches!(res.storage, Storage::Chunked { .. }) {
-            flags |= RESHDR_FLAG_COMPRESSED;
-        }
+        let mut flags = res.reshdr_flags();
         if item.metadata {
             flags |= RESHDR_FLAG_METADATA;
         }

@@ -31,7 +31,7 @@ use crate::format::header::{
 };
 use crate::format::integrity::{serialize_integrity_table, IntegrityTable};
 use crate::format::reshdr::{
-    ResHdr, RESHDR_FLAG_COMPRESSED, RESHDR_FLAG_METADATA, RESHDR_FLAG_SOLID, SOLID_RESOURCE_MAGIC,
+    ResHdr, RESHDR_FLAG_METADATA, RESHDR_FLAG_SOLID, SOLID_RESOURCE_MAGIC,
 };
 use crate::format::{hash_hex, is_zero_hash, Sha1Hash};
 use crate::image::Image;
@@ -138,24 +138,7 @@ impl WimWriter {
         check_solid_options(&opts)?;
         let lock = Arc::new(TargetLock::acquire(target)?);
         let (tmp_path, file) = create_temp_beside(target)?;
-        let mut w = WimWriter {
-            target: target.to_path_buf(),
-            mode: Mode::NewFile { tmp_path },
-            _lock: lock,
-            out: BufWriter::with_capacity(1 << 20, file),
-            pos: 0,
-            pool: new_pool(opts.threads)?,
-            opts,
-            blobs: HashMap::new(),
-            order: Vec::new(),
-            solid: Vec::new(),
-            open_solid: None,
-            solid_plan: 0,
-            images: Vec::new(),
-            boot_index: 0,
-            guid: None,
-            finished: false,
-        };
+        let mut w = WimWriter::start(target, Mode::NewFile { tmp_path }, lock, file, opts, 0)?;
         // A zeroed header until the end: a torn temporary file is never mistaken for a WIM.
         w.write_raw(&[0u8; HEADER_SIZE])?;
         Ok(w)
@@ -219,24 +202,14 @@ impl WimWriter {
             .write(true)
             .open(target)
             .map_err(|e| Error::io(target, "opening for writing", e))?;
-        let mut w = WimWriter {
-            target: target.to_path_buf(),
-            mode: Mode::InPlace { old: old.clone() },
-            _lock: lock,
-            out: BufWriter::with_capacity(1 << 20, file),
-            pos: 0,
-            pool: new_pool(opts.threads)?,
+        let mut w = WimWriter::start(
+            target,
+            Mode::InPlace { old: old.clone() },
+            lock,
+            file,
             opts,
-            blobs: HashMap::new(),
-            order: Vec::new(),
-            solid: Vec::new(),
-            open_solid: None,
-            solid_plan: 0,
-            images: Vec::new(),
-            boot_index: old.boot_index,
-            guid: None,
-            finished: false,
-        };
+            old.boot_index,
+        )?;
         let end = w.keep_contents(&wim)?;
         if w.opts.solid.is_none() {
             // A solid file (an ESD) stays solid, as wimlib keeps it.
@@ -289,11 +262,7 @@ impl WimWriter {
                 }
                 Storage::Raw | Storage::Chunked { .. } => Placement::Plain(ResHdr {
                     size_in_wim: res.size_in_wim,
-                    flags: if matches!(res.storage, Storage::Chunked { .. }) {
-                        RESHDR_FLAG_COMPRESSED
-                    } else {
-                        0
-                    },
+                    flags: res.reshdr_flags(),
                     offset: res.offset,
                     uncompressed_size: res.uncompressed_size,
                 }),
@@ -327,12 +296,7 @@ impl WimWriter {
             self.images.push(ImageSlot {
                 reshdr: ResHdr {
                     size_in_wim: res.size_in_wim,
-                    flags: RESHDR_FLAG_METADATA
-                        | if matches!(res.storage, Storage::Chunked { .. }) {
-                            RESHDR_FLAG_COMPRESSED
-                        } else {
-                            0
-                        },
+                    flags: RESHDR_FLAG_METADATA | res.reshdr_flags(),
                     offset: res.offset,
                     uncompressed_size: res.uncompressed_size,
                 },
@@ -342,6 +306,35 @@ impl WimWriter {
             });
         }
         Ok(end)
+    }
+
+    /// A writer with nothing written or kept yet.
+    fn start(
+        target: &Path,
+        mode: Mode,
+        lock: Arc<TargetLock>,
+        file: File,
+        opts: WriterOptions,
+        boot_index: u32,
+    ) -> Result<WimWriter> {
+        Ok(WimWriter {
+            target: target.to_path_buf(),
+            mode,
+            _lock: lock,
+            out: BufWriter::with_capacity(1 << 20, file),
+            pos: 0,
+            pool: new_pool(opts.threads)?,
+            opts,
+            blobs: HashMap::new(),
+            order: Vec::new(),
+            solid: Vec::new(),
+            open_solid: None,
+            solid_plan: 0,
+            images: Vec::new(),
+            boot_index,
+            guid: None,
+            finished: false,
+        })
     }
 
     /// The path of the WIM being written.
@@ -617,11 +610,7 @@ impl WimWriter {
                 done += n as u64;
             }
             progress(loc.size);
-            let flags = if matches!(res.storage, Storage::Chunked { .. }) {
-                RESHDR_FLAG_COMPRESSED
-            } else {
-                0
-            };
+            let flags = res.reshdr_flags();
             self.blobs.insert(
                 loc.hash,
                 Placement::Plain(ResHdr {
