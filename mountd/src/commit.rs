@@ -15,9 +15,10 @@ use wimfs::format::header::FLAG_RP_FIX;
 use wimfs::format::Sha1Hash;
 use wimfs::read::BlobLocation;
 use wimfs::write::{ImageDescription, ResourceOptions, TargetLock, WimWriter, WriterOptions};
-use wimfs::{Error, Result, Stream, StreamKind};
+use wimfs::{Error, Result, Stream, StreamKind, Wim};
 
 use crate::core::rw::RwFs;
+use crate::journal::Record;
 
 fn new_stream(kind: StreamKind, hash: Sha1Hash, size: u64) -> Stream {
     Stream {
@@ -51,10 +52,25 @@ fn hash_file(path: &Path) -> Result<Sha1Hash> {
     Ok(h.finalize().into())
 }
 
-/// Replaces the mounted image in its WIM with the tree of `fs`, under `lock` (the mount's
-/// lock on the WIM). The image keeps its index, name and description. With `check` the
-/// file gets an integrity table (one it already has is always kept).
-pub fn commit(fs: &RwFs, lock: Arc<TargetLock>, check: bool) -> Result<()> {
+/// How a commit writes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommitOptions {
+    /// Give the file an integrity table (one it already has is always kept).
+    pub check: bool,
+    /// Add the tree as a new image after the others instead of replacing the mounted one.
+    pub new_image: bool,
+}
+
+/// Writes the tree of `fs` into its WIM under `lock` (the mount's lock on the WIM): in place
+/// of the mounted image (keeping its index, name and description), or as a new image.
+/// `staged_file` names the file holding the staged data of an inode number. Returns the
+/// index the tree now has and the hash of its metadata resource.
+pub fn commit(
+    fs: &RwFs,
+    lock: Arc<TargetLock>,
+    how: CommitOptions,
+    staged_file: &dyn Fn(u64) -> PathBuf,
+) -> Result<(u32, Sha1Hash)> {
     let wim = fs.wim();
     let target: PathBuf = wim.path().to_path_buf();
     let index = fs.image_index();
@@ -75,10 +91,10 @@ pub fn commit(fs: &RwFs, lock: Arc<TargetLock>, check: bool) -> Result<()> {
         },
         solid: None,
         threads: 0,
-        check_integrity: check,
+        check_integrity: how.check,
         rp_fix: h.flags & FLAG_RP_FIX != 0,
     };
-    let desc = match wim.xml().images.get(index as usize - 1) {
+    let desc = match wim.xml().images.iter().find(|i| i.index == index) {
         Some(info) => ImageDescription {
             name: info.name.clone(),
             description: info.description.clone(),
@@ -101,7 +117,7 @@ pub fn commit(fs: &RwFs, lock: Arc<TargetLock>, check: bool) -> Result<()> {
             .push(new_stream(StreamKind::Reparse, hash, data.len() as u64));
     }
     for &(i, ino, len) in &snap.staged {
-        let path = fs.overlay().path(ino);
+        let path = staged_file(ino);
         let size = std::fs::metadata(&path)
             .map_err(|e| Error::io(&path, "reading metadata", e))?
             .len();
@@ -119,8 +135,21 @@ pub fn commit(fs: &RwFs, lock: Arc<TargetLock>, check: bool) -> Result<()> {
             .streams
             .insert(0, new_stream(StreamKind::Data, hash, size));
     }
-    w.replace_image(index, &snap.image, &desc)?;
-    w.finish()
+    let new_index = if how.new_image {
+        w.add_image(&snap.image, &desc)?;
+        w.image_count()
+    } else {
+        w.replace_image(index, &snap.image, &desc)?;
+        index
+    };
+    w.finish()?;
+    // Read back what the header now names: the journal's next base.
+    let now = Wim::open(&target)?;
+    let meta = now
+        .metadata_location(new_index)
+        .ok_or_else(|| Error::invalid(&target, format!("image {new_index} missing after commit")))?
+        .hash;
+    Ok((new_index, meta))
 }
 
 /// A read-write mount as the control channel sees it: the tree plus the lock on its WIM,
@@ -128,6 +157,24 @@ pub fn commit(fs: &RwFs, lock: Arc<TargetLock>, check: bool) -> Result<()> {
 pub struct RwMount {
     pub fs: Arc<RwFs>,
     pub lock: Arc<TargetLock>,
+}
+
+impl RwMount {
+    /// Commits the mount's current state. Changes wait while it runs, so the WIM gets one
+    /// consistent tree; afterwards the journal starts again from the committed image.
+    pub fn commit_now(&self, how: CommitOptions) -> Result<()> {
+        let fs = &self.fs;
+        let _quiet = fs.gate.write();
+        let target = fs.wim().path().to_path_buf();
+        fs.journal_now(&Record::Committing)
+            .map_err(|e| Error::io(fs.overlay().dir(), "writing the journal", e))?;
+        let overlay = fs.overlay();
+        let (index, meta) = commit(fs, Arc::clone(&self.lock), how, &|ino| overlay.path(ino))?;
+        fs.set_image_index(index);
+        fs.start_journal(&target, &meta)
+            .map_err(|e| Error::io(fs.overlay().dir(), "restarting the journal", e))?;
+        Ok(())
+    }
 }
 
 impl crate::control::Mounted for RwMount {
@@ -139,9 +186,9 @@ impl crate::control::Mounted for RwMount {
         self.fs.open_handles()
     }
 
-    fn commit(&self, check: bool) -> std::result::Result<(), String> {
+    fn commit(&self, how: CommitOptions) -> std::result::Result<(), String> {
         tracing::info!("committing to {}", self.fs.wim().path().display());
-        commit(&self.fs, Arc::clone(&self.lock), check).map_err(|e| {
+        self.commit_now(how).map_err(|e| {
             tracing::error!("commit failed: {e}");
             e.to_string()
         })

@@ -12,9 +12,13 @@ pub mod core;
 pub mod fuse;
 #[cfg(unix)]
 pub mod fuse_rw;
+#[cfg(unix)]
+pub mod journal;
 pub mod mountpoint;
 pub mod options;
 #[cfg(unix)]
 pub mod overlay;
+#[cfg(unix)]
+pub mod recover;
 #[cfg(windows)]
 pub mod winfsp;

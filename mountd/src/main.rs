@@ -99,9 +99,29 @@ mod unix {
         ready_fd: Option<i32>,
     }
 
-    pub fn main() {
-        let args = Args::parse();
-        let filter = if args.debug {
+    /// `wimfs-mountd recover DIR --commit|--discard [--check]`: finishes a dead daemon's work.
+    #[derive(Parser, Debug)]
+    #[command(name = "wimfs-mountd recover")]
+    struct RecoverArgs {
+        /// The staging directory the dead daemon left.
+        staging: PathBuf,
+        #[arg(long, conflicts_with = "discard", required_unless_present = "discard")]
+        commit: bool,
+        #[arg(long)]
+        discard: bool,
+        #[arg(long)]
+        check: bool,
+    }
+
+    /// `wimfs-mountd orphans [WIM]`: staging directories no daemon holds, as JSON.
+    #[derive(Parser, Debug)]
+    #[command(name = "wimfs-mountd orphans")]
+    struct OrphansArgs {
+        wim: Option<PathBuf>,
+    }
+
+    fn init_log(debug: bool) {
+        let filter = if debug {
             tracing_subscriber::EnvFilter::new("debug")
         } else {
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -113,6 +133,55 @@ mod unix {
             .with_ansi(false)
             .with_writer(std::io::stderr)
             .try_init();
+    }
+
+    /// The helper verbs `wimfs recover` and `wimfs mounts` run (the recovery code lives
+    /// with the read-write filesystem, in this crate).
+    fn helper_verb(verb: &str) -> Option<i32> {
+        let rest = std::env::args_os().skip(1);
+        match verb {
+            "recover" => {
+                let a = RecoverArgs::parse_from(rest);
+                init_log(false);
+                Some(
+                    match wimfs_mountd::recover::recover(&a.staging, a.commit, a.check) {
+                        Ok(msg) => {
+                            println!("{msg}");
+                            0
+                        }
+                        Err(e) => {
+                            eprintln!("error: {e:#}");
+                            1
+                        }
+                    },
+                )
+            }
+            "orphans" => {
+                let a = OrphansArgs::parse_from(rest);
+                let found = wimfs_mountd::recover::find_orphans(a.wim.as_deref());
+                match serde_json::to_string(&found) {
+                    Ok(s) => {
+                        println!("{s}");
+                        Some(0)
+                    }
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        Some(1)
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
+    pub fn main() {
+        if let Some(verb) = std::env::args().nth(1) {
+            if let Some(code) = helper_verb(&verb) {
+                std::process::exit(code);
+            }
+        }
+        let args = Args::parse();
+        init_log(args.debug);
         let mut ready = args.ready_fd.map(|fd| {
             // SAFETY: the parent handed us this descriptor for our exclusive use; nothing else
             // in this process opens or closes it.
@@ -261,8 +330,23 @@ mod unix {
                     Some(d) => d.clone(),
                     None => Overlay::default_dir(&wimfile),
                 };
+                if staging.exists() {
+                    bail!(
+                        "{}: already exists (left by a daemon that died? see wimfs mounts and \
+                         wimfs recover)",
+                        staging.display()
+                    );
+                }
                 let overlay = Overlay::create(&staging)?;
+                let staging = std::fs::canonicalize(&staging)
+                    .with_context(|| format!("{}: cannot resolve", staging.display()))?;
+                let base = *wim
+                    .metadata_location(index)
+                    .context("image has no metadata")?;
                 let fs = Arc::new(RwFs::new(Arc::clone(&wim), img, opts, overlay));
+                fs.start_journal(wim.path(), &base.hash)
+                    .with_context(|| format!("{}: cannot start the journal", staging.display()))?;
+                wimfs_mountd::recover::register(&staging);
                 status.mode = "rw";
                 let served = Arc::new(RwMount {
                     fs: Arc::clone(&fs),
@@ -271,6 +355,7 @@ mod unix {
                 let adapter = FuseRwFs::new(Arc::clone(&fs));
                 let result = serve(adapter, served, &dir, &config, control, status, ready);
                 fs.overlay().discard();
+                wimfs_mountd::recover::unregister(&staging);
                 result
             }
         }

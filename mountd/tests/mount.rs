@@ -546,12 +546,17 @@ fn cli_lazy_unmount_of_a_busy_mount() {
 
 /// Mounts `wim` read-write on `dir` through the CLI; returns the guard.
 fn cli_mountrw(cli: &Path, wim: &Path, dir: &Path) -> CliMount {
-    let out = Command::new(cli)
-        .arg("mountrw")
-        .arg(wim)
-        .arg(dir)
-        .output()
-        .unwrap();
+    cli_mountrw_env(cli, wim, dir, None)
+}
+
+/// [`cli_mountrw`] with `env` set for the daemon (the crash test hook).
+fn cli_mountrw_env(cli: &Path, wim: &Path, dir: &Path, env: Option<(&str, &str)>) -> CliMount {
+    let mut cmd = Command::new(cli);
+    cmd.arg("mountrw").arg(wim).arg(dir);
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -859,4 +864,251 @@ fn mount_helper_mount_t_and_fstab() {
     };
     diff(&extra, &dir);
     assert!(Command::new("umount").arg(&dir).status().unwrap().success());
+}
+
+/// Runs `cmd`, asserting that it succeeds; returns its stdout.
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `wimlib-imagex verify` passes and image `index` applies to exactly `expect`.
+fn verify_and_compare(wim: &Path, index: u32, expect: &Path, scratch: &Path) {
+    ok(Command::new("wimlib-imagex").arg("verify").arg(wim));
+    let _ = fs::remove_dir_all(scratch);
+    ok(Command::new("wimlib-imagex")
+        .arg("apply")
+        .arg(wim)
+        .arg(index.to_string())
+        .arg(scratch));
+    diff(expect, scratch);
+}
+
+/// Whether image `index` of `wim` applies to exactly `expect`.
+fn applies_to(wim: &Path, index: u32, expect: &Path, scratch: &Path) -> bool {
+    let _ = fs::remove_dir_all(scratch);
+    ok(Command::new("wimlib-imagex")
+        .arg("apply")
+        .arg(wim)
+        .arg(index.to_string())
+        .arg(scratch));
+    Command::new("diff")
+        .args(["-r", "--no-dereference"])
+        .arg(expect)
+        .arg(scratch)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Orphans `wimfs mounts --json` lists.
+fn orphans(cli: &Path) -> Vec<serde_json::Value> {
+    let out = ok(Command::new(cli).args(["mounts", "--json"]));
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["mode"] == "orphan")
+        .cloned()
+        .collect()
+}
+
+/// A source tree, a WIM of it, the changed tree expected after [`change_tree`], and a
+/// mountpoint.
+struct RwCase {
+    tmp: tempfile::TempDir,
+    src: PathBuf,
+    wim: PathBuf,
+    expect: PathBuf,
+    extra: PathBuf,
+    dir: PathBuf,
+}
+
+fn rw_case() -> RwCase {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let extra = tmp.path().join("extra");
+    for i in 0..60 {
+        let d = extra.join(format!("d{}", i % 6));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("g{i:03}")), pattern(i * 131, i as u64 + 11)).unwrap();
+    }
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &["--compress=lzx"]);
+    let expect = tmp.path().join("expect");
+    ok(Command::new("cp").arg("-a").arg(&src).arg(&expect));
+    change_tree(&expect, &extra);
+    let dir = tmp.path().join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let dir = fs::canonicalize(&dir).unwrap();
+    RwCase {
+        tmp,
+        src,
+        wim,
+        expect,
+        extra,
+        dir,
+    }
+}
+
+fn kill9(pid: u32) {
+    // SAFETY: kill has no memory-safety preconditions; the pid is our daemon's.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    wait_until("the killed daemon is gone", || gone(pid));
+}
+
+/// kill -9 of the daemon before any commit: `wimfs recover --commit` writes what it had.
+/// Also after a `wimfs commit` and more changes: the journal then starts from the
+/// committed image.
+#[test]
+fn cli_mountrw_killed_daemon_is_recovered() {
+    let Some(cli) = wimfs_cli() else { return };
+    for commit_first in [false, true] {
+        let c = rw_case();
+        let guard = cli_mountrw(&cli, &c.wim, &c.dir);
+        change_tree(&c.dir, &c.extra);
+        let mut expect = c.expect.clone();
+        if commit_first {
+            ok(Command::new(&cli).arg("commit").arg(&c.dir));
+            fs::write(c.dir.join("renamed"), "changed after the commit\n").unwrap();
+            fs::rename(c.dir.join("copied/d1"), c.dir.join("new/d1")).unwrap();
+            fs::write(c.dir.join("new/d1/later"), "later\n").unwrap();
+            expect = c.tmp.path().join("second");
+            ok(Command::new("cp").arg("-a").arg(&c.expect).arg(&expect));
+            fs::write(expect.join("renamed"), "changed after the commit\n").unwrap();
+            fs::rename(expect.join("copied/d1"), expect.join("new/d1")).unwrap();
+            fs::write(expect.join("new/d1/later"), "later\n").unwrap();
+        }
+        diff(&expect, &c.dir);
+        let before = fs::read(&c.wim).unwrap();
+        kill9(guard.pid);
+        drop(guard);
+        assert!(fs::read(&c.wim).unwrap() == before, "the WIM is untouched");
+        let found = orphans(&cli);
+        let mine: Vec<_> = found
+            .iter()
+            .filter(|o| o["wim"] == c.wim.to_str().unwrap())
+            .collect();
+        assert_eq!(mine.len(), 1, "{found:?}");
+        assert_eq!(mine[0]["state"], "recoverable");
+        let out = ok(Command::new(&cli)
+            .arg("recover")
+            .arg(&c.wim)
+            .arg("--commit"));
+        assert!(out.contains("committed"), "{out}");
+        verify_and_compare(&c.wim, 1, &expect, &c.tmp.path().join("applied"));
+        assert!(orphans(&cli)
+            .iter()
+            .all(|o| o["wim"] != c.wim.to_str().unwrap()));
+        let out = Command::new(&cli)
+            .arg("recover")
+            .arg(&c.wim)
+            .arg("--commit")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "nothing left to recover");
+    }
+}
+
+/// kill -9 of the daemon at several moments of a commit: the WIM always verifies and holds
+/// the old or the new tree; `wimfs recover` then finishes the job (or sees it was done).
+#[test]
+fn cli_mountrw_killed_during_commit() {
+    let Some(cli) = wimfs_cli() else { return };
+    for (point, committed) in [("data", false), ("tables", false), ("header", true)] {
+        let c = rw_case();
+        let guard = cli_mountrw_env(&cli, &c.wim, &c.dir, Some(("WIMFS_CRASH_AT", point)));
+        change_tree(&c.dir, &c.extra);
+        let out = Command::new(&cli)
+            .args(["unmount", "--commit"])
+            .arg(&c.dir)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: the commit died");
+        wait_until("the daemon is gone", || gone(guard.pid));
+        drop(guard);
+        let scratch = c.tmp.path().join("applied");
+        ok(Command::new("wimlib-imagex").arg("verify").arg(&c.wim));
+        let old = applies_to(&c.wim, 1, &c.src, &scratch);
+        let new = applies_to(&c.wim, 1, &c.expect, &scratch);
+        assert_eq!((old, new), (!committed, committed), "{point}");
+        let found = orphans(&cli);
+        let mine: Vec<_> = found
+            .iter()
+            .filter(|o| o["wim"] == c.wim.to_str().unwrap())
+            .collect();
+        assert_eq!(mine.len(), 1, "{point}: {found:?}");
+        let want = if committed {
+            "committed"
+        } else {
+            "recoverable"
+        };
+        assert_eq!(mine[0]["state"], want, "{point}");
+        ok(Command::new(&cli)
+            .arg("recover")
+            .arg(&c.wim)
+            .arg("--commit"));
+        verify_and_compare(&c.wim, 1, &c.expect, &scratch);
+        assert_eq!(
+            wimfs::Wim::open(&c.wim).unwrap().image_count(),
+            1,
+            "{point}"
+        );
+    }
+}
+
+/// `wimfs commit` keeps the mount; an unmount with open files is refused unless --force;
+/// `--new-image` adds an image and leaves the first as it was.
+#[test]
+fn cli_commit_without_unmount_new_image_and_force() {
+    let Some(cli) = wimfs_cli() else { return };
+    let c = rw_case();
+    let guard = cli_mountrw(&cli, &c.wim, &c.dir);
+    change_tree(&c.dir, &c.extra);
+    ok(Command::new(&cli).arg("commit").arg(&c.dir));
+    assert!(is_mounted(&c.dir));
+    let scratch = c.tmp.path().join("applied");
+    verify_and_compare(&c.wim, 1, &c.expect, &scratch);
+    // Keep working on the mount: change a committed file, add one.
+    fs::write(c.dir.join("renamed"), "changed after the commit\n").unwrap();
+    fs::write(c.dir.join("later"), "later\n").unwrap();
+    let second = c.tmp.path().join("second");
+    ok(Command::new("cp").arg("-a").arg(&c.expect).arg(&second));
+    fs::write(second.join("renamed"), "changed after the commit\n").unwrap();
+    fs::write(second.join("later"), "later\n").unwrap();
+    diff(&second, &c.dir);
+    // A daemon killed now would be recoverable against the committed image.
+    assert!(orphans(&cli)
+        .iter()
+        .all(|o| o["wim"] != c.wim.to_str().unwrap()));
+
+    let held = fs::File::open(c.dir.join("later")).unwrap();
+    let out = Command::new(&cli)
+        .args(["unmount", "--commit", "--new-image"])
+        .arg(&c.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("busy") && err.contains("--force"), "{err}");
+    assert!(is_mounted(&c.dir));
+    ok(Command::new(&cli)
+        .args(["unmount", "--commit", "--new-image", "--force"])
+        .arg(&c.dir));
+    drop(held);
+    wait_until("daemon exits after the last close", || gone(guard.pid));
+    drop(guard);
+    let wim = wimfs::Wim::open(&c.wim).unwrap();
+    assert_eq!(wim.image_count(), 2);
+    drop(wim);
+    verify_and_compare(&c.wim, 1, &c.expect, &scratch);
+    verify_and_compare(&c.wim, 2, &second, &scratch);
 }

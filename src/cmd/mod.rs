@@ -71,6 +71,12 @@ pub enum Command {
     /// Unmount a mounted image.
     #[cfg(any(unix, windows))]
     Unmount(mount::UnmountArgs),
+    /// Write a read-write mount's changes into the WIM and keep it mounted.
+    #[cfg(unix)]
+    Commit(mount::CommitArgs),
+    /// Commit or discard what a read-write mount whose daemon died left behind.
+    #[cfg(unix)]
+    Recover(mount::RecoverArgs),
     /// List mounted images.
     #[cfg(any(unix, windows))]
     Mounts(mount::MountsArgs),
@@ -112,6 +118,10 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Mountrw(a) => mount::run_mountrw(a, cli.debug),
         #[cfg(any(unix, windows))]
         Command::Unmount(a) => mount::run_unmount(a),
+        #[cfg(unix)]
+        Command::Commit(a) => mount::run_commit(a),
+        #[cfg(unix)]
+        Command::Recover(a) => mount::run_recover(a),
         #[cfg(any(unix, windows))]
         Command::Mounts(a) => mount::run_mounts(a),
     }

@@ -3,8 +3,8 @@
 //!
 //! Only the mount's owner can reach it: the socket through file permissions, the pipe through
 //! an ACL naming nothing but the owner's SID. One request line per connection, one reply line:
-//! `status` → a JSON object; `unmount` / `unmount lazy` / `commit` / `commit check` → `ok` or
-//! `error <ERRNO>: text`.
+//! `status` → a JSON object; `unmount` / `unmount lazy` / `commit [check] [new-image]` →
+//! `ok` or `error <ERRNO>: text`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,10 +67,10 @@ pub trait Mounted: Send + Sync {
     fn wim(&self) -> &Arc<Wim>;
     /// Number of open file handles.
     fn open_files(&self) -> usize;
-    /// Writes the mount's changes into the WIM (with an integrity table if `check`); `Err`
-    /// says why that failed.
-    fn commit(&self, check: bool) -> Result<(), String> {
-        let _ = check;
+    /// Writes the mount's changes into the WIM; `Err` says why that failed.
+    #[cfg(unix)]
+    fn commit(&self, how: crate::commit::CommitOptions) -> Result<(), String> {
+        let _ = how;
         Err("the mount is read-only: there is nothing to commit".into())
     }
 }
@@ -104,10 +104,21 @@ pub(crate) fn reply_to(
             };
             serde_json::to_string(&s).unwrap_or_else(|e| format!("error EIO: {e}"))
         }
-        l @ ("commit" | "commit check") => match fs.commit(l == "commit check") {
-            Ok(()) => "ok".to_string(),
-            Err(e) => format!("error EIO: {}", e.replace('\n', " ")),
-        },
+        #[cfg(unix)]
+        l if l == "commit" || l.starts_with("commit ") => {
+            let mut how = crate::commit::CommitOptions::default();
+            for word in l.split_whitespace().skip(1) {
+                match word {
+                    "check" => how.check = true,
+                    "new-image" => how.new_image = true,
+                    _ => return format!("error EINVAL: unknown commit option {word:?}"),
+                }
+            }
+            match fs.commit(how) {
+                Ok(()) => "ok".to_string(),
+                Err(e) => format!("error EIO: {}", e.replace('\n', " ")),
+            }
+        }
         "unmount" => unmount(false),
         "unmount lazy" => unmount(true),
         other => format!("error EINVAL: unknown request {other:?}"),

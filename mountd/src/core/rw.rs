@@ -9,21 +9,26 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use parking_lot::{Mutex, RwLock};
 use wimfs::format::dentry::{
     FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_REPARSE_POINT,
 };
 use wimfs::format::reparse::{LinkReparse, IO_REPARSE_TAG_SYMLINK, RP_FLAG_NOT_FIXED};
 use wimfs::format::tagged::UnixData;
+use wimfs::format::Sha1Hash;
 use wimfs::image::DentryId;
 use wimfs::read::BlobLocation;
 use wimfs::time::{filetime_to_system, now_filetime, unix_to_filetime};
 use wimfs::{BlobReader, Image, Inode, StreamKind, Wim};
 
 use super::{Attr, DirEntry, Errno, FsOptions, FsResult, Kind, Statfs, ROOT_INO};
+use crate::journal::{self, Journal, Record};
 use crate::overlay::Overlay;
 
 /// `rename` flag: fail with EEXIST if the new name exists.
@@ -64,8 +69,10 @@ pub(crate) struct RwNode {
     pub(crate) inode: Inode,
     /// Number of names.
     pub(crate) names: u32,
-    /// Parent directory, for directories (a directory has exactly one name).
+    /// Directory and name of one of its names (for a directory, its only name): how the
+    /// journal names it. Stale while the inode has no name left.
     pub(crate) parent: u64,
+    pub(crate) name: String,
     /// Entries of a directory, by name.
     pub(crate) children: BTreeMap<String, Entry>,
     /// Length of the data in the overlay, once the data lives there.
@@ -73,6 +80,8 @@ pub(crate) struct RwNode {
     /// Reparse data of a link made on this mount (not in the WIM).
     pub(crate) new_reparse: Option<Vec<u8>>,
     open: u32,
+    /// Data written since the last close (the journal then records the new times).
+    written: bool,
     /// Next `readdir` position to give out (0..=2 are the start, "." and "..").
     next_pos: u64,
 }
@@ -105,6 +114,8 @@ pub(crate) struct Tree {
     next_ino: u64,
     handles: HashMap<u64, u64>,
     next_fh: u64,
+    /// Where changes are recorded for recovery (none in tests and during a replay).
+    pub(crate) journal: Option<Journal>,
 }
 
 impl Tree {
@@ -166,6 +177,75 @@ impl Tree {
         None
     }
 
+    /// The path of `dir/name` from the image root, as the journal writes it.
+    fn path_in(&self, dir: u64, name: &str) -> String {
+        let mut parts = vec![name];
+        let mut ino = dir;
+        while ino != ROOT_INO {
+            match self.nodes.get(&ino) {
+                Some(n) => {
+                    parts.push(&n.name);
+                    ino = n.parent;
+                }
+                None => break,
+            }
+        }
+        parts.reverse();
+        parts.join("/")
+    }
+
+    /// The path of one of `ino`'s names (`None` once it has none).
+    fn path(&self, ino: u64) -> Option<String> {
+        if ino == ROOT_INO {
+            return Some(String::new());
+        }
+        let n = self.nodes.get(&ino)?;
+        (n.names > 0).then(|| self.path_in(n.parent, &n.name))
+    }
+
+    /// Appends a journal line made by `r` (not called when there is no journal).
+    fn log(&mut self, r: impl FnOnce(&Tree) -> Option<Record>) {
+        if self.journal.is_none() {
+            return;
+        }
+        if let Some(rec) = r(self) {
+            if let Some(j) = self.journal.as_mut() {
+                j.append(&rec);
+            }
+        }
+    }
+
+    /// `ino` loses its name `dir/name` (already removed from `dir`): if that was the name
+    /// the journal knows it by, another of its names takes its place.
+    fn unname(&mut self, ino: u64, dir: u64, name: &str) {
+        let Some(n) = self.nodes.get(&ino) else {
+            return;
+        };
+        if n.names <= 1 || n.parent != dir || n.name != name {
+            return;
+        }
+        let other = self.nodes.iter().find_map(|(&d, dn)| {
+            dn.children
+                .iter()
+                .find(|(_, e)| e.ino == ino)
+                .map(|(nm, _)| (d, nm.clone()))
+        });
+        if let (Some((d, nm)), Some(n)) = (other, self.nodes.get_mut(&ino)) {
+            n.parent = d;
+            n.name = nm;
+        }
+    }
+
+    /// `ino`'s name `from` became `to`: the name the journal knows it by follows.
+    fn rename_primary(&mut self, ino: u64, from: (u64, &str), to: (u64, &str)) {
+        if let Some(n) = self.nodes.get_mut(&ino) {
+            if n.parent == from.0 && n.name == from.1 {
+                n.parent = to.0;
+                n.name = to.1.to_string();
+            }
+        }
+    }
+
     fn touch_dir(&mut self, dir: u64) {
         if let Some(n) = self.nodes.get_mut(&dir) {
             n.inode.last_write_time = now_filetime();
@@ -177,13 +257,16 @@ impl Tree {
 pub struct RwFs {
     wim: Arc<Wim>,
     /// The mounted image's index, security table and original tree.
-    base_index: u32,
+    base_index: AtomicU32,
     security: Vec<Vec<u8>>,
     opts: FsOptions,
     overlay: Overlay,
     pub(crate) tree: Mutex<Tree>,
     /// Serializes copy-ups, so that two first writes to a file decode it once.
     copy_up: Mutex<()>,
+    /// Held shared by every change and exclusively by a commit, which so sees a tree and
+    /// staged data that stand still while it writes them.
+    pub(crate) gate: RwLock<()>,
 }
 
 fn check_name(name: &[u8]) -> FsResult<&str> {
@@ -226,10 +309,12 @@ impl RwFs {
                 inode: img.inodes[dentry.inode].clone(),
                 names: 0,
                 parent: parent_ino,
+                name: dentry.name.clone(),
                 children: BTreeMap::new(),
                 staged: None,
                 new_reparse: None,
                 open: 0,
+                written: false,
                 next_pos: 3,
             });
             node.names += 1;
@@ -241,7 +326,7 @@ impl RwFs {
         }
         RwFs {
             wim,
-            base_index: img.index,
+            base_index: AtomicU32::new(img.index),
             security: img.security,
             opts,
             overlay,
@@ -250,8 +335,10 @@ impl RwFs {
                 next_ino,
                 handles: HashMap::new(),
                 next_fh: 1,
+                journal: None,
             }),
             copy_up: Mutex::new(()),
+            gate: RwLock::new(()),
         }
     }
 
@@ -262,7 +349,13 @@ impl RwFs {
 
     /// The index of the mounted image.
     pub fn image_index(&self) -> u32 {
-        self.base_index
+        self.base_index.load(Ordering::Relaxed)
+    }
+
+    /// Makes image `index` the one this tree replaces on the next commit (after a commit
+    /// that added the tree as a new image).
+    pub(crate) fn set_image_index(&self, index: u32) {
+        self.base_index.store(index, Ordering::Relaxed);
     }
 
     /// Number of open file handles.
@@ -462,8 +555,27 @@ impl RwFs {
             let Some(ino) = tree.handles.remove(&fh) else {
                 return;
             };
+            let mut written = None;
             if let Some(n) = tree.nodes.get_mut(&ino) {
                 n.open = n.open.saturating_sub(1);
+                if std::mem::take(&mut n.written) {
+                    written = Some(n.inode.last_write_time);
+                }
+            }
+            if let Some(mtime) = written {
+                // Writes are not journaled one by one: their data is in the staging file
+                // already; only the time they left is.
+                tree.log(|t| {
+                    Some(Record::SetAttr {
+                        path: t.path(ino)?,
+                        size: None,
+                        mode: None,
+                        uid: None,
+                        gid: None,
+                        atime: None,
+                        mtime: Some(mtime),
+                    })
+                });
             }
             tree.reap(ino)
         };
@@ -542,7 +654,15 @@ impl RwFs {
         })?;
         let mut tree = self.tree.lock();
         match tree.nodes.get_mut(&ino) {
-            Some(n) => n.staged = Some(len),
+            Some(n) => {
+                n.staged = Some(len);
+                tree.log(|t| {
+                    Some(Record::Staged {
+                        path: t.path(ino)?,
+                        file: ino,
+                    })
+                });
+            }
             None => {
                 drop(tree);
                 self.overlay.remove(ino);
@@ -554,6 +674,7 @@ impl RwFs {
 
     /// Writes `data` at `offset`; returns the bytes written.
     pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let _g = self.gate.read();
         self.copy_up(ino)?;
         self.overlay.write_at(ino, offset, data).map_err(|e| {
             tracing::error!("{}: write failed: {e}", self.overlay.path(ino).display());
@@ -564,12 +685,22 @@ impl RwFs {
         let end = offset + data.len() as u64;
         n.staged = Some(n.staged.unwrap_or(0).max(end));
         n.inode.last_write_time = now_filetime();
+        n.written = true;
         Ok(data.len() as u32)
     }
 
     /// Flushes `ino`'s staged data to disk.
     pub fn fsync(&self, ino: u64) -> FsResult<()> {
-        self.tree.lock().get(ino)?;
+        {
+            let tree = self.tree.lock();
+            tree.get(ino)?;
+            if let Some(j) = &tree.journal {
+                j.sync().map_err(|e| {
+                    tracing::error!("syncing the journal failed: {e}");
+                    Errno::EIO
+                })?;
+            }
+        }
         self.overlay.sync(ino).map_err(|e| {
             tracing::error!("{}: sync failed: {e}", self.overlay.path(ino).display());
             Errno::EIO
@@ -578,6 +709,7 @@ impl RwFs {
 
     /// Changes size, mode, owner or times of `ino`.
     pub fn setattr(&self, ino: u64, a: &SetAttr) -> FsResult<Attr> {
+        let _g = self.gate.read();
         if let Some(size) = a.size {
             match self.kind(self.tree.lock().get(ino)?) {
                 Kind::Directory => return Err(Errno::EISDIR),
@@ -599,6 +731,7 @@ impl RwFs {
         let (uid, gid) = (self.opts.uid, self.opts.gid);
         let n = tree.get_mut(ino)?;
         let now = now_filetime();
+        let newly_staged = a.size.is_some() && n.staged.is_none();
         if let Some(size) = a.size {
             n.staged = Some(size);
             n.inode.last_write_time = now;
@@ -627,6 +760,37 @@ impl RwFs {
         if let Some(t) = a.mtime {
             n.inode.last_write_time = system_to_filetime(t);
         }
+        let (mode, uid, gid) = match n.inode.unix.filter(|_| unix_data) {
+            Some(u) => (
+                a.mode.map(|_| u.mode),
+                a.uid.map(|_| u.uid),
+                a.gid.map(|_| u.gid),
+            ),
+            None => (None, None, None),
+        };
+        let (atime, mtime) = (n.inode.last_access_time, n.inode.last_write_time);
+        let size = a.size;
+        if newly_staged {
+            // The staging file first: replay gives the size to the file it names.
+            tree.log(|t| {
+                Some(Record::Staged {
+                    path: t.path(ino)?,
+                    file: ino,
+                })
+            });
+        }
+        tree.log(|t| {
+            let path = t.path(ino)?;
+            Some(Record::SetAttr {
+                path,
+                size,
+                mode,
+                uid,
+                gid,
+                atime: (a.atime.is_some() || size.is_some()).then_some(atime),
+                mtime: (a.mtime.is_some() || size.is_some()).then_some(mtime),
+            })
+        });
         self.attr_of(&tree, ino)
     }
 
@@ -657,10 +821,12 @@ impl RwFs {
             },
             names: 1,
             parent: ROOT_INO,
+            name: String::new(),
             children: BTreeMap::new(),
             staged: None,
             new_reparse: None,
             open: 0,
+            written: false,
             next_pos: 3,
         }
     }
@@ -674,6 +840,7 @@ impl RwFs {
         let ino = tree.next_ino;
         tree.next_ino += 1;
         node.parent = parent;
+        node.name = name.to_string();
         tree.nodes.insert(ino, node);
         tree.get_mut(parent)?.add_entry(name, ino, String::new());
         tree.touch_dir(parent);
@@ -689,12 +856,23 @@ impl RwFs {
         uid: u32,
         gid: u32,
     ) -> FsResult<(Attr, u64)> {
+        let _g = self.gate.read();
         let name = check_name(name)?;
         let mut node = self.new_node(FILE_ATTRIBUTE_NORMAL, Kind::File, mode, uid, gid);
         node.staged = Some(0);
         let attr = {
             let mut tree = self.tree.lock();
-            self.insert(&mut tree, parent, name, node)?
+            let attr = self.insert(&mut tree, parent, name, node)?;
+            tree.log(|t| {
+                Some(Record::Create {
+                    path: t.path_in(parent, name),
+                    file: attr.ino,
+                    mode,
+                    uid,
+                    gid,
+                })
+            });
+            attr
         };
         let fh = self.open(attr.ino, true, false)?;
         Ok((attr, fh))
@@ -702,9 +880,20 @@ impl RwFs {
 
     /// Creates a directory.
     pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, uid: u32, gid: u32) -> FsResult<Attr> {
+        let _g = self.gate.read();
         let name = check_name(name)?;
         let node = self.new_node(FILE_ATTRIBUTE_DIRECTORY, Kind::Directory, mode, uid, gid);
-        self.insert(&mut self.tree.lock(), parent, name, node)
+        let mut tree = self.tree.lock();
+        let attr = self.insert(&mut tree, parent, name, node)?;
+        tree.log(|t| {
+            Some(Record::Mkdir {
+                path: t.path_in(parent, name),
+                mode,
+                uid,
+                gid,
+            })
+        });
+        Ok(attr)
     }
 
     /// Creates a symbolic link, stored as a Windows symlink reparse point.
@@ -716,6 +905,7 @@ impl RwFs {
         uid: u32,
         gid: u32,
     ) -> FsResult<Attr> {
+        let _g = self.gate.read();
         let name = check_name(name)?;
         let target = std::str::from_utf8(target).map_err(|_| Errno::EINVAL)?;
         let data =
@@ -724,11 +914,22 @@ impl RwFs {
         node.inode.reparse_tag = IO_REPARSE_TAG_SYMLINK;
         node.inode.rp_flags = RP_FLAG_NOT_FIXED;
         node.new_reparse = Some(data);
-        self.insert(&mut self.tree.lock(), parent, name, node)
+        let mut tree = self.tree.lock();
+        let attr = self.insert(&mut tree, parent, name, node)?;
+        tree.log(|t| {
+            Some(Record::Symlink {
+                path: t.path_in(parent, name),
+                target: target.to_string(),
+                uid,
+                gid,
+            })
+        });
+        Ok(attr)
     }
 
     /// Gives `ino` another name (a hard link).
     pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> FsResult<Attr> {
+        let _g = self.gate.read();
         let name = check_name(name)?;
         let mut tree = self.tree.lock();
         if tree.get(ino)?.is_dir() {
@@ -738,14 +939,30 @@ impl RwFs {
         if dir.children.contains_key(name) {
             return Err(Errno(libc::EEXIST));
         }
-        tree.get_mut(ino)?.names += 1;
+        let from = tree.path(ino);
+        let n = tree.get_mut(ino)?;
+        if n.names == 0 {
+            // Linking an open but unlinked file back in: this is its name now.
+            n.parent = parent;
+            n.name = name.to_string();
+        }
+        n.names += 1;
         tree.get_mut(parent)?.add_entry(name, ino, String::new());
         tree.touch_dir(parent);
+        // A file that had no name has no path to link from: the journal cannot express
+        // that (its data would be lost on recovery), so it is left out.
+        tree.log(|t| {
+            from.map(|from| Record::Link {
+                from,
+                to: t.path_in(parent, name),
+            })
+        });
         self.attr_of(&tree, ino)
     }
 
     /// Removes a non-directory name.
     pub fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        let _g = self.gate.read();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         let gone = {
             let mut tree = self.tree.lock();
@@ -753,8 +970,11 @@ impl RwFs {
             if tree.get(ino)?.is_dir() {
                 return Err(Errno::EISDIR);
             }
+            let path = tree.path_in(parent, name);
             tree.get_mut(parent)?.children.remove(name);
             tree.touch_dir(parent);
+            tree.unname(ino, parent, name);
+            tree.log(|_| Some(Record::Unlink { path }));
             tree.drop_name(ino)
         };
         if let Some(ino) = gone {
@@ -765,6 +985,7 @@ impl RwFs {
 
     /// Removes an empty directory.
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
+        let _g = self.gate.read();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         let mut tree = self.tree.lock();
         let ino = tree.child(parent, name)?;
@@ -775,6 +996,11 @@ impl RwFs {
         if !n.children.is_empty() {
             return Err(Errno(libc::ENOTEMPTY));
         }
+        tree.log(|t| {
+            Some(Record::Rmdir {
+                path: t.path_in(parent, name),
+            })
+        });
         tree.get_mut(parent)?.children.remove(name);
         tree.touch_dir(parent);
         tree.drop_name(ino);
@@ -796,10 +1022,16 @@ impl RwFs {
         {
             return Err(Errno::EINVAL);
         }
+        let _g = self.gate.read();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         let new_name = check_name(new_name)?;
         let gone = {
             let mut tree = self.tree.lock();
+            let record = |t: &Tree| Record::Rename {
+                from: t.path_in(parent, name),
+                to: t.path_in(new_parent, new_name),
+                flags,
+            };
             let src = tree.child(parent, name)?;
             tree.dir(new_parent)?;
             let dst = tree.child(new_parent, new_name).ok();
@@ -822,11 +1054,17 @@ impl RwFs {
                     .children
                     .remove(new_name)
                     .expect("looked up");
+                let rec = record(&tree);
                 tree.get_mut(parent)?.add_entry(name, b.ino, String::new());
                 tree.get_mut(new_parent)?
                     .add_entry(new_name, a.ino, String::new());
-                fix_parent(&mut tree, src, new_parent);
-                fix_parent(&mut tree, dst, parent);
+                if src == dst {
+                    // Two names of one file swapped: nothing changes.
+                } else {
+                    tree.rename_primary(src, (parent, name), (new_parent, new_name));
+                    tree.rename_primary(dst, (new_parent, new_name), (parent, name));
+                }
+                tree.log(|_| Some(rec));
                 tree.touch_dir(parent);
                 tree.touch_dir(new_parent);
                 return Ok(());
@@ -847,13 +1085,18 @@ impl RwFs {
                     (true, true) if !d.children.is_empty() => return Err(Errno(libc::ENOTEMPTY)),
                     _ => {}
                 }
+                let rec = record(&tree);
                 tree.get_mut(new_parent)?.children.remove(new_name);
+                tree.unname(dst, new_parent, new_name);
                 gone = tree.drop_name(dst);
+                tree.log(|_| Some(rec));
+            } else {
+                tree.log(|t| Some(record(t)));
             }
             tree.get_mut(parent)?.children.remove(name);
             tree.get_mut(new_parent)?
                 .add_entry(new_name, src, String::new());
-            fix_parent(&mut tree, src, new_parent);
+            tree.rename_primary(src, (parent, name), (new_parent, new_name));
             tree.touch_dir(parent);
             tree.touch_dir(new_parent);
             gone
@@ -862,6 +1105,182 @@ impl RwFs {
             self.overlay.remove(ino);
         }
         Ok(())
+    }
+
+    /// Starts the journal in the staging directory (again, after a commit): its base is
+    /// image `self.image_index()` of `wim`, whose metadata resource has hash `metadata`;
+    /// files whose data is staged are listed so that later changes to them replay.
+    pub fn start_journal(&self, wim: &Path, metadata: &Sha1Hash) -> std::io::Result<()> {
+        let mut tree = self.tree.lock();
+        let base = Record::Base {
+            version: journal::VERSION,
+            wim: wim.to_string_lossy().into_owned(),
+            image: self.image_index(),
+            metadata: journal::hex(metadata),
+            unix_data: self.opts.unix_data,
+        };
+        let mut staged: Vec<(u64, String)> = tree
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.staged.is_some())
+            .filter_map(|(&ino, _)| tree.path(ino).map(|p| (ino, p)))
+            .collect();
+        staged.sort();
+        let lines: Vec<Record> = staged
+            .into_iter()
+            .map(|(file, path)| Record::Staged { path, file })
+            .collect();
+        let j = Journal::start(self.overlay.dir(), &base, &lines)?;
+        tree.journal = Some(j);
+        Ok(())
+    }
+
+    /// Appends `r` to the journal now (for the commit's `committing` line) and syncs it.
+    pub(crate) fn journal_now(&self, r: &Record) -> std::io::Result<()> {
+        let mut tree = self.tree.lock();
+        match tree.journal.as_mut() {
+            Some(j) => {
+                j.append(r);
+                j.sync()
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn resolve(&self, path: &str) -> Result<u64, String> {
+        let tree = self.tree.lock();
+        let mut ino = ROOT_INO;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            ino = tree
+                .child(ino, part)
+                .map_err(|e| format!("{path}: not found ({e:?})"))?;
+        }
+        Ok(ino)
+    }
+
+    fn resolve_parent<'a>(&self, path: &'a str) -> Result<(u64, &'a str), String> {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        Ok((self.resolve(dir)?, name))
+    }
+
+    /// Replays journal lines (after the base line) against this tree, which must have been
+    /// built from the journal's base image and have no journal itself. Returns which
+    /// staging file holds the data of each inode number of this tree; the sizes of staged
+    /// files are those of the files in `staging`.
+    pub fn replay(&self, records: &[Record], staging: &Path) -> Result<HashMap<u64, u64>, String> {
+        let mut files: HashMap<u64, u64> = HashMap::new();
+        let fail = |r: &Record, e: Errno| format!("replaying {r:?}: error {}", e.0);
+        for r in records {
+            match r {
+                Record::Base { .. } => return Err("a second base line".into()),
+                Record::Committing => {}
+                Record::Create {
+                    path,
+                    file,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    let (dir, name) = self.resolve_parent(path)?;
+                    let (attr, fh) = self
+                        .create(dir, name.as_bytes(), *mode, *uid, *gid)
+                        .map_err(|e| fail(r, e))?;
+                    self.release(fh);
+                    files.insert(attr.ino, *file);
+                }
+                Record::Mkdir {
+                    path,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    let (dir, name) = self.resolve_parent(path)?;
+                    self.mkdir(dir, name.as_bytes(), *mode, *uid, *gid)
+                        .map_err(|e| fail(r, e))?;
+                }
+                Record::Symlink {
+                    path,
+                    target,
+                    uid,
+                    gid,
+                } => {
+                    let (dir, name) = self.resolve_parent(path)?;
+                    self.symlink(dir, name.as_bytes(), target.as_bytes(), *uid, *gid)
+                        .map_err(|e| fail(r, e))?;
+                }
+                Record::Mknod { .. } => return Err(format!("replaying {r:?}: not supported")),
+                Record::Link { from, to } => {
+                    let ino = self.resolve(from)?;
+                    let (dir, name) = self.resolve_parent(to)?;
+                    self.link(ino, dir, name.as_bytes())
+                        .map_err(|e| fail(r, e))?;
+                }
+                Record::Unlink { path } => {
+                    let (dir, name) = self.resolve_parent(path)?;
+                    self.unlink(dir, name.as_bytes()).map_err(|e| fail(r, e))?;
+                }
+                Record::Rmdir { path } => {
+                    let (dir, name) = self.resolve_parent(path)?;
+                    self.rmdir(dir, name.as_bytes()).map_err(|e| fail(r, e))?;
+                }
+                Record::Rename { from, to, flags } => {
+                    let (d1, n1) = self.resolve_parent(from)?;
+                    let (d2, n2) = self.resolve_parent(to)?;
+                    self.rename(d1, n1.as_bytes(), d2, n2.as_bytes(), *flags)
+                        .map_err(|e| fail(r, e))?;
+                }
+                Record::Staged { path, file } => {
+                    let ino = self.resolve(path)?;
+                    let mut tree = self.tree.lock();
+                    let n = tree.get_mut(ino).map_err(|e| fail(r, e))?;
+                    n.staged.get_or_insert(0);
+                    files.insert(ino, *file);
+                }
+                Record::SetAttr {
+                    path,
+                    size,
+                    mode,
+                    uid,
+                    gid,
+                    atime,
+                    mtime,
+                } => {
+                    let ino = self.resolve(path)?;
+                    if let Some(size) = size {
+                        // The staging file has the size already; only the tree learns it.
+                        let mut tree = self.tree.lock();
+                        tree.get_mut(ino).map_err(|e| fail(r, e))?.staged = Some(*size);
+                    }
+                    self.setattr(
+                        ino,
+                        &SetAttr {
+                            size: None,
+                            mode: *mode,
+                            uid: *uid,
+                            gid: *gid,
+                            atime: atime.map(filetime_to_system),
+                            mtime: mtime.map(filetime_to_system),
+                        },
+                    )
+                    .map_err(|e| fail(r, e))?;
+                }
+                Record::Stream { .. } => return Err(format!("replaying {r:?}: not supported")),
+            }
+        }
+        let mut tree = self.tree.lock();
+        files.retain(|ino, _| tree.nodes.contains_key(ino));
+        for (ino, file) in &files {
+            let path = staging.join(file.to_string());
+            let len = match std::fs::metadata(&path) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            };
+            if let Some(n) = tree.nodes.get_mut(ino) {
+                n.staged = Some(len);
+            }
+        }
+        Ok(files)
     }
 
     /// Filesystem totals for `statfs`.
@@ -882,7 +1301,7 @@ impl RwFs {
     pub(crate) fn snapshot(&self) -> Snapshot {
         let tree = self.tree.lock();
         let mut img = Image {
-            index: self.base_index,
+            index: self.image_index(),
             security: self.security.clone(),
             dentries: Vec::new(),
             inodes: Vec::new(),
@@ -952,14 +1371,6 @@ pub(crate) struct Snapshot {
     pub(crate) staged: Vec<(usize, u64, u64)>,
     /// (image inode, reparse data of a link made on this mount).
     pub(crate) reparse: Vec<(usize, Vec<u8>)>,
-}
-
-fn fix_parent(tree: &mut Tree, ino: u64, parent: u64) {
-    if let Some(n) = tree.nodes.get_mut(&ino) {
-        if n.is_dir() {
-            n.parent = parent;
-        }
-    }
 }
 
 fn default_unix(kind: Kind, mode: u32, uid: u32, gid: u32) -> UnixData {

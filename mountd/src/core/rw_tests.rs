@@ -91,50 +91,44 @@ fn read_all(fs: &RwFs, path: &str) -> Vec<u8> {
     fs.read(i, 0, 1 << 24).unwrap()
 }
 
-#[test]
-fn operations_then_commit_match_a_plain_copy() {
-    let s = setup();
-    let fs = open_rw(&s, false);
-    let e = &s.expect;
-
+/// The scenario of the acceptance test, on the core and on a plain copy `e` of the source.
+fn operations(fs: &RwFs, e: &Path) {
     // A tree of a few hundred new files.
     fs.mkdir(ROOT_INO, b"many", 0o755, 0, 0).unwrap();
     fs::create_dir(e.join("many")).unwrap();
     for i in 0..300 {
         let data = format!("file {i}\n").repeat(i % 7 + 1);
-        write_file(&fs, &format!("many/f{i:03}"), data.as_bytes());
+        write_file(fs, &format!("many/f{i:03}"), data.as_bytes());
         fs::write(e.join(format!("many/f{i:03}")), data).unwrap();
     }
     // Append to an existing file (copy-up from the WIM).
-    let big = ino(&fs, "dir/big.bin");
+    let big = ino(fs, "dir/big.bin");
     let old_len = fs.getattr(big).unwrap().size;
     fs.write(big, old_len, b"appended").unwrap();
     let mut expect_big = fs::read(e.join("dir/big.bin")).unwrap();
     expect_big.extend_from_slice(b"appended");
     fs::write(e.join("dir/big.bin"), &expect_big).unwrap();
-    assert_eq!(read_all(&fs, "dir/big.bin"), expect_big);
+    assert_eq!(read_all(fs, "dir/big.bin"), expect_big);
     // Delete, rename, mkdir -p, symlink, hard link, truncate, rmdir.
     fs.unlink(ROOT_INO, b"hello.txt").unwrap();
     fs::remove_file(e.join("hello.txt")).unwrap();
     assert_eq!(fs.lookup(ROOT_INO, b"hello.txt"), Err(Errno::ENOENT));
-    fs.rename(ino(&fs, "dir/sub"), b"small", ROOT_INO, b"moved", 0)
+    fs.rename(ino(fs, "dir/sub"), b"small", ROOT_INO, b"moved", 0)
         .unwrap();
     fs::rename(e.join("dir/sub/small"), e.join("moved")).unwrap();
     fs.mkdir(ROOT_INO, b"a", 0o755, 0, 0).unwrap();
-    fs.mkdir(ino(&fs, "a"), b"b", 0o755, 0, 0).unwrap();
-    fs.mkdir(ino(&fs, "a/b"), b"c", 0o755, 0, 0).unwrap();
+    fs.mkdir(ino(fs, "a"), b"b", 0o755, 0, 0).unwrap();
+    fs.mkdir(ino(fs, "a/b"), b"c", 0o755, 0, 0).unwrap();
     fs::create_dir_all(e.join("a/b/c")).unwrap();
-    fs.symlink(ino(&fs, "a"), b"link", b"../moved", 0, 0)
+    fs.symlink(ino(fs, "a"), b"link", b"../moved", 0, 0)
         .unwrap();
     std::os::unix::fs::symlink("../moved", e.join("a/link")).unwrap();
-    assert_eq!(fs.readlink(ino(&fs, "a/link")).unwrap(), b"../moved");
-    assert_eq!(fs.readlink(ino(&fs, "old_link")).unwrap(), b"dir/sub/small");
-    let hard = fs
-        .link(ino(&fs, "moved"), ino(&fs, "a/b"), b"hard")
-        .unwrap();
+    assert_eq!(fs.readlink(ino(fs, "a/link")).unwrap(), b"../moved");
+    assert_eq!(fs.readlink(ino(fs, "old_link")).unwrap(), b"dir/sub/small");
+    let hard = fs.link(ino(fs, "moved"), ino(fs, "a/b"), b"hard").unwrap();
     assert_eq!(hard.nlink, 2);
     fs::hard_link(e.join("moved"), e.join("a/b/hard")).unwrap();
-    let cut = ino(&fs, "cut");
+    let cut = ino(fs, "cut");
     let attr = fs
         .setattr(
             cut,
@@ -150,23 +144,23 @@ fn operations_then_commit_match_a_plain_copy() {
     fs.rmdir(ROOT_INO, b"gone").unwrap();
     fs::remove_dir(e.join("gone")).unwrap();
     // Replacing rename, and one that must not replace.
-    write_file(&fs, "newer", b"newer contents\n");
+    write_file(fs, "newer", b"newer contents\n");
     fs.rename(ROOT_INO, b"newer", ROOT_INO, b"cut", RENAME_NOREPLACE)
         .unwrap_err();
-    fs.rename(ROOT_INO, b"newer", ino(&fs, "dir"), b"big.bin", 0)
+    fs.rename(ROOT_INO, b"newer", ino(fs, "dir"), b"big.bin", 0)
         .unwrap();
     fs::write(e.join("dir/big.bin"), "newer contents\n").unwrap();
     // Moving a directory into itself fails.
     assert_eq!(
-        fs.rename(ROOT_INO, b"a", ino(&fs, "a/b"), b"x", 0),
+        fs.rename(ROOT_INO, b"a", ino(fs, "a/b"), b"x", 0),
         Err(Errno::EINVAL)
     );
     // Exchange two names.
-    write_file(&fs, "x1", b"one");
-    write_file(&fs, "x2", b"two");
+    write_file(fs, "x1", b"one");
+    write_file(fs, "x2", b"two");
     fs.rename(ROOT_INO, b"x1", ROOT_INO, b"x2", RENAME_EXCHANGE)
         .unwrap();
-    assert_eq!(read_all(&fs, "x1"), b"two");
+    assert_eq!(read_all(fs, "x1"), b"two");
     fs::write(e.join("x1"), "two").unwrap();
     fs::write(e.join("x2"), "one").unwrap();
     // An open file keeps working after its last name is gone.
@@ -185,14 +179,9 @@ fn operations_then_commit_match_a_plain_copy() {
         fs.create(ROOT_INO, &[0xff, 0xfe], 0o644, 0, 0).map(|_| ()),
         Err(Errno::EINVAL)
     );
+}
 
-    let lock = Arc::new(TargetLock::acquire(&s.wim).unwrap());
-    // The mount's lock keeps out every other writer.
-    assert!(TargetLock::acquire(&s.wim).is_err());
-    crate::commit::commit(&fs, Arc::clone(&lock), false).unwrap();
-    drop(fs);
-    drop(lock);
-
+fn check_committed(s: &Setup) {
     run(Command::new("wimlib-imagex").arg("verify").arg(&s.wim));
     let out = s.dir.path().join("out");
     run(Command::new("wimlib-imagex")
@@ -204,9 +193,62 @@ fn operations_then_commit_match_a_plain_copy() {
         .arg("-r")
         .arg("--no-dereference")
         .arg(&out)
-        .arg(e));
+        .arg(&s.expect));
     let wim = Wim::open(&s.wim).unwrap();
     assert_eq!(wim.image_count(), 1);
+}
+
+fn live_commit(fs: &RwFs, lock: Arc<TargetLock>) {
+    let how = crate::commit::CommitOptions::default();
+    crate::commit::commit(fs, lock, how, &|ino| fs.overlay().path(ino)).unwrap();
+}
+
+#[test]
+fn operations_then_commit_match_a_plain_copy() {
+    let s = setup();
+    let fs = open_rw(&s, false);
+    operations(&fs, &s.expect);
+    let lock = Arc::new(TargetLock::acquire(&s.wim).unwrap());
+    // The mount's lock keeps out every other writer.
+    assert!(TargetLock::acquire(&s.wim).is_err());
+    live_commit(&fs, Arc::clone(&lock));
+    drop(fs);
+    drop(lock);
+    check_committed(&s);
+}
+
+/// A journal replayed against the base image gives the tree the live mount had: the
+/// replayed tree, committed with the live mount's staging files, matches the plain copy.
+#[test]
+fn journal_replay_rebuilds_the_tree() {
+    let s = setup();
+    let fs = open_rw(&s, false);
+    let base = Wim::open(&s.wim)
+        .unwrap()
+        .metadata_location(1)
+        .unwrap()
+        .hash;
+    fs.start_journal(&s.wim, &base).unwrap();
+    operations(&fs, &s.expect);
+    // A daemon killed here leaves its staging directory and journal behind.
+    let staging = fs.overlay().dir().to_path_buf();
+    let rep = crate::journal::read(&staging).unwrap();
+    assert_eq!(rep.torn, 0);
+    assert!(rep.records.len() > 300, "{} lines", rep.records.len());
+
+    let wim = Arc::new(Wim::open(&s.wim).unwrap());
+    let img = Image::load(&wim, 1).unwrap();
+    let scratch = Overlay::create(&s.dir.path().join("scratch")).unwrap();
+    let again = RwFs::new(wim, img, FsOptions::default(), scratch);
+    let files = again.replay(&rep.records, &staging).unwrap();
+    let lock = Arc::new(TargetLock::acquire(&s.wim).unwrap());
+    let how = crate::commit::CommitOptions::default();
+    crate::commit::commit(&again, lock, how, &|ino| {
+        staging.join(files[&ino].to_string())
+    })
+    .unwrap();
+    drop(fs);
+    check_committed(&s);
 }
 
 #[test]

@@ -86,6 +86,49 @@ pub struct UnmountArgs {
     /// With --commit: add an integrity table to the WIM.
     #[arg(long)]
     check: bool,
+    /// With --commit: add the result as a new image and leave the mounted one as it was.
+    #[arg(long)]
+    new_image: bool,
+    /// Unmount (and commit) even while files on the mount are open; the mount is
+    /// detached and the daemon exits when the last of them is closed.
+    #[arg(long)]
+    force: bool,
+}
+
+/// `wimfs commit`: commit without unmounting.
+#[cfg(unix)]
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// The mountpoint of a read-write mount.
+    dir: PathBuf,
+    /// Add an integrity table to the WIM.
+    #[arg(long)]
+    check: bool,
+    /// Add the result as a new image (later commits then replace that one).
+    #[arg(long)]
+    new_image: bool,
+}
+
+/// `wimfs recover`: finish what a dead read-write daemon left.
+#[cfg(unix)]
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["commit", "discard"])))]
+pub struct RecoverArgs {
+    /// The WIM the dead mount was of.
+    wimfile: PathBuf,
+    /// Write the staged changes into the WIM (in place of the image that was mounted).
+    #[arg(long)]
+    commit: bool,
+    /// Throw the staged changes away.
+    #[arg(long)]
+    discard: bool,
+    /// With --commit: add an integrity table to the WIM.
+    #[arg(long)]
+    check: bool,
+    /// The staging directory, when it is not beside the WIM or registered by a daemon
+    /// since the last boot.
+    #[arg(long, value_name = "DIR")]
+    staging_dir: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -228,6 +271,41 @@ struct MountInfo {
     #[serde(skip_serializing)]
     #[serde(default)]
     socket: PathBuf,
+    #[serde(default)]
+    open_files: usize,
+}
+
+/// What a dead read-write daemon left, as `wimfs-mountd orphans` reports it.
+#[cfg(unix)]
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+struct OrphanInfo {
+    staging: String,
+    wim: String,
+    image: u32,
+    changes: usize,
+    state: String,
+}
+
+/// Orphans of `wim` (of every WIM whose daemon registered, if `None`).
+#[cfg(unix)]
+fn list_orphans(wim: Option<&std::path::Path>) -> Result<Vec<OrphanInfo>> {
+    let daemon = daemon_path()?;
+    let mut cmd = Command::new(&daemon);
+    cmd.arg("orphans");
+    if let Some(w) = wim {
+        cmd.arg(w);
+    }
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {}", daemon.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} orphans: {}",
+            daemon.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
 }
 
 /// Every daemon answering on a socket in the runtime directory.
@@ -251,10 +329,36 @@ fn list_mounts() -> Vec<MountInfo> {
 
 pub fn run_mounts(a: MountsArgs) -> Result<i32> {
     let mounts = list_mounts();
+    #[cfg(unix)]
+    let orphans = list_orphans(None).unwrap_or_else(|e| {
+        tracing::warn!("cannot look for orphaned staging directories: {e:#}");
+        Vec::new()
+    });
     let mut out = std::io::stdout().lock();
     if a.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&mounts)?)?;
+        // One list: live mounts, then orphans (`"mode": "orphan"`, with their staging
+        // directory, and `state`: recoverable, committed or stale).
+        #[allow(unused_mut)]
+        let mut v: Vec<serde_json::Value> = mounts
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<std::result::Result<_, _>>()?;
+        #[cfg(unix)]
+        for o in &orphans {
+            let mut e = serde_json::to_value(o)?;
+            e["mode"] = "orphan".into();
+            v.push(e);
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(0);
+    }
+    #[cfg(unix)]
+    for o in &orphans {
+        writeln!(
+            out,
+            "orphan: {} ({} change(s) to image {} of {}, {}): wimfs recover {} --commit|--discard",
+            o.staging, o.changes, o.image, o.wim, o.state, o.wim
+        )?;
     }
     if mounts.is_empty() {
         return Ok(0);
@@ -280,29 +384,29 @@ pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
     let Some(m) = list_mounts().into_iter().find(|m| m.dir == dir_s) else {
         bail!("{}: not mounted by a running wimfs daemon", dir.display());
     };
+    if m.mode == "rw" && m.open_files > 0 && !a.force && !a.lazy {
+        bail!(
+            "{}: the mount is busy ({} open file{}); close them, or use --force to {} anyway",
+            dir.display(),
+            m.open_files,
+            if m.open_files == 1 { "" } else { "s" },
+            if a.commit {
+                "commit and unmount"
+            } else {
+                "unmount"
+            }
+        );
+    }
     if a.commit && m.mode != "rw" {
         tracing::info!("--commit: nothing to commit on a read-only mount");
     } else if a.commit {
-        let what = if a.check { "commit check" } else { "commit" };
-        // A commit writes every changed file; it may take long.
-        let reply = platform::request(&m.socket, what, Duration::from_secs(24 * 3600))
-            .with_context(|| {
-                format!("{}: cannot reach the daemon (pid {})", dir.display(), m.pid)
-            })?;
-        if let Some(err) = reply.strip_prefix("error ") {
-            bail!(
-                "{}: commit failed, the mount stays up with its changes: {err}",
-                dir.display()
-            );
-        }
-        if reply != "ok" {
-            bail!(
-                "{}: unexpected reply from the daemon: {reply:?}",
-                dir.display()
-            );
-        }
+        send_commit(&m, &dir, a.check, a.new_image)?;
     }
-    let what = if a.lazy { "unmount lazy" } else { "unmount" };
+    let what = if a.lazy || a.force {
+        "unmount lazy"
+    } else {
+        "unmount"
+    };
     let reply = platform::request(&m.socket, what, Duration::from_secs(60))
         .with_context(|| format!("{}: cannot reach the daemon (pid {})", dir.display(), m.pid))?;
     if let Some(err) = reply.strip_prefix("error ") {
@@ -314,7 +418,7 @@ pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
             dir.display()
         );
     }
-    if !a.lazy {
+    if !a.lazy && !a.force {
         let start = Instant::now();
         while !platform::is_gone(m.pid, &m.socket) {
             if start.elapsed() > Duration::from_secs(30) {
@@ -325,6 +429,94 @@ pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(0)
+}
+
+/// Asks the daemon of `m` to commit; the error says why it failed (the mount stays up).
+fn send_commit(m: &MountInfo, dir: &std::path::Path, check: bool, new_image: bool) -> Result<()> {
+    let mut what = String::from("commit");
+    if check {
+        what.push_str(" check");
+    }
+    if new_image {
+        what.push_str(" new-image");
+    }
+    // A commit writes every changed file; it may take long.
+    let reply = platform::request(&m.socket, &what, Duration::from_secs(24 * 3600))
+        .with_context(|| format!("{}: cannot reach the daemon (pid {})", dir.display(), m.pid))?;
+    if let Some(err) = reply.strip_prefix("error ") {
+        bail!(
+            "{}: commit failed, the mount stays up with its changes: {err}",
+            dir.display()
+        );
+    }
+    if reply != "ok" {
+        bail!(
+            "{}: unexpected reply from the daemon: {reply:?}",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `wimfs commit DIR`: the mount's changes go into the WIM; it stays mounted.
+#[cfg(unix)]
+pub fn run_commit(a: CommitArgs) -> Result<i32> {
+    let dir = platform::mountpoint_key(&a.dir)?;
+    let dir_s = dir.to_string_lossy();
+    let Some(m) = list_mounts().into_iter().find(|m| m.dir == dir_s) else {
+        bail!("{}: not mounted by a running wimfs daemon", dir.display());
+    };
+    if m.mode != "rw" {
+        bail!("{}: a read-only mount has nothing to commit", dir.display());
+    }
+    send_commit(&m, &dir, a.check, a.new_image)?;
+    Ok(0)
+}
+
+/// `wimfs recover WIMFILE --commit|--discard`.
+#[cfg(unix)]
+pub fn run_recover(a: RecoverArgs) -> Result<i32> {
+    let wim = std::fs::canonicalize(&a.wimfile)
+        .with_context(|| format!("{}: cannot open", a.wimfile.display()))?;
+    let dirs: Vec<PathBuf> = match &a.staging_dir {
+        Some(d) => vec![d.clone()],
+        None => list_orphans(Some(&wim))?
+            .into_iter()
+            .map(|o| PathBuf::from(o.staging))
+            .collect(),
+    };
+    if dirs.is_empty() {
+        bail!(
+            "{}: no staging directory of a dead read-write mount found (give one with \
+             --staging-dir)",
+            wim.display()
+        );
+    }
+    if dirs.len() > 1 && a.commit {
+        let list: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        bail!(
+            "{}: {} dead mounts left changes ({}); pick one with --staging-dir",
+            wim.display(),
+            dirs.len(),
+            list.join(", ")
+        );
+    }
+    let daemon = daemon_path()?;
+    for d in &dirs {
+        let mut cmd = Command::new(&daemon);
+        cmd.arg("recover").arg(d);
+        cmd.arg(if a.commit { "--commit" } else { "--discard" });
+        if a.check {
+            cmd.arg("--check");
+        }
+        let status = cmd
+            .status()
+            .with_context(|| format!("cannot run {}", daemon.display()))?;
+        if !status.success() {
+            return Ok(status.code().unwrap_or(1));
         }
     }
     Ok(0)

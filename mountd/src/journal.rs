@@ -1,0 +1,349 @@
+//! The journal of a read-write mount: a record of every change to the tree's metadata, kept
+//! in the staging directory beside the changed file data, so that the work of a daemon that
+//! died (killed, crashed, machine reset) can be found and committed or discarded later
+//! (`wimfs recover`).
+//!
+//! The journal is a text file of JSON lines. The first names the base: the WIM, the image
+//! index and the SHA-1 of that image's metadata resource when the journal was started. Every
+//! later line is one successful change, written while the tree's lock is held, so the lines
+//! are in the order the changes were made. Names are paths from the image root; file data
+//! is never journaled, only which staging file holds a path's data (`staged`). Replaying the
+//! lines against the base image rebuilds the tree the daemon had.
+//!
+//! Lines are written with one `write` each and not synced (except on `fsync` of a file and
+//! around a commit), so a killed daemon loses nothing, and a machine crash at most the last
+//! moments, as with any filesystem. A torn last line is ignored on replay.
+//!
+//! The daemon holds an exclusive `flock` on the journal for its whole life: a journal nobody
+//! holds belongs to a dead daemon (an orphan).
+//!
+//! A commit appends `committing` before it writes; once the WIM's header names the new
+//! image, the journal is started again with that image as its base. If the daemon dies in
+//! between, the WIM holds either the old image (the base still matches: replay) or the new
+//! one (the base differs and the last line is `committing`: nothing is left to do).
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the journal inside the staging directory.
+pub const JOURNAL_NAME: &str = "journal";
+
+/// Journal format version written in the base line.
+pub const VERSION: u32 = 1;
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Record {
+    /// First line: what the changes apply to.
+    Base {
+        version: u32,
+        wim: String,
+        image: u32,
+        /// Hex SHA-1 of the image's metadata resource.
+        metadata: String,
+        unix_data: bool,
+    },
+    Create {
+        path: String,
+        /// Staging file holding its data.
+        file: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Mkdir {
+        path: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Symlink {
+        path: String,
+        target: String,
+        uid: u32,
+        gid: u32,
+    },
+    Mknod {
+        path: String,
+        mode: u32,
+        rdev: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Link {
+        from: String,
+        to: String,
+    },
+    Unlink {
+        path: String,
+    },
+    Rmdir {
+        path: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+        flags: u32,
+    },
+    /// The data of `path` now lives in staging file `file`.
+    Staged {
+        path: String,
+        file: u64,
+    },
+    /// Attribute changes; times are Windows FILETIMEs.
+    SetAttr {
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        size: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        atime: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtime: Option<u64>,
+    },
+    /// A named data stream set (`value`) or removed (`None`).
+    Stream {
+        path: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<Vec<u8>>,
+    },
+    /// A commit is about to write the WIM.
+    Committing,
+}
+
+/// The open journal of a live mount.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    /// Set after a failed write: later lines would not replay correctly, so none are written.
+    broken: bool,
+}
+
+fn flock(file: &File, how: libc::c_int) -> io::Result<()> {
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+impl Journal {
+    /// Starts a journal at `dir/journal` (replacing one there atomically) whose first line is
+    /// `base` and whose next lines are `lines`; it is synced before it replaces the old one.
+    pub fn start(dir: &Path, base: &Record, lines: &[Record]) -> io::Result<Journal> {
+        let path = dir.join(JOURNAL_NAME);
+        let tmp = dir.join(format!("{JOURNAL_NAME}.new"));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        flock(&file, libc::LOCK_EX | libc::LOCK_NB)?;
+        let mut text = String::new();
+        for r in std::iter::once(base).chain(lines) {
+            text.push_str(&serde_json::to_string(r).map_err(io::Error::other)?);
+            text.push('\n');
+        }
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()?;
+        Ok(Journal {
+            file,
+            path,
+            broken: false,
+        })
+    }
+
+    /// Appends one line. A failure is logged once and stops the journal (the mount itself
+    /// keeps working; only recovery after a crash would lose the changes from then on).
+    pub fn append(&mut self, r: &Record) {
+        if self.broken {
+            return;
+        }
+        let mut line = match serde_json::to_string(r) {
+            Ok(l) => l,
+            Err(e) => {
+                self.fail(io::Error::other(e));
+                return;
+            }
+        };
+        line.push('\n');
+        if let Err(e) = self.file.write_all(line.as_bytes()) {
+            self.fail(e);
+        }
+    }
+
+    fn fail(&mut self, e: io::Error) {
+        tracing::error!(
+            "{}: cannot write the journal ({e}); changes from now on can only be saved by a \
+             commit, not recovered after a crash",
+            self.path.display()
+        );
+        self.broken = true;
+    }
+
+    /// Flushes the journal to disk.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// A journal read back.
+#[derive(Debug)]
+pub struct Replay {
+    pub base: Record,
+    pub records: Vec<Record>,
+    /// Lines that could not be read (a torn tail); replay stops at the first.
+    pub torn: usize,
+}
+
+/// Reads `dir/journal`.
+pub fn read(dir: &Path) -> io::Result<Replay> {
+    let path = dir.join(JOURNAL_NAME);
+    let f = File::open(&path)?;
+    let mut lines = BufReader::new(f).lines();
+    let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
+    let first = lines
+        .next()
+        .ok_or_else(|| bad(format!("{}: empty journal", path.display())))??;
+    let base: Record = serde_json::from_str(&first)
+        .map_err(|e| bad(format!("{}: bad first line: {e}", path.display())))?;
+    match &base {
+        Record::Base { version, .. } if *version == VERSION => {}
+        Record::Base { version, .. } => {
+            return Err(bad(format!(
+                "{}: journal version {version} (this wimfs reads {VERSION})",
+                path.display()
+            )))
+        }
+        _ => return Err(bad(format!("{}: no base line", path.display()))),
+    }
+    let mut records = Vec::new();
+    let mut torn = 0;
+    for line in lines {
+        let line = match line {
+            Ok(l) => l,
+            Err(_) => {
+                torn += 1;
+                break;
+            }
+        };
+        if torn > 0 {
+            torn += 1;
+            continue;
+        }
+        match serde_json::from_str::<Record>(&line) {
+            Ok(r) => records.push(r),
+            Err(_) => torn += 1,
+        }
+    }
+    Ok(Replay {
+        base,
+        records,
+        torn,
+    })
+}
+
+/// Whether a live daemon holds the journal in `dir` (it keeps an exclusive lock on it).
+pub fn is_held(dir: &Path) -> io::Result<bool> {
+    let f = File::open(dir.join(JOURNAL_NAME))?;
+    match flock(&f, libc::LOCK_SH | libc::LOCK_NB) {
+        Ok(()) => Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// Hex form of a SHA-1.
+pub fn hex(hash: &[u8]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Record {
+        Record::Base {
+            version: VERSION,
+            wim: "/x/a.wim".into(),
+            image: 1,
+            metadata: "00".repeat(20),
+            unix_data: false,
+        }
+    }
+
+    #[test]
+    fn lines_round_trip_and_torn_tail_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::start(dir.path(), &base(), &[]).unwrap();
+        let recs = vec![
+            Record::Mkdir {
+                path: "a".into(),
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            },
+            Record::SetAttr {
+                path: "a".into(),
+                size: None,
+                mode: Some(0o700),
+                uid: None,
+                gid: None,
+                atime: None,
+                mtime: Some(5),
+            },
+            Record::Stream {
+                path: "a".into(),
+                name: "s".into(),
+                value: Some(vec![0, 1, 255]),
+            },
+            Record::Committing,
+        ];
+        for r in &recs {
+            j.append(r);
+        }
+        assert!(is_held(dir.path()).unwrap());
+        // A torn last line, as a crash in the middle of a write leaves.
+        j.file.write_all(b"{\"op\":\"unl").unwrap();
+        drop(j);
+        assert!(!is_held(dir.path()).unwrap());
+        let r = read(dir.path()).unwrap();
+        assert_eq!(r.base, base());
+        assert_eq!(r.records, recs);
+        assert_eq!(r.torn, 1);
+    }
+
+    #[test]
+    fn restart_replaces_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::start(dir.path(), &base(), &[]).unwrap();
+        j.append(&Record::Unlink { path: "x".into() });
+        let staged = [Record::Staged {
+            path: "f".into(),
+            file: 9,
+        }];
+        let j2 = Journal::start(dir.path(), &base(), &staged).unwrap();
+        drop(j);
+        let r = read(dir.path()).unwrap();
+        assert_eq!(r.records, staged);
+        assert!(is_held(dir.path()).unwrap());
+        drop(j2);
+        std::fs::write(dir.path().join(JOURNAL_NAME), "{\"op\":\"unlink\"}\n").unwrap();
+        assert!(read(dir.path()).is_err());
+    }
+}

@@ -1,0 +1,245 @@
+//! Finding and finishing the work of read-write mounts whose daemon died: `wimfs recover`
+//! and the orphans `wimfs mounts` lists.
+//!
+//! A staging directory is found in two places: beside the WIM (the default, named
+//! `<wim>.staging-<pid>`), and through the registry in the runtime directory, where every
+//! read-write daemon leaves the path of its staging directory while it runs (so that one
+//! given with `--staging-dir` is found too, until the runtime directory is cleared at
+//! boot; after that, name it with `wimfs recover --staging-dir`). A staging directory whose
+//! journal no live daemon holds is an orphan.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use wimfs::write::TargetLock;
+use wimfs::{Image, Wim};
+
+use crate::commit::{commit, CommitOptions};
+use crate::core::rw::RwFs;
+use crate::core::FsOptions;
+use crate::journal::{self, Record, JOURNAL_NAME};
+use crate::overlay::Overlay;
+
+/// Where running daemons register their staging directories.
+fn registry_dir() -> PathBuf {
+    crate::control::runtime_dir().join("staging")
+}
+
+fn registry_entry(staging: &Path) -> PathBuf {
+    let h = crate::control::mount_hash(staging.as_os_str().as_encoded_bytes());
+    registry_dir().join(format!("{h:016x}"))
+}
+
+/// Records `staging` (an absolute path) in the registry; failures only cost discoverability.
+pub fn register(staging: &Path) {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = registry_dir();
+    let res = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .and_then(|()| {
+            std::fs::write(
+                registry_entry(staging),
+                staging.as_os_str().as_encoded_bytes(),
+            )
+        });
+    if let Err(e) = res {
+        tracing::warn!(
+            "{}: cannot register the staging directory: {e}",
+            dir.display()
+        );
+    }
+}
+
+/// Removes `staging` from the registry.
+pub fn unregister(staging: &Path) {
+    let _ = std::fs::remove_file(registry_entry(staging));
+}
+
+/// What a dead daemon left.
+#[derive(Debug, Clone, Serialize)]
+pub struct Orphan {
+    /// The staging directory.
+    pub staging: String,
+    pub wim: String,
+    pub image: u32,
+    /// Journal lines after the base.
+    pub changes: usize,
+    /// `recoverable`; `committed` (the WIM already holds the changes: only cleanup is
+    /// left); or `stale` (the WIM changed since: the changes no longer apply).
+    pub state: &'static str,
+}
+
+fn candidates(wim: Option<&Path>) -> Vec<PathBuf> {
+    let mut out = BTreeSet::new();
+    if let Ok(rd) = std::fs::read_dir(registry_dir()) {
+        for e in rd.flatten() {
+            if let Ok(p) = std::fs::read(e.path()) {
+                if let Ok(s) = String::from_utf8(p) {
+                    out.insert(PathBuf::from(s));
+                }
+            }
+        }
+    }
+    if let Some(wim) = wim {
+        let name = wim.file_name().unwrap_or_default().to_string_lossy();
+        let prefix = format!("{name}.staging-");
+        let dir = match wim.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    out.insert(e.path());
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+fn state_of(base: &Record, records: &[Record]) -> &'static str {
+    let Record::Base {
+        wim,
+        image,
+        metadata,
+        ..
+    } = base
+    else {
+        return "stale";
+    };
+    let now = Wim::open(wim)
+        .ok()
+        .and_then(|w| w.metadata_location(*image).map(|l| journal::hex(&l.hash)));
+    if now.as_deref() == Some(metadata.as_str()) {
+        "recoverable"
+    } else if records.last() == Some(&Record::Committing) {
+        "committed"
+    } else {
+        "stale"
+    }
+}
+
+/// The orphans among the staging directories of `wim` (every registered one if `None`).
+pub fn find_orphans(wim: Option<&Path>) -> Vec<Orphan> {
+    let wim = wim.and_then(|w| std::fs::canonicalize(w).ok());
+    let mut out = Vec::new();
+    for dir in candidates(wim.as_deref()) {
+        if !dir.join(JOURNAL_NAME).is_file() || journal::is_held(&dir).unwrap_or(true) {
+            continue;
+        }
+        let Ok(rep) = journal::read(&dir) else {
+            continue;
+        };
+        let Record::Base {
+            wim: ref base_wim,
+            image,
+            ..
+        } = rep.base
+        else {
+            continue;
+        };
+        if wim.as_ref().is_some_and(|w| Path::new(base_wim) != w) {
+            continue;
+        }
+        out.push(Orphan {
+            staging: dir.to_string_lossy().into_owned(),
+            wim: base_wim.clone(),
+            image,
+            changes: rep.records.len(),
+            state: state_of(&rep.base, &rep.records),
+        });
+    }
+    out
+}
+
+/// Commits (or with `commit == false` discards) what the dead daemon that staged in `dir`
+/// left; returns a line saying what was done. The staging directory is removed after
+/// either, unless committing fails.
+pub fn recover(dir: &Path, commit_it: bool, check: bool) -> Result<String> {
+    if journal::is_held(dir).with_context(|| format!("{}: no journal", dir.display()))? {
+        bail!(
+            "{}: a running wimfs daemon still uses it (unmount that mount instead)",
+            dir.display()
+        );
+    }
+    let rep = journal::read(dir)?;
+    let Record::Base {
+        wim: ref wim_path,
+        image,
+        unix_data,
+        ..
+    } = rep.base
+    else {
+        bail!("{}: no base line", dir.display());
+    };
+    let state = state_of(&rep.base, &rep.records);
+    let remove = |what: &str| -> Result<String> {
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("{}: cannot remove", dir.display()))?;
+        unregister(dir);
+        Ok(format!("{what}; removed {}", dir.display()))
+    };
+    if !commit_it {
+        return remove(&format!(
+            "discarded {} change(s) to image {image} of {wim_path}",
+            rep.records.len()
+        ));
+    }
+    match state {
+        "committed" => {
+            return remove(&format!(
+                "image {image} of {wim_path} already holds these changes (the daemon died after \
+                 its commit)"
+            ))
+        }
+        "stale" => bail!(
+            "{wim_path}: image {image} is no longer the one {} was staged against (the WIM \
+             changed since); the changes cannot be applied. Use --discard to remove them",
+            dir.display()
+        ),
+        _ => {}
+    }
+    let lock = Arc::new(
+        TargetLock::acquire(Path::new(wim_path))
+            .with_context(|| format!("{wim_path}: cannot lock for the commit"))?,
+    );
+    let wim = Arc::new(Wim::open(wim_path)?);
+    let img = Image::load(&wim, image)?;
+    let scratch = dir.join("replay");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let overlay = Overlay::create(&scratch)?;
+    let opts = FsOptions {
+        unix_data,
+        ..FsOptions::default()
+    };
+    let fs = RwFs::new(Arc::clone(&wim), img, opts, overlay);
+    if rep.torn > 0 {
+        tracing::warn!(
+            "{}: ignoring {} torn line(s) at the end of the journal",
+            dir.display(),
+            rep.torn
+        );
+    }
+    let files = fs
+        .replay(&rep.records, dir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    let how = CommitOptions {
+        check,
+        new_image: false,
+    };
+    commit(&fs, lock, how, &|ino| {
+        dir.join(files.get(&ino).copied().unwrap_or(u64::MAX).to_string())
+    })
+    .with_context(|| format!("{wim_path}: committing the recovered changes"))?;
+    drop(fs);
+    remove(&format!(
+        "committed {} change(s) to image {image} of {wim_path}",
+        rep.records.len()
+    ))
+}
