@@ -1,9 +1,10 @@
 //! Commit: writes a read-write mount's tree back into its WIM, in place of the mounted image.
 //!
 //! Untouched inodes keep everything the image had (stream hashes, security ids, attributes,
-//! short names, named streams, reparse data, times); staged data and links made on the mount
-//! become new blobs, written only when the WIM lacks them. The writer appends after the old
-//! end of the file and rewrites the header last, so a failed commit leaves the WIM as it was.
+//! short names, named streams, reparse data, times); staged data, links and named streams
+//! made on the mount become new blobs, written only when the WIM lacks them. The writer
+//! appends after the old end of the file and rewrites the header last, so a failed commit
+//! leaves the WIM as it was.
 
 use std::fs::File;
 use std::io::Read;
@@ -115,6 +116,26 @@ pub fn commit(
         snap.image.inodes[i]
             .streams
             .push(new_stream(StreamKind::Reparse, hash, data.len() as u64));
+    }
+    for (i, streams) in std::mem::take(&mut snap.streams) {
+        for (name, data) in streams {
+            let mut s = Stream {
+                name,
+                kind: StreamKind::Data,
+                hash: [0; 20],
+                blob: None,
+            };
+            // An empty stream has no blob: its hash is all zero.
+            if !data.is_empty() {
+                let size = data.len() as u64;
+                let hash = w.write_blob(&data, size, None, Path::new("named stream"), &|_| {})?;
+                s = Stream {
+                    name: s.name,
+                    ..new_stream(StreamKind::Data, hash, size)
+                };
+            }
+            snap.image.inodes[i].streams.push(s);
+        }
     }
     for &(i, ino, len) in &snap.staged {
         let path = staged_file(ino);

@@ -68,7 +68,7 @@ pub(crate) fn attr(a: &Attr) -> FileAttr {
     }
 }
 
-fn xattr_reply(r: Result<Vec<u8>, core::Errno>, size: u32, reply: ReplyXattr) {
+pub(crate) fn xattr_reply(r: Result<Vec<u8>, core::Errno>, size: u32, reply: ReplyXattr) {
     match r {
         Err(e) => reply.error(errno(e)),
         Ok(v) if size == 0 => reply.size(v.len() as u32),

@@ -15,7 +15,7 @@ use fuser::{
 };
 
 use crate::core::rw::{RwFs, SetAttr};
-use crate::fuse::{attr, errno, kind, MAX_READ};
+use crate::fuse::{attr, errno, kind, xattr_reply, MAX_READ};
 
 /// Names and attributes change only through this mount, which the kernel sees; a short
 /// lifetime still bounds any staleness.
@@ -198,16 +198,12 @@ impl Filesystem for FuseRwFs {
         );
     }
 
-    fn getxattr(&self, _req: &Request, _ino: INodeNo, _n: &OsStr, _s: u32, reply: ReplyXattr) {
-        reply.error(fuser::Errno::ENODATA);
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        xattr_reply(self.fs.getxattr(ino.0, name.as_bytes()), size, reply);
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        xattr_reply(self.fs.listxattr(ino.0), size, reply);
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
@@ -353,31 +349,55 @@ impl Filesystem for FuseRwFs {
 
     fn mknod(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(fuser::Errno::from_i32(libc::EPERM));
+        let r = self.fs.mknod(
+            parent.0,
+            name.as_bytes(),
+            mode & !(umask & 0o7777),
+            rdev,
+            req.uid(),
+            req.gid(),
+        );
+        entry(r, reply);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        empty(self.fs.fallocate(ino.0, offset, length, mode as u32), reply);
     }
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(fuser::Errno::from_i32(libc::ENOTSUP));
+        let r = self
+            .fs
+            .setxattr(ino.0, name.as_bytes(), value, flags as u32);
+        empty(r, reply);
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(fuser::Errno::from_i32(libc::ENOTSUP));
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(self.fs.removexattr(ino.0, name.as_bytes()), reply);
     }
 }

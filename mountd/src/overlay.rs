@@ -84,6 +84,39 @@ impl Overlay {
         self.open_rw(ino)?.set_len(len)
     }
 
+    /// Allocates `len` bytes at `offset`, creating the file if needed. Unless `keep_size`,
+    /// the file grows to `offset + len` if it is shorter; with it, its length stays as it
+    /// is. Where the staging file system cannot allocate, growing is done by extending the
+    /// file and reserving is skipped.
+    pub fn allocate(&self, ino: u64, offset: u64, len: u64, keep_size: bool) -> io::Result<()> {
+        let f = self.open_rw(ino)?;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let mode = if keep_size {
+                libc::FALLOC_FL_KEEP_SIZE
+            } else {
+                0
+            };
+            let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
+                return Err(io::Error::from_raw_os_error(libc::EFBIG));
+            };
+            // SAFETY: `f` is an open file; fallocate has no memory-safety preconditions.
+            if unsafe { libc::fallocate(f.as_raw_fd(), mode, off, n) } == 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+                return Err(e);
+            }
+        }
+        let end = offset.saturating_add(len);
+        if !keep_size && f.metadata()?.len() < end {
+            f.set_len(end)?;
+        }
+        Ok(())
+    }
+
     /// Replaces the file's contents with everything `src` yields; returns the byte count.
     pub fn fill(&self, ino: u64, src: &mut dyn Read) -> io::Result<u64> {
         let mut f = OpenOptions::new()

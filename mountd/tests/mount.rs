@@ -546,13 +546,19 @@ fn cli_lazy_unmount_of_a_busy_mount() {
 
 /// Mounts `wim` read-write on `dir` through the CLI; returns the guard.
 fn cli_mountrw(cli: &Path, wim: &Path, dir: &Path) -> CliMount {
-    cli_mountrw_env(cli, wim, dir, None)
+    cli_mountrw_with(cli, wim, dir, &[], None)
 }
 
-/// [`cli_mountrw`] with `env` set for the daemon (the crash test hook).
-fn cli_mountrw_env(cli: &Path, wim: &Path, dir: &Path, env: Option<(&str, &str)>) -> CliMount {
+/// [`cli_mountrw`] with more options, and `env` set for the daemon (the crash test hook).
+fn cli_mountrw_with(
+    cli: &Path,
+    wim: &Path,
+    dir: &Path,
+    extra: &[&str],
+    env: Option<(&str, &str)>,
+) -> CliMount {
     let mut cmd = Command::new(cli);
-    cmd.arg("mountrw").arg(wim).arg(dir);
+    cmd.arg("mountrw").arg(wim).arg(dir).args(extra);
     if let Some((k, v)) = env {
         cmd.env(k, v);
     }
@@ -736,6 +742,238 @@ fn cli_mountrw_without_commit_leaves_the_wim_unchanged() {
         fs::read(&wim).unwrap() == before,
         "the WIM is byte-identical"
     );
+}
+
+fn cstr(p: &Path) -> std::ffi::CString {
+    std::ffi::CString::new(p.to_str().unwrap()).unwrap()
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<()> {
+    let (p, n) = (cstr(path), std::ffi::CString::new(name).unwrap());
+    // SAFETY: valid NUL-terminated strings; `value` is readable for its length.
+    let r = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn remove_xattr(path: &Path, name: &str) -> std::io::Result<()> {
+    let (p, n) = (cstr(path), std::ffi::CString::new(name).unwrap());
+    // SAFETY: valid NUL-terminated strings.
+    if unsafe { libc::lremovexattr(p.as_ptr(), n.as_ptr()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn list_xattrs(path: &Path) -> Vec<String> {
+    let p = cstr(path);
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid NUL-terminated string; `buf` is writable for its length.
+    let r = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(r >= 0, "{}", std::io::Error::last_os_error());
+    buf[..r as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect()
+}
+
+fn errno_of(r: std::io::Result<impl std::fmt::Debug>) -> i32 {
+    r.expect_err("fails").raw_os_error().unwrap()
+}
+
+fn fallocate(path: &Path, mode: i32, offset: i64, len: i64) {
+    use std::os::fd::AsRawFd;
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap();
+    // SAFETY: `f` is an open file.
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, offset, len) };
+    assert_eq!(r, 0, "fallocate: {}", std::io::Error::last_os_error());
+}
+
+fn unmount_commit(cli: &Path, dir: &Path) {
+    let out = Command::new(cli)
+        .args(["unmount", "--commit"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!is_mounted(dir));
+}
+
+fn wimlib(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new("wimlib-imagex").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "wimlib-imagex {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn cli_mountrw_streams_special_files_and_fallocate() {
+    let Some(cli) = wimfs_cli() else { return };
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: making a device node needs root");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("dir")).unwrap();
+    fs::write(src.join("hello.txt"), "hello\n").unwrap();
+    fs::write(src.join("dir/data.bin"), pattern(100_000, 9)).unwrap();
+    fs::write(src.join("tagged"), "has a Linux xattr\n").unwrap();
+    // wimlib keeps Linux xattrs (with --unix-data), but cannot capture named data streams
+    // on Linux: the existing streams for the second mount come from the first one's commit.
+    let linux_xattr = set_xattr(&src.join("tagged"), "user.linux", b"kept", 0).is_ok();
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &["--unix-data"]);
+    let dir = tmp.path().join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let dir = fs::canonicalize(&dir).unwrap();
+
+    // First mount: streams on a new and an existing file, a fifo, a device, fallocate.
+    let guard = cli_mountrw_with(&cli, &wim, &dir, &["--unix-data"], None);
+    fs::write(dir.join("new.txt"), "new\n").unwrap();
+    set_xattr(&dir.join("new.txt"), "user.s1", b"stream on a new file", 0).unwrap();
+    let hello = dir.join("hello.txt");
+    set_xattr(&hello, "user.keep", b"kept stream", 0).unwrap();
+    set_xattr(&hello, "user.drop", b"dropped later", libc::XATTR_CREATE).unwrap();
+    assert_eq!(
+        errno_of(set_xattr(&hello, "user.keep", b"x", libc::XATTR_CREATE)),
+        libc::EEXIST
+    );
+    assert_eq!(
+        errno_of(set_xattr(&hello, "user.none", b"x", libc::XATTR_REPLACE)),
+        libc::ENODATA
+    );
+    assert_eq!(
+        errno_of(set_xattr(&hello, "system.wim.attributes", b"0x1", 0)),
+        libc::EPERM
+    );
+    assert_eq!(xattr(&hello, "user.keep").unwrap(), b"kept stream");
+    let names = list_xattrs(&hello);
+    assert!(
+        names.contains(&"user.keep".into()) && names.contains(&"user.drop".into()),
+        "{names:?}"
+    );
+    if linux_xattr {
+        assert_eq!(xattr(&dir.join("tagged"), "user.linux").unwrap(), b"kept");
+        assert_eq!(
+            errno_of(set_xattr(&dir.join("tagged"), "user.linux", b"x", 0)),
+            libc::EPERM
+        );
+    }
+    let fifo = cstr(&dir.join("fifo"));
+    // SAFETY: valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o640) }, 0);
+    let null = cstr(&dir.join("null"));
+    let rdev = libc::makedev(1, 3);
+    // SAFETY: valid NUL-terminated path.
+    let r = unsafe { libc::mknod(null.as_ptr(), libc::S_IFCHR | 0o666, rdev) };
+    assert_eq!(r, 0, "mknod: {}", std::io::Error::last_os_error());
+    let meta = |p: &Path| fs::symlink_metadata(p).unwrap();
+    assert!(meta(&dir.join("fifo")).file_type().is_fifo());
+    assert_eq!(meta(&dir.join("fifo")).mode() & 0o7777, 0o640);
+    assert!(meta(&dir.join("null")).file_type().is_char_device());
+    assert_eq!(meta(&dir.join("null")).rdev(), rdev);
+    fallocate(&dir.join("alloc"), 0, 0, 100_000);
+    assert_eq!(meta(&dir.join("alloc")).len(), 100_000);
+    fallocate(
+        &dir.join("dir/data.bin"),
+        libc::FALLOC_FL_KEEP_SIZE,
+        0,
+        1 << 20,
+    );
+    assert_eq!(meta(&dir.join("dir/data.bin")).len(), 100_000);
+    unmount_commit(&cli, &dir);
+    drop(guard);
+    wimlib(&["verify".as_ref(), wim.as_os_str()]);
+
+    // Second mount: the committed streams read back from the WIM; one is removed.
+    let guard = cli_mountrw_with(&cli, &wim, &dir, &["--unix-data"], None);
+    assert_eq!(xattr(&hello, "user.keep").unwrap(), b"kept stream");
+    assert_eq!(xattr(&hello, "user.drop").unwrap(), b"dropped later");
+    remove_xattr(&hello, "user.drop").unwrap();
+    assert_eq!(errno_of(remove_xattr(&hello, "user.drop")), libc::ENODATA);
+    assert_eq!(errno_of(xattr(&hello, "user.drop")), libc::ENODATA);
+    unmount_commit(&cli, &dir);
+    drop(guard);
+    wimlib(&["verify".as_ref(), wim.as_os_str()]);
+
+    // wimlib sees the streams and restores the special files.
+    let detailed = wimlib(&[
+        "dir".as_ref(),
+        wim.as_os_str(),
+        "1".as_ref(),
+        "--path=/hello.txt".as_ref(),
+        "--detailed".as_ref(),
+    ]);
+    assert!(detailed.contains("\"keep\""), "{detailed}");
+    assert!(!detailed.contains("drop"), "{detailed}");
+    let applied = tmp.path().join("applied");
+    wimlib(&[
+        "apply".as_ref(),
+        wim.as_os_str(),
+        "1".as_ref(),
+        applied.as_os_str(),
+        "--unix-data".as_ref(),
+    ]);
+    assert!(meta(&applied.join("fifo")).file_type().is_fifo());
+    assert_eq!(meta(&applied.join("fifo")).mode() & 0o7777, 0o640);
+    assert!(meta(&applied.join("null")).file_type().is_char_device());
+    assert_eq!(meta(&applied.join("null")).rdev(), rdev);
+    assert_eq!(fs::read(applied.join("alloc")).unwrap(), vec![0u8; 100_000]);
+    assert_eq!(
+        fs::read(applied.join("dir/data.bin")).unwrap(),
+        pattern(100_000, 9)
+    );
+    assert_eq!(fs::read(applied.join("hello.txt")).unwrap(), b"hello\n");
+    assert_eq!(fs::read(applied.join("new.txt")).unwrap(), b"new\n");
+
+    // A read-only mount shows the same.
+    let m = Mount::start(&wim, &tmp.path().join("ro"), &["--unix-data"]);
+    assert_eq!(
+        xattr(&m.p("hello.txt"), "user.keep").unwrap(),
+        b"kept stream"
+    );
+    assert_eq!(
+        errno_of(xattr(&m.p("hello.txt"), "user.drop")),
+        libc::ENODATA
+    );
+    assert_eq!(
+        xattr(&m.p("new.txt"), "user.s1").unwrap(),
+        b"stream on a new file"
+    );
+    if linux_xattr {
+        assert_eq!(xattr(&m.p("tagged"), "user.linux").unwrap(), b"kept");
+    }
+    assert!(meta(&m.p("fifo")).file_type().is_fifo());
+    assert_eq!(meta(&m.p("null")).rdev(), rdev);
+    assert_eq!(meta(&m.p("alloc")).len(), 100_000);
+    assert_eq!(meta(&m.p("dir/data.bin")).len(), 100_000);
+    assert_eq!(fs::read(m.p("new.txt")).unwrap(), b"new\n");
 }
 
 /// Pid of the daemon serving `dir`, from `wimfs mounts --json`.
@@ -1025,7 +1263,7 @@ fn cli_mountrw_killed_during_commit() {
     let Some(cli) = wimfs_cli() else { return };
     for (point, committed) in [("data", false), ("tables", false), ("header", true)] {
         let c = rw_case();
-        let guard = cli_mountrw_env(&cli, &c.wim, &c.dir, Some(("WIMFS_CRASH_AT", point)));
+        let guard = cli_mountrw_with(&cli, &c.wim, &c.dir, &[], Some(("WIMFS_CRASH_AT", point)));
         change_tree(&c.dir, &c.extra);
         let out = Command::new(&cli)
             .args(["unmount", "--commit"])

@@ -36,6 +36,11 @@ pub const RENAME_NOREPLACE: u32 = 1;
 /// `rename` flag: swap the two names atomically.
 pub const RENAME_EXCHANGE: u32 = 2;
 
+/// `fallocate` mode: allocate without changing the visible size.
+pub const FALLOC_FL_KEEP_SIZE: u32 = 1;
+
+pub use xattr::{XATTR_CREATE, XATTR_REPLACE};
+
 /// Longest name a WIM (UTF-16) can hold that Linux tools can also handle.
 const NAME_MAX: usize = 255;
 
@@ -61,6 +66,9 @@ pub(crate) struct Entry {
     pos: u64,
 }
 
+/// Named data streams set on a mount: (name, contents).
+pub(crate) type NewStreams = Vec<(String, Vec<u8>)>;
+
 /// One inode of the mutable tree.
 pub(crate) struct RwNode {
     /// Attributes, times, security, streams, UNIX data, tagged items as in the image (its
@@ -79,6 +87,9 @@ pub(crate) struct RwNode {
     pub(crate) staged: Option<u64>,
     /// Reparse data of a link made on this mount (not in the WIM).
     pub(crate) new_reparse: Option<Vec<u8>>,
+    /// Named data streams set on this mount, (name, contents); a stream of the same name
+    /// is gone from `inode.streams`, which keeps only the untouched ones.
+    pub(crate) new_streams: NewStreams,
     open: u32,
     /// Data written since the last close (the journal then records the new times).
     written: bool,
@@ -313,6 +324,7 @@ impl RwFs {
                 children: BTreeMap::new(),
                 staged: None,
                 new_reparse: None,
+                new_streams: Vec::new(),
                 open: 0,
                 written: false,
                 next_pos: 3,
@@ -689,6 +701,54 @@ impl RwFs {
         Ok(data.len() as u32)
     }
 
+    /// Allocates `len` bytes at `offset` in `ino`'s staged data: `mode` 0 extends the file
+    /// if it ends earlier, [`FALLOC_FL_KEEP_SIZE`] reserves space without changing the
+    /// visible size (the staging file's length stays the visible size: the space lies past
+    /// its end). Other modes: EOPNOTSUPP.
+    pub fn fallocate(&self, ino: u64, offset: u64, len: u64, mode: u32) -> FsResult<()> {
+        let _g = self.gate.read();
+        if mode & !FALLOC_FL_KEEP_SIZE != 0 {
+            return Err(Errno(libc::EOPNOTSUPP));
+        }
+        if len == 0 {
+            return Err(Errno::EINVAL);
+        }
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| e <= i64::MAX as u64)
+            .ok_or(Errno(libc::EFBIG))?;
+        match self.kind(self.tree.lock().get(ino)?) {
+            Kind::File => {}
+            Kind::Directory => return Err(Errno::EISDIR),
+            _ => return Err(Errno(libc::ENODEV)),
+        }
+        self.copy_up(ino)?;
+        let keep_size = mode & FALLOC_FL_KEEP_SIZE != 0;
+        self.overlay
+            .allocate(ino, offset, len, keep_size)
+            .map_err(|e| {
+                tracing::error!(
+                    "{}: fallocate failed: {e}",
+                    self.overlay.path(ino).display()
+                );
+                match e.raw_os_error() {
+                    Some(libc::ENOSPC) => Errno(libc::ENOSPC),
+                    _ => Errno::EIO,
+                }
+            })?;
+        if !keep_size {
+            let mut tree = self.tree.lock();
+            let n = tree.get_mut(ino)?;
+            if end > n.staged.unwrap_or(0) {
+                // The staging file grew with it: replay reads the size from there.
+                n.staged = Some(end);
+                n.inode.last_write_time = now_filetime();
+                n.written = true;
+            }
+        }
+        Ok(())
+    }
+
     /// Flushes `ino`'s staged data to disk.
     pub fn fsync(&self, ino: u64) -> FsResult<()> {
         {
@@ -825,6 +885,7 @@ impl RwFs {
             children: BTreeMap::new(),
             staged: None,
             new_reparse: None,
+            new_streams: Vec::new(),
             open: 0,
             written: false,
             next_pos: 3,
@@ -876,6 +937,71 @@ impl RwFs {
         };
         let fh = self.open(attr.ino, true, false)?;
         Ok((attr, fh))
+    }
+
+    /// Creates a node of the type in `mode`'s S_IFMT bits, not opened: a regular file, or
+    /// with --unix-data a character or block device, fifo or socket, stored as wimlib stores
+    /// them (no attributes, no data, UNIX data with the mode and, for devices, `rdev`).
+    /// Without --unix-data a WIM has no way to say what such a file is: EPERM.
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u32,
+        uid: u32,
+        gid: u32,
+    ) -> FsResult<Attr> {
+        let _g = self.gate.read();
+        let name = check_name(name)?;
+        let kind = match mode & 0o170000 {
+            0 | 0o100000 => Kind::File,
+            0o020000 => Kind::CharDevice,
+            0o060000 => Kind::BlockDevice,
+            0o010000 => Kind::Fifo,
+            0o140000 => Kind::Socket,
+            _ => return Err(Errno::EINVAL),
+        };
+        let node = if kind == Kind::File {
+            let mut node = self.new_node(FILE_ATTRIBUTE_NORMAL, kind, mode, uid, gid);
+            node.staged = Some(0);
+            node
+        } else {
+            if !self.opts.unix_data {
+                return Err(Errno(libc::EPERM));
+            }
+            let mut node = self.new_node(0, kind, mode, uid, gid);
+            let device = matches!(kind, Kind::CharDevice | Kind::BlockDevice);
+            node.inode.unix = Some(UnixData {
+                uid,
+                gid,
+                mode: mode & 0o177777,
+                rdev: if device { rdev } else { 0 },
+            });
+            node
+        };
+        let mut tree = self.tree.lock();
+        let attr = self.insert(&mut tree, parent, name, node)?;
+        tree.log(|t| {
+            let path = t.path_in(parent, name);
+            Some(match kind {
+                Kind::File => Record::Create {
+                    path,
+                    file: attr.ino,
+                    mode,
+                    uid,
+                    gid,
+                },
+                _ => Record::Mknod {
+                    path,
+                    mode,
+                    rdev,
+                    uid,
+                    gid,
+                },
+            })
+        });
+        Ok(attr)
     }
 
     /// Creates a directory.
@@ -1208,7 +1334,17 @@ impl RwFs {
                     self.symlink(dir, name.as_bytes(), target.as_bytes(), *uid, *gid)
                         .map_err(|e| fail(r, e))?;
                 }
-                Record::Mknod { .. } => return Err(format!("replaying {r:?}: not supported")),
+                Record::Mknod {
+                    path,
+                    mode,
+                    rdev,
+                    uid,
+                    gid,
+                } => {
+                    let (dir, name) = self.resolve_parent(path)?;
+                    self.mknod(dir, name.as_bytes(), *mode, *rdev, *uid, *gid)
+                        .map_err(|e| fail(r, e))?;
+                }
                 Record::Link { from, to } => {
                     let ino = self.resolve(from)?;
                     let (dir, name) = self.resolve_parent(to)?;
@@ -1264,7 +1400,14 @@ impl RwFs {
                     )
                     .map_err(|e| fail(r, e))?;
                 }
-                Record::Stream { .. } => return Err(format!("replaying {r:?}: not supported")),
+                Record::Stream { path, name, value } => {
+                    let ino = self.resolve(path)?;
+                    match value {
+                        Some(v) => self.setxattr(ino, name.as_bytes(), v, 0),
+                        None => self.removexattr(ino, name.as_bytes()),
+                    }
+                    .map_err(|e| fail(r, e))?;
+                }
             }
         }
         let mut tree = self.tree.lock();
@@ -1309,6 +1452,7 @@ impl RwFs {
         let mut inode_of: HashMap<u64, usize> = HashMap::new();
         let mut staged = Vec::new();
         let mut reparse = Vec::new();
+        let mut streams = Vec::new();
         // (dentry id, inode number) of directories still to fill, depth first.
         let mut stack: Vec<(DentryId, u64)> = Vec::new();
         let mut add = |img: &mut Image, ino: u64, name: &str, short: &str, parent: DentryId| {
@@ -1327,6 +1471,9 @@ impl RwFs {
                 if let Some(d) = &n.new_reparse {
                     inode.streams.retain(|s| s.kind != StreamKind::Reparse);
                     reparse.push((img.inodes.len(), d.clone()));
+                }
+                if !n.new_streams.is_empty() {
+                    streams.push((img.inodes.len(), n.new_streams.clone()));
                 }
                 img.inodes.push(inode);
                 img.inodes.len() - 1
@@ -1360,6 +1507,7 @@ impl RwFs {
             image: img,
             staged,
             reparse,
+            streams,
         }
     }
 }
@@ -1371,6 +1519,8 @@ pub(crate) struct Snapshot {
     pub(crate) staged: Vec<(usize, u64, u64)>,
     /// (image inode, reparse data of a link made on this mount).
     pub(crate) reparse: Vec<(usize, Vec<u8>)>,
+    /// (image inode, named data streams set on this mount: name, contents).
+    pub(crate) streams: Vec<(usize, NewStreams)>,
 }
 
 fn default_unix(kind: Kind, mode: u32, uid: u32, gid: u32) -> UnixData {
@@ -1386,6 +1536,9 @@ fn default_unix(kind: Kind, mode: u32, uid: u32, gid: u32) -> UnixData {
         rdev: 0,
     }
 }
+
+#[path = "rw_xattr.rs"]
+mod xattr;
 
 #[cfg(test)]
 #[path = "rw_tests.rs"]

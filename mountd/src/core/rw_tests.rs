@@ -323,3 +323,412 @@ fn readdir_survives_removals_during_a_listing() {
     let files = seen.iter().filter(|n| n.starts_with('f')).count();
     assert_eq!(files, 10, "{seen:?}");
 }
+
+/// Commits `fs` into its WIM and checks the result with `wimlib-imagex verify`.
+fn commit_and_verify(s: &Setup, fs: RwFs) {
+    let lock = Arc::new(TargetLock::acquire(&s.wim).unwrap());
+    live_commit(&fs, Arc::clone(&lock));
+    drop(fs);
+    drop(lock);
+    run(Command::new("wimlib-imagex").arg("verify").arg(&s.wim));
+}
+
+/// The named streams of `path` in the committed image: (name, contents, hash).
+fn committed_streams(s: &Setup, path: &str) -> Vec<(String, Vec<u8>, [u8; 20])> {
+    let wim = Wim::open(&s.wim).unwrap();
+    let img = Image::load(&wim, 1).unwrap();
+    let d = img.lookup(path).unwrap();
+    let mut v: Vec<_> = img
+        .inode_of(d)
+        .named_streams()
+        .map(|st| {
+            let data = st
+                .blob
+                .map_or(Vec::new(), |loc| wim.read_blob(&loc, true).unwrap());
+            (st.name.clone(), data, st.hash)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn xattr_names(fs: &RwFs, ino: u64) -> Vec<String> {
+    let list = fs.listxattr(ino).unwrap();
+    list.split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8(n.to_vec()).unwrap())
+        .collect()
+}
+
+#[test]
+fn named_streams_as_xattrs_are_set_removed_and_committed() {
+    let s = setup();
+    let fs = open_rw(&s, false);
+    let hello = ino(&fs, "hello.txt");
+    assert_eq!(xattr_names(&fs, hello), ["system.wim.attributes"]);
+    assert_eq!(fs.getxattr(hello, b"user.a"), Err(Errno::ENODATA));
+
+    // Create, create again, replace what is not there, replace.
+    fs.setxattr(hello, b"user.a", b"one", 0).unwrap();
+    assert_eq!(
+        fs.setxattr(hello, b"user.a", b"x", XATTR_CREATE),
+        Err(Errno(libc::EEXIST))
+    );
+    assert_eq!(
+        fs.setxattr(hello, b"user.b", b"x", XATTR_REPLACE),
+        Err(Errno::ENODATA)
+    );
+    fs.setxattr(hello, b"user.a", b"two", XATTR_REPLACE)
+        .unwrap();
+    assert_eq!(fs.getxattr(hello, b"user.a").unwrap(), b"two");
+    // Values up to 64 KiB; an empty one is a stream without a blob.
+    let big: Vec<u8> = (0..65536u32).map(|i| (i % 253) as u8).collect();
+    fs.setxattr(hello, b"user.big", &big, XATTR_CREATE).unwrap();
+    assert_eq!(
+        fs.setxattr(hello, b"user.huge", &[0; 65537], 0),
+        Err(Errno::E2BIG)
+    );
+    fs.setxattr(hello, b"user.empty", b"", 0).unwrap();
+    assert_eq!(fs.getxattr(hello, b"user.empty").unwrap(), b"");
+    fs.setxattr(hello, b"user.gone", b"soon", 0).unwrap();
+    fs.removexattr(hello, b"user.gone").unwrap();
+    assert_eq!(fs.getxattr(hello, b"user.gone"), Err(Errno::ENODATA));
+    assert_eq!(
+        xattr_names(&fs, hello),
+        ["user.a", "user.big", "user.empty", "system.wim.attributes"]
+    );
+    // What cannot be changed, or stored.
+    assert_eq!(fs.removexattr(hello, b"user.nope"), Err(Errno::ENODATA));
+    assert_eq!(
+        fs.setxattr(hello, b"system.wim.attributes", b"0x00000001", 0),
+        Err(Errno(libc::EPERM))
+    );
+    assert_eq!(
+        fs.removexattr(hello, b"system.wim.attributes"),
+        Err(Errno(libc::EPERM))
+    );
+    assert_eq!(
+        fs.setxattr(hello, b"trusted.x", b"1", 0),
+        Err(Errno(libc::EOPNOTSUPP))
+    );
+    assert_eq!(fs.setxattr(hello, b"user.a:b", b"1", 0), Err(Errno::EINVAL));
+    assert_eq!(fs.setxattr(hello, b"user.", b"1", 0), Err(Errno::EINVAL));
+    assert_eq!(fs.setxattr(hello, b"user.c", b"1", 4), Err(Errno::EINVAL));
+    assert_eq!(fs.getxattr(999_999, b"user.a"), Err(Errno::ENOENT));
+    // Streams belong to the inode: a hard link shows them too.
+    let hard = fs.link(hello, ROOT_INO, b"hard").unwrap();
+    assert_eq!(fs.getxattr(hard.ino, b"user.a").unwrap(), b"two");
+    // A new file and a directory.
+    write_file(&fs, "new", b"new data");
+    let new = ino(&fs, "new");
+    fs.setxattr(new, b"user.s", b"on a new file", 0).unwrap();
+    fs.setxattr(ino(&fs, "dir"), b"user.d", b"on a directory", 0)
+        .unwrap();
+    // The read-only attributes are there as on a read-only mount.
+    assert_eq!(
+        fs.getxattr(ino(&fs, "dir"), b"system.wim.attributes")
+            .unwrap(),
+        b"0x00000010"
+    );
+    let link = ino(&fs, "old_link");
+    assert!(xattr_names(&fs, link).contains(&"system.wim.reparse".to_string()));
+    let rp = fs.getxattr(link, b"system.wim.reparse").unwrap();
+    assert_eq!(rp[..4], 0xA000_000Cu32.to_le_bytes());
+    let made = fs.symlink(ROOT_INO, b"made", b"hello.txt", 0, 0).unwrap();
+    let rp = fs.getxattr(made.ino, b"system.wim.reparse").unwrap();
+    assert_eq!(rp[..4], 0xA000_000Cu32.to_le_bytes());
+    assert_eq!(rp.len(), 8 + u16::from_le_bytes([rp[4], rp[5]]) as usize);
+    commit_and_verify(&s, fs);
+
+    let hello_streams = committed_streams(&s, "hello.txt");
+    let names: Vec<&str> = hello_streams.iter().map(|v| v.0.as_str()).collect();
+    assert_eq!(names, ["a", "big", "empty"]);
+    assert_eq!(hello_streams[0].1, b"two");
+    assert_eq!(hello_streams[1].1, big);
+    assert_eq!(hello_streams[2].1, b"");
+    assert_eq!(hello_streams[2].2, [0; 20], "an empty stream has no blob");
+    assert_eq!(committed_streams(&s, "hard"), hello_streams);
+    let new_streams = committed_streams(&s, "new");
+    assert_eq!(new_streams.len(), 1);
+    assert_eq!(
+        (new_streams[0].0.as_str(), &new_streams[0].1[..]),
+        ("s", &b"on a new file"[..])
+    );
+    assert_eq!(committed_streams(&s, "dir")[0].1, b"on a directory");
+
+    // A second mount reads the committed streams from the WIM; one removed, one changed,
+    // the rest untouched (same blob).
+    fs::remove_dir_all(s.dir.path().join("staging")).ok();
+    let fs = open_rw(&s, false);
+    let hello = ino(&fs, "hello.txt");
+    assert_eq!(fs.getxattr(hello, b"user.a").unwrap(), b"two");
+    assert_eq!(fs.getxattr(hello, b"user.big").unwrap(), big);
+    assert_eq!(
+        fs.setxattr(hello, b"user.a", b"x", XATTR_CREATE),
+        Err(Errno(libc::EEXIST))
+    );
+    fs.removexattr(hello, b"user.a").unwrap();
+    assert_eq!(fs.getxattr(hello, b"user.a"), Err(Errno::ENODATA));
+    assert_eq!(fs.removexattr(hello, b"user.a"), Err(Errno::ENODATA));
+    let new = ino(&fs, "new");
+    fs.setxattr(new, b"user.s", b"changed", XATTR_REPLACE)
+        .unwrap();
+    commit_and_verify(&s, fs);
+    let after = committed_streams(&s, "hello.txt");
+    assert_eq!(after, hello_streams[1..].to_vec());
+    assert_eq!(committed_streams(&s, "new")[0].1, b"changed");
+    assert_eq!(committed_streams(&s, "dir")[0].1, b"on a directory");
+}
+
+#[test]
+fn other_streams_interfaces_refuse_stream_xattrs() {
+    let s = setup();
+    let wim = Arc::new(Wim::open(&s.wim).unwrap());
+    let img = Image::load(&wim, 1).unwrap();
+    let opts = FsOptions {
+        streams: crate::core::StreamsInterface::Windows,
+        ..FsOptions::default()
+    };
+    let overlay = Overlay::create(&s.dir.path().join("staging")).unwrap();
+    let fs = RwFs::new(wim, img, opts, overlay);
+    let hello = ino(&fs, "hello.txt");
+    assert_eq!(
+        fs.setxattr(hello, b"user.a", b"1", 0),
+        Err(Errno(libc::EOPNOTSUPP))
+    );
+    assert_eq!(
+        fs.removexattr(hello, b"user.a"),
+        Err(Errno(libc::EOPNOTSUPP))
+    );
+    assert_eq!(fs.getxattr(hello, b"user.a"), Err(Errno::ENODATA));
+    assert_eq!(
+        fs.getxattr(hello, b"system.wim.attributes").unwrap(),
+        b"0x00000080"
+    );
+}
+
+#[test]
+fn mknod_makes_special_files_with_unix_data_only() {
+    let s = setup();
+    let plain = open_rw(&s, false);
+    assert_eq!(
+        plain.mknod(ROOT_INO, b"fifo", 0o010644, 0, 0, 0),
+        Err(Errno(libc::EPERM))
+    );
+    assert_eq!(
+        plain.mknod(ROOT_INO, b"chr", 0o020644, 0x103, 0, 0),
+        Err(Errno(libc::EPERM))
+    );
+    let reg = plain.mknod(ROOT_INO, b"reg", 0o100600, 0, 0, 0).unwrap();
+    assert_eq!(reg.kind, Kind::File);
+    assert_eq!(plain.open_handles(), 0, "mknod opens nothing");
+    drop(plain);
+
+    fs::remove_dir_all(s.dir.path().join("staging")).ok();
+    let fs = open_rw(&s, true);
+    let fifo = fs.mknod(ROOT_INO, b"fifo", 0o010640, 0, 1, 2).unwrap();
+    assert_eq!((fifo.kind, fifo.perm, fifo.rdev), (Kind::Fifo, 0o640, 0));
+    assert_eq!((fifo.uid, fifo.gid), (1, 2));
+    let chr = fs.mknod(ROOT_INO, b"null", 0o020666, 0x103, 0, 0).unwrap();
+    assert_eq!(
+        (chr.kind, chr.perm, chr.rdev),
+        (Kind::CharDevice, 0o666, 0x103)
+    );
+    let blk = fs.mknod(ROOT_INO, b"blk", 0o060600, 0x801, 0, 0).unwrap();
+    assert_eq!((blk.kind, blk.rdev), (Kind::BlockDevice, 0x801));
+    let sock = fs.mknod(ROOT_INO, b"sock", 0o140755, 77, 0, 0).unwrap();
+    assert_eq!((sock.kind, sock.rdev), (Kind::Socket, 0));
+    let reg = fs.mknod(ROOT_INO, b"reg", 0o100600, 0, 0, 0).unwrap();
+    assert_eq!((reg.kind, reg.perm, reg.size), (Kind::File, 0o600, 0));
+    assert_eq!(fs.read(reg.ino, 0, 10).unwrap(), b"");
+    let reg0 = fs.mknod(ROOT_INO, b"reg0", 0o644, 0, 0, 0).unwrap();
+    assert_eq!(reg0.kind, Kind::File);
+    assert_eq!(
+        fs.mknod(ROOT_INO, b"d", 0o040755, 0, 0, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        fs.mknod(ROOT_INO, b"fifo", 0o010644, 0, 0, 0),
+        Err(Errno(libc::EEXIST))
+    );
+    assert_eq!(
+        fs.mknod(ROOT_INO, b"a/b", 0o010644, 0, 0, 0),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(
+        fs.setattr(
+            chr.ino,
+            &SetAttr {
+                size: Some(1),
+                ..SetAttr::default()
+            }
+        )
+        .map(|_| ()),
+        Err(Errno::EINVAL)
+    );
+    assert_eq!(fs.open_handles(), 0);
+    commit_and_verify(&s, fs);
+
+    let wim = Wim::open(&s.wim).unwrap();
+    let img = Image::load(&wim, 1).unwrap();
+    let unix = |p: &str| {
+        let i = img.inode_of(img.lookup(p).unwrap());
+        (i.attributes, i.unix.unwrap(), i.streams.len())
+    };
+    let (attrs, u, streams) = unix("null");
+    assert_eq!((attrs, u.mode, u.rdev, streams), (0, 0o020666, 0x103, 0));
+    assert_eq!(unix("fifo").1.mode, 0o010640);
+    assert_eq!((unix("fifo").1.uid, unix("fifo").1.gid), (1, 2));
+    assert_eq!(unix("blk").1.rdev, 0x801);
+    assert_eq!(unix("sock").1.mode, 0o140755);
+    assert_eq!(unix("reg").0, FILE_ATTRIBUTE_NORMAL);
+    assert_eq!(unix("reg").1.mode, 0o100600);
+    // wimlib restores them as such (device nodes need root).
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let out = s.dir.path().join("out");
+    run(Command::new("wimlib-imagex")
+        .arg("apply")
+        .arg(&s.wim)
+        .arg("1")
+        .arg(&out)
+        .arg("--unix-data"));
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = fs::symlink_metadata(out.join("fifo")).unwrap();
+    assert!(m.file_type().is_fifo());
+    assert_eq!(m.mode() & 0o7777, 0o640);
+    let m = fs::symlink_metadata(out.join("null")).unwrap();
+    assert!(m.file_type().is_char_device());
+    assert_eq!(m.rdev(), libc::makedev(1, 3));
+    let m = fs::symlink_metadata(out.join("blk")).unwrap();
+    assert!(m.file_type().is_block_device());
+    assert!(fs::symlink_metadata(out.join("sock"))
+        .unwrap()
+        .file_type()
+        .is_socket());
+}
+
+#[test]
+fn fallocate_extends_or_keeps_the_visible_size() {
+    let s = setup();
+    let fs = open_rw(&s, false);
+    let e = &s.expect;
+    // Mode 0 past the end grows the file with zeros.
+    write_file(&fs, "grown", b"abc");
+    let grown = ino(&fs, "grown");
+    fs.fallocate(grown, 0, 10_000, 0).unwrap();
+    assert_eq!(fs.getattr(grown).unwrap().size, 10_000);
+    let mut expect = b"abc".to_vec();
+    expect.resize(10_000, 0);
+    assert_eq!(read_all(&fs, "grown"), expect);
+    fs::write(e.join("grown"), &expect).unwrap();
+    // Inside the file nothing visible changes (an untouched file is copied up).
+    let hello = ino(&fs, "hello.txt");
+    fs.fallocate(hello, 1, 3, 0).unwrap();
+    assert_eq!(read_all(&fs, "hello.txt"), b"hello\n");
+    // KEEP_SIZE reserves past the end; the size and the staging file's length stay.
+    let cut = ino(&fs, "cut");
+    fs.fallocate(cut, 0, 1 << 20, FALLOC_FL_KEEP_SIZE).unwrap();
+    assert_eq!(fs.getattr(cut).unwrap().size, 16);
+    assert_eq!(read_all(&fs, "cut"), b"0123456789abcdef");
+    let staged = fs.overlay().path(cut);
+    assert_eq!(fs::metadata(&staged).unwrap().len(), 16);
+    // A write after it lands where it should.
+    fs.write(cut, 16, b"+more").unwrap();
+    assert_eq!(fs.getattr(cut).unwrap().size, 21);
+    fs::write(e.join("cut"), "0123456789abcdef+more").unwrap();
+    // KEEP_SIZE on a new, empty file.
+    let (a, fh) = fs.create(ROOT_INO, b"reserved", 0o644, 0, 0).unwrap();
+    fs.fallocate(a.ino, 0, 4096, FALLOC_FL_KEEP_SIZE).unwrap();
+    fs.release(fh);
+    assert_eq!(fs.getattr(a.ino).unwrap().size, 0);
+    fs::write(e.join("reserved"), "").unwrap();
+    // Mode 0 at an offset past the end.
+    write_file(&fs, "far", b"x");
+    fs.fallocate(ino(&fs, "far"), 100, 50, 0).unwrap();
+    let mut far = b"x".to_vec();
+    far.resize(150, 0);
+    assert_eq!(read_all(&fs, "far"), far);
+    fs::write(e.join("far"), &far).unwrap();
+    // Errors.
+    assert_eq!(
+        fs.fallocate(hello, 0, 10, 2),
+        Err(Errno(libc::EOPNOTSUPP)),
+        "punching holes is not supported"
+    );
+    assert_eq!(
+        fs.fallocate(hello, 0, 10, 0x10),
+        Err(Errno(libc::EOPNOTSUPP))
+    );
+    assert_eq!(fs.fallocate(hello, 0, 0, 0), Err(Errno::EINVAL));
+    assert_eq!(fs.fallocate(ROOT_INO, 0, 10, 0), Err(Errno::EISDIR));
+    assert_eq!(
+        fs.fallocate(hello, u64::MAX - 1, 10, 0),
+        Err(Errno(libc::EFBIG))
+    );
+    assert_eq!(fs.fallocate(999_999, 0, 10, 0), Err(Errno::ENOENT));
+    assert_eq!(read_all(&fs, "hello.txt"), b"hello\n");
+    commit_and_verify(&s, fs);
+
+    let out = s.dir.path().join("out");
+    run(Command::new("wimlib-imagex")
+        .arg("apply")
+        .arg(&s.wim)
+        .arg("1")
+        .arg(&out));
+    run(Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(&out)
+        .arg(e));
+}
+
+#[test]
+fn linux_xattrs_from_unix_data_are_read_only() {
+    let s = setup();
+    let src = s.dir.path().join("src");
+    let file = std::ffi::CString::new(src.join("hello.txt").to_str().unwrap()).unwrap();
+    // SAFETY: valid NUL-terminated strings and a readable value.
+    let r = unsafe {
+        libc::setxattr(
+            file.as_ptr(),
+            c"user.linux".as_ptr(),
+            b"kept".as_ptr().cast(),
+            4,
+            0,
+        )
+    };
+    if r != 0 {
+        eprintln!("skipping: no user xattrs on {}", src.display());
+        return;
+    }
+    fs::remove_file(&s.wim).unwrap();
+    run(Command::new("wimlib-imagex")
+        .arg("capture")
+        .arg(&src)
+        .arg(&s.wim)
+        .arg("--unix-data"));
+    let fs = open_rw(&s, true);
+    let hello = ino(&fs, "hello.txt");
+    assert!(xattr_names(&fs, hello).contains(&"user.linux".to_string()));
+    assert_eq!(fs.getxattr(hello, b"user.linux").unwrap(), b"kept");
+    assert_eq!(
+        fs.setxattr(hello, b"user.linux", b"x", 0),
+        Err(Errno(libc::EPERM))
+    );
+    assert_eq!(
+        fs.removexattr(hello, b"user.linux"),
+        Err(Errno(libc::EPERM))
+    );
+    // Streams of other names still work beside it, and the xattr survives a commit.
+    fs.setxattr(hello, b"user.stream", b"s", 0).unwrap();
+    commit_and_verify(&s, fs);
+    let wim = Wim::open(&s.wim).unwrap();
+    let img = Image::load(&wim, 1).unwrap();
+    let inode = img.inode_of(img.lookup("hello.txt").unwrap());
+    assert_eq!(inode.xattrs.len(), 1);
+    assert_eq!(inode.xattrs[0].value, b"kept");
+    assert_eq!(committed_streams(&s, "hello.txt")[0].1, b"s");
+}

@@ -8,18 +8,39 @@
 //! | `system.wim.reparse` | the full reparse buffer: tag (u32 LE), data length (u16 LE), 0 (u16), data |
 //! | `system.wim.security` | the self-relative Windows security descriptor, raw |
 //! | others | Linux xattrs stored by `wimlib-imagex capture --unix-data` (with `--unix-data`) |
+//!
+//! A read-write mount shows the same names; there only `user.<stream>` can be set and removed
+//! (see `rw_xattr.rs`).
 
 use wimfs::image::InodeId;
 
 use super::{Errno, Fs, FsResult, Node, StreamsInterface};
 
 /// Linux refuses xattr values larger than this.
-const XATTR_SIZE_MAX: u64 = 64 << 10;
+pub(crate) const XATTR_SIZE_MAX: u64 = 64 << 10;
 
 pub(crate) const ATTRIBUTES: &str = "system.wim.attributes";
 pub(crate) const SHORT_NAME: &str = "system.wim.short_name";
 pub(crate) const REPARSE: &str = "system.wim.reparse";
 pub(crate) const SECURITY: &str = "system.wim.security";
+
+/// Prefix of the names that show named data streams (streams interface `xattr`).
+const STREAM_PREFIX: &str = "user.";
+
+/// The xattr name that shows named data stream `stream`.
+pub(crate) fn stream_xattr(stream: &str) -> String {
+    format!("{STREAM_PREFIX}{stream}")
+}
+
+/// The named data stream an xattr name shows, if it names one.
+pub(crate) fn stream_of(name: &str) -> Option<&str> {
+    name.strip_prefix(STREAM_PREFIX).filter(|s| !s.is_empty())
+}
+
+/// Whether `name` is one of the `system.wim.*` attributes (read-only everywhere).
+pub(crate) fn is_wim_attr(name: &[u8]) -> bool {
+    name.starts_with(b"system.wim.")
+}
 
 impl Fs {
     fn xattr_inode(&self, ino: u64) -> FsResult<Option<InodeId>> {
@@ -43,7 +64,7 @@ impl Fs {
         };
         if self.opts.streams == StreamsInterface::Xattr {
             for s in inode.named_streams() {
-                add(format!("user.{}", s.name).as_bytes());
+                add(stream_xattr(&s.name).as_bytes());
             }
         }
         if self.opts.unix_data {
@@ -99,7 +120,7 @@ impl Fs {
             _ => {}
         }
         if self.opts.streams == StreamsInterface::Xattr {
-            if let Some(stream) = name.strip_prefix("user.") {
+            if let Some(stream) = stream_of(name) {
                 let s = inode
                     .named_streams()
                     .find(|s| s.name == stream)
