@@ -1315,8 +1315,8 @@ fn optimize_block(
     seqs: &mut Vec<Seq>,
     coder: &mut Coder,
 ) -> [u32; NUM_RECENT] {
-    // Initial prices: a greedy parse of the cached matches (longest match of 3+ bytes, or a
-    // literal), turned into Huffman code lengths.
+    // Initial prices: a greedy parse (a repeat-offset match, the longest cached match of 3+
+    // bytes, or a literal), turned into Huffman code lengths.
     coder.reset_freqs();
     {
         let mut ci = 0;
@@ -1332,10 +1332,25 @@ fn optimize_block(
             };
             ci += cnt + 1;
             if pos >= skip_to {
-                let len = (m.len as usize).min(end - pos);
-                if len >= 3 {
-                    // Track the recent offsets too, or repeat matches would look unused
-                    // (and hence dear) to the first pass.
+                let max = (end - pos).min(MAX_MATCH);
+                let len = (m.len as usize).min(max);
+                // The longest repeat-offset match wins unless the explicit match is longer
+                // by two or more: it needs no offset bits, and even two bytes of it beat two
+                // literals. Leaving repeat matches (the short ones especially) out of this
+                // parse would price them as unused symbols, so dear that no pass ever picks
+                // them, which costs a lot on text in multi-byte encodings.
+                let mut rep = (0, 0);
+                for (k, &r) in q.iter().enumerate() {
+                    let l = rep_len(d, pos, r as usize, max);
+                    if l > rep.1 {
+                        rep = (k, l);
+                    }
+                }
+                if rep.1 >= MIN_MATCH && rep.1 + 1 >= len {
+                    q.swap(0, rep.0);
+                    coder.tally_match(rep.1, rep.0 as u32);
+                    skip_to = pos + rep.1;
+                } else if len >= 3 {
                     let code = match q.iter().position(|&r| r == m.offset) {
                         Some(k) => {
                             q.swap(0, k);
@@ -1401,7 +1416,9 @@ fn min_cost_path(
         let cnt = p.cache[ci].len as usize;
         let matches = &p.cache[ci + 1..ci + 1 + cnt];
         ci += cnt + 1;
-        if cnt > 0 {
+        // The last few positions of a chunk have no cached matches, but repeat matches may
+        // still end it.
+        if cnt > 0 || end - pos < 8 {
             let max_len = (end - pos).min(MAX_MATCH);
             let mut next_len = MIN_MATCH;
             for (k, &r) in q.iter().enumerate() {
@@ -1714,6 +1731,31 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    /// A table of mostly ascending CJK characters in UTF-8 (like an encoding map): each
+    /// 3-byte character shares its first two bytes with the one before, so the data is
+    /// mostly "rep0 match of length 2, literal".
+    #[test]
+    fn short_repeat_matches_are_used() {
+        let mut rng = Rng(7);
+        let mut v = Vec::with_capacity(32_800);
+        let mut cp = 0x4E00u32;
+        while v.len() < 32_768 {
+            cp += 1 + if rng.below(4) == 0 { rng.below(3) as u32 } else { 0 };
+            if rng.below(40) == 0 {
+                cp = 0x4E00 + rng.below(0x5000) as u32;
+            }
+            let mut b = [0u8; 4];
+            v.extend_from_slice(char::from_u32(cp).unwrap().encode_utf8(&mut b).as_bytes());
+        }
+        v.truncate(32_768);
+        let mut dec = LzxDecoder::new(32_768).unwrap();
+        for level in [35, 50, 80] {
+            let mut enc = LzxEncoder::new(32_768, level).unwrap();
+            let c = round_trip(&mut enc, &mut dec, &v).unwrap();
+            assert!(c < v.len() * 2 / 5, "level {level}: {c} bytes");
         }
     }
 
