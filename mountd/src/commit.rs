@@ -95,7 +95,9 @@ pub fn commit(
         check_integrity: how.check,
         rp_fix: h.flags & FLAG_RP_FIX != 0,
     };
-    let desc = match wim.xml().images.iter().find(|i| i.index == index) {
+    // The file as it is now (earlier commits of this mount may have changed its XML).
+    let current = Wim::open(&target)?;
+    let desc = match current.xml().images.iter().find(|i| i.index == index) {
         Some(info) => ImageDescription {
             name: info.name.clone(),
             description: info.description.clone(),
@@ -157,7 +159,11 @@ pub fn commit(
             .insert(0, new_stream(StreamKind::Data, hash, size));
     }
     let new_index = if how.new_image {
-        w.add_image(&snap.image, &desc)?;
+        // As wimlib does: the new image carries the mounted one's XML (name included).
+        match current.xml().images.iter().find(|i| i.index == index) {
+            Some(info) => w.add_image_like(&snap.image, info.element.clone(), &desc)?,
+            None => w.add_image(&snap.image, &desc)?,
+        }
         w.image_count()
     } else {
         w.replace_image(index, &snap.image, &desc)?;

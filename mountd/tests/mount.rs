@@ -1309,6 +1309,12 @@ fn cli_mountrw_killed_during_commit() {
 fn cli_commit_without_unmount_new_image_and_force() {
     let Some(cli) = wimfs_cli() else { return };
     let c = rw_case();
+    // Windows information in the image's XML survives commits.
+    ok(Command::new("wimlib-imagex")
+        .arg("info")
+        .arg(&c.wim)
+        .arg("1")
+        .args(["--image-property", "WINDOWS/EDITIONID=Professional"]));
     let guard = cli_mountrw(&cli, &c.wim, &c.dir);
     change_tree(&c.dir, &c.extra);
     ok(Command::new(&cli).arg("commit").arg(&c.dir));
@@ -1349,4 +1355,44 @@ fn cli_commit_without_unmount_new_image_and_force() {
     drop(wim);
     verify_and_compare(&c.wim, 1, &c.expect, &scratch);
     verify_and_compare(&c.wim, 2, &second, &scratch);
+    // The XML keeps the name and Windows info and has the counts wimlib gives the tree.
+    let reference = c.tmp.path().join("ref.wim");
+    capture(&second, &reference, &[]);
+    let counts = |out: &str| -> Vec<String> {
+        out.lines()
+            .filter(|l| {
+                [
+                    "Directory Count",
+                    "File Count",
+                    "Total Bytes",
+                    "Hard Link Bytes",
+                ]
+                .iter()
+                .any(|k| l.starts_with(k))
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    let want = counts(&ok(Command::new("wimlib-imagex")
+        .arg("info")
+        .arg(&reference)
+        .arg("1")));
+    assert_eq!(want.len(), 4);
+    for index in ["1", "2"] {
+        let out = ok(Command::new("wimlib-imagex")
+            .arg("info")
+            .arg(&c.wim)
+            .arg(index));
+        assert!(
+            out.contains("Edition ID:             Professional"),
+            "image {index}: {out}"
+        );
+        assert!(
+            out.contains("Name:                   src"),
+            "image {index}: {out}"
+        );
+        if index == "2" {
+            assert_eq!(counts(&out), want);
+        }
+    }
 }

@@ -1743,7 +1743,11 @@ mod tests {
         let mut v = Vec::with_capacity(32_800);
         let mut cp = 0x4E00u32;
         while v.len() < 32_768 {
-            cp += 1 + if rng.below(4) == 0 { rng.below(3) as u32 } else { 0 };
+            cp += 1 + if rng.below(4) == 0 {
+                rng.below(3) as u32
+            } else {
+                0
+            };
             if rng.below(40) == 0 {
                 cp = 0x4E00 + rng.below(0x5000) as u32;
             }

@@ -423,10 +423,43 @@ impl WimWriter {
             )));
         }
         let boot = self.boot_index;
-        self.add_image(image, desc)?;
+        let old = match &self.images[index as usize - 1].xml {
+            XmlImage::Kept(el) => Some(el.clone()),
+            XmlImage::New(_) => None,
+        };
+        match old {
+            // The old `<IMAGE>` element stays, with new counts (and the names given).
+            Some(el) => self.add_image_like(image, el, desc)?,
+            None => self.add_image(image, desc)?,
+        }
         let slot = self.images.pop().expect("add_image pushed a slot");
         self.images[index as usize - 1] = slot;
         self.boot_index = boot;
+        Ok(())
+    }
+
+    /// Adds `image` described by `el`, the `<IMAGE>` element of the image it derives from
+    /// (kept whole: Windows info, flags), with its counts and modification time updated and
+    /// the name and description of `desc` where given.
+    pub fn add_image_like(
+        &mut self,
+        image: &Image,
+        mut el: crate::format::xml::Element,
+        desc: &ImageDescription,
+    ) -> Result<()> {
+        let now = crate::time::now_filetime();
+        ImageXml::from_image(image, None, None, now).update_element(&mut el);
+        if desc.name.is_some() {
+            el.set_child_text("NAME", desc.name.as_deref());
+        }
+        if desc.description.is_some() {
+            el.set_child_text("DESCRIPTION", desc.description.as_deref());
+        }
+        let refs = image_refs_of(image);
+        self.add_metadata(&image.to_metadata(), XmlImage::Kept(el), refs)?;
+        if desc.boot {
+            self.boot_index = self.images.len() as u32;
+        }
         Ok(())
     }
 
@@ -695,14 +728,7 @@ impl WimWriter {
     /// Writes an image's metadata resource and records its XML info. Every non-empty stream
     /// of the image must already have been written with [`WimWriter::write_blob`].
     pub fn add_image(&mut self, image: &Image, desc: &ImageDescription) -> Result<()> {
-        let mut refs: HashMap<Sha1Hash, u32> = HashMap::new();
-        for ino in &image.inodes {
-            for s in &ino.streams {
-                if !is_zero_hash(&s.hash) {
-                    *refs.entry(s.hash).or_default() += ino.dentries.len() as u32;
-                }
-            }
-        }
+        let refs = image_refs_of(image);
         let now = crate::time::now_filetime();
         let xml = XmlImage::New(ImageXml::from_image(
             image,
@@ -988,6 +1014,19 @@ impl Drop for WimWriter {
             }
         }
     }
+}
+
+/// References `image` makes to each blob: one per name of each inode with the stream.
+fn image_refs_of(image: &Image) -> HashMap<Sha1Hash, u32> {
+    let mut refs: HashMap<Sha1Hash, u32> = HashMap::new();
+    for ino in &image.inodes {
+        for s in &ino.streams {
+            if !is_zero_hash(&s.hash) {
+                *refs.entry(s.hash).or_default() += ino.dentries.len() as u32;
+            }
+        }
+    }
+    refs
 }
 
 /// Test hook for the crash-safety tests: when `WIMFS_CRASH_AT` names this point, the process

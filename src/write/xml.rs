@@ -72,6 +72,33 @@ impl ImageXml {
     }
 }
 
+impl ImageXml {
+    /// Writes this image's counts and modification time into `el`, the `<IMAGE>` element
+    /// of the image it replaces, leaving everything else there (Windows version info,
+    /// flags, names) as it was.
+    pub fn update_element(&self, el: &mut Element) {
+        el.set_child_text("DIRCOUNT", Some(&self.dir_count.to_string()));
+        el.set_child_text("FILECOUNT", Some(&self.file_count.to_string()));
+        el.set_child_text("TOTALBYTES", Some(&self.total_bytes.to_string()));
+        el.set_child_text("HARDLINKBYTES", Some(&self.hard_link_bytes.to_string()));
+        if el.child("LASTMODIFICATIONTIME").is_none() {
+            el.children.push(Element {
+                name: "LASTMODIFICATIONTIME".into(),
+                ..Element::default()
+            });
+        }
+        if let Some(t) = el
+            .children
+            .iter_mut()
+            .find(|c| c.name == "LASTMODIFICATIONTIME")
+        {
+            let ft = self.last_modification_time;
+            t.set_child_text("HIGHPART", Some(&format!("0x{:08X}", ft >> 32)));
+            t.set_child_text("LOWPART", Some(&format!("0x{:08X}", ft & 0xffff_ffff)));
+        }
+    }
+}
+
 fn time(tag: &str, ft: u64) -> String {
     format!(
         "<{tag}><HIGHPART>0x{:08X}</HIGHPART><LOWPART>0x{:08X}</LOWPART></{tag}>",
@@ -118,6 +145,37 @@ pub fn build_xml(images: &[XmlImage], total_bytes: u64) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::format::xml::parse_xml;
+
+    #[test]
+    fn kept_element_gets_new_counts_and_keeps_the_rest() {
+        let text = "<IMAGE INDEX=\"1\"><NAME>Pro</NAME><DIRCOUNT>1</DIRCOUNT>\
+                    <WINDOWS><ARCH>9</ARCH></WINDOWS><LASTMODIFICATIONTIME><HIGHPART>0x1\
+                    </HIGHPART><LOWPART>0x2</LOWPART></LASTMODIFICATIONTIME></IMAGE>";
+        let mut el = crate::format::xml::parse_element_tree(text).unwrap();
+        assert_eq!(el.name, "IMAGE");
+        let x = ImageXml {
+            name: None,
+            description: None,
+            dir_count: 4,
+            file_count: 9,
+            total_bytes: 100,
+            hard_link_bytes: 0,
+            creation_time: 0,
+            last_modification_time: 0x0000_0003_0000_0004,
+        };
+        x.update_element(&mut el);
+        let raw = build_xml(&[XmlImage::Kept(el)], 1);
+        let p = parse_xml(&raw).unwrap();
+        let i = &p.images[0];
+        assert_eq!(i.name.as_deref(), Some("Pro"));
+        assert_eq!(i.element.child_text("DIRCOUNT"), Some("4"));
+        assert_eq!(i.element.child_text("FILECOUNT"), Some("9"));
+        let w = i.element.child("WINDOWS").unwrap();
+        assert_eq!(w.child_text("ARCH"), Some("9"));
+        let t = i.element.child("LASTMODIFICATIONTIME").unwrap();
+        assert_eq!(t.child_text("HIGHPART"), Some("0x00000003"));
+        assert_eq!(t.child_text("LOWPART"), Some("0x00000004"));
+    }
 
     #[test]
     fn written_xml_parses_back() {
