@@ -15,11 +15,13 @@ use sha1::{Digest, Sha1};
 use wimfs::format::header::FLAG_RP_FIX;
 use wimfs::format::Sha1Hash;
 use wimfs::read::BlobLocation;
-use wimfs::write::{ImageDescription, ResourceOptions, TargetLock, WimWriter, WriterOptions};
+use wimfs::write::{
+    ImageDescription, ResourceOptions, TargetLock, WimWriter, WriterOptions, XmlImage,
+};
 use wimfs::{Error, Result, Stream, StreamKind, Wim};
 
 use crate::core::rw::RwFs;
-use crate::journal::Record;
+use crate::journal::{self, Record};
 
 fn new_stream(kind: StreamKind, hash: Sha1Hash, size: u64) -> Stream {
     Stream {
@@ -60,6 +62,45 @@ pub struct CommitOptions {
     pub check: bool,
     /// Add the tree as a new image after the others instead of replacing the mounted one.
     pub new_image: bool,
+    /// Write a new file holding every image and rename it over the WIM, instead of
+    /// appending in place (reclaims the space of replaced data).
+    pub rebuild: bool,
+}
+
+/// Starts a rebuilt copy of `current` holding its images before `upto` (1-based,
+/// exclusive), keeping its integrity table, solidness and boot image.
+fn start_rebuild(
+    current: &Wim,
+    opts: WriterOptions,
+    lock: Arc<TargetLock>,
+    upto: u32,
+) -> Result<WimWriter> {
+    let mut w = WimWriter::create_locked(current.path(), opts, lock)?;
+    if !current.header().integrity.is_empty() {
+        w.set_check_integrity(true);
+    }
+    if !w.is_solid() {
+        w.set_solid(wimfs::write::solid_options_of(current))?;
+    }
+    copy_images(current, &mut w, 1, upto)?;
+    Ok(w)
+}
+
+/// Copies images `from..upto` of `current` into `w` with their XML and boot flag.
+fn copy_images(current: &Wim, w: &mut WimWriter, from: u32, upto: u32) -> Result<()> {
+    for i in from..upto {
+        let xml = current
+            .xml()
+            .images
+            .iter()
+            .find(|x| x.index == i)
+            .map(|x| XmlImage::Kept(x.element.clone()));
+        w.export_image(current, i, xml, false, &|_| {})?;
+        if current.header().boot_index == i {
+            w.set_boot_index(w.image_count())?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes the tree of `fs` into its WIM under `lock` (the mount's lock on the WIM): in place
@@ -106,7 +147,24 @@ pub fn commit(
         None => ImageDescription::default(),
     };
     let mut snap = fs.snapshot();
-    let mut w = WimWriter::append_locked(&target, opts, lock)?;
+    let count = current.image_count();
+    // With --rebuild, the images before the new one are copied first.
+    let mut w = match (how.rebuild, how.new_image) {
+        (false, _) => WimWriter::append_locked(&target, opts, lock)?,
+        (true, false) => start_rebuild(&current, opts, lock, index)?,
+        (true, true) => start_rebuild(&current, opts, lock, count + 1)?,
+    };
+    if w.is_solid() {
+        // An upper bound of what this image adds, so that it forms one solid resource.
+        let staged: u64 = snap.staged.iter().map(|&(_, _, len)| len).sum();
+        let kept: u64 = snap
+            .image
+            .inodes
+            .iter()
+            .flat_map(|i| i.streams.iter().map(|s| s.size()))
+            .sum();
+        w.plan_solid(staged + kept);
+    }
     for (i, data) in std::mem::take(&mut snap.reparse) {
         let hash = w.write_blob(
             &data,
@@ -158,10 +216,55 @@ pub fn commit(
             .streams
             .insert(0, new_stream(StreamKind::Data, hash, size));
     }
-    let new_index = if how.new_image {
+    if how.rebuild {
+        // The new file has none of the data the image kept: copy it.
+        let mut hashes: Vec<Sha1Hash> = snap
+            .image
+            .inodes
+            .iter()
+            .flat_map(|i| i.streams.iter().map(|s| s.hash))
+            .filter(|h| *h != [0u8; 20] && !w.has_blob(h))
+            .collect();
+        hashes.sort_by_key(|h| {
+            current
+                .blob(h)
+                .map(|l| (current.resource(l).offset, l.offset))
+                .unwrap_or((u64::MAX, 0))
+        });
+        hashes.dedup();
+        for h in hashes {
+            let loc = *current.blob(&h).ok_or_else(|| {
+                Error::invalid(
+                    &target,
+                    format!("blob {} of the mounted image is missing", journal::hex(&h)),
+                )
+            })?;
+            w.copy_blob(&current, &loc, false, &|_| {})?;
+        }
+    }
+    let element = current
+        .xml()
+        .images
+        .iter()
+        .find(|i| i.index == index)
+        .map(|i| i.element.clone());
+    let new_index = if how.rebuild {
+        match element {
+            Some(el) => w.add_image_like(&snap.image, el, &desc)?,
+            None => w.add_image(&snap.image, &desc)?,
+        }
+        let at = w.image_count();
+        if current.header().boot_index == index && !how.new_image {
+            w.set_boot_index(at)?;
+        }
+        if !how.new_image {
+            copy_images(&current, &mut w, index + 1, count + 1)?;
+        }
+        at
+    } else if how.new_image {
         // As wimlib does: the new image carries the mounted one's XML (name included).
-        match current.xml().images.iter().find(|i| i.index == index) {
-            Some(info) => w.add_image_like(&snap.image, info.element.clone(), &desc)?,
+        match element {
+            Some(el) => w.add_image_like(&snap.image, el, &desc)?,
             None => w.add_image(&snap.image, &desc)?,
         }
         w.image_count()
@@ -183,7 +286,8 @@ pub fn commit(
 /// held for the life of the mount so that no other writer can change the file under it.
 pub struct RwMount {
     pub fs: Arc<RwFs>,
-    pub lock: Arc<TargetLock>,
+    /// Replaced after a commit that rebuilt the file (the old lock guards the old file).
+    pub lock: parking_lot::Mutex<Arc<TargetLock>>,
 }
 
 impl RwMount {
@@ -196,7 +300,11 @@ impl RwMount {
         fs.journal_now(&Record::Committing)
             .map_err(|e| Error::io(fs.overlay().dir(), "writing the journal", e))?;
         let overlay = fs.overlay();
-        let (index, meta) = commit(fs, Arc::clone(&self.lock), how, &|ino| overlay.path(ino))?;
+        let mut lock = self.lock.lock();
+        let (index, meta) = commit(fs, Arc::clone(&lock), how, &|ino| overlay.path(ino))?;
+        if how.rebuild {
+            *lock = Arc::new(TargetLock::acquire(&target)?);
+        }
         fs.set_image_index(index);
         fs.start_journal(&target, &meta)
             .map_err(|e| Error::io(fs.overlay().dir(), "restarting the journal", e))?;

@@ -350,7 +350,7 @@ mod unix {
                 status.mode = "rw";
                 let served = Arc::new(RwMount {
                     fs: Arc::clone(&fs),
-                    lock,
+                    lock: parking_lot::Mutex::new(lock),
                 });
                 let adapter = FuseRwFs::new(Arc::clone(&fs));
                 let result = serve(adapter, served, &dir, &config, control, status, ready);

@@ -231,7 +231,7 @@ pub fn recover(dir: &Path, commit_it: bool, check: bool) -> Result<String> {
         .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     let how = CommitOptions {
         check,
-        new_image: false,
+        ..CommitOptions::default()
     };
     commit(&fs, lock, how, &|ino| {
         dir.join(files.get(&ino).copied().unwrap_or(u64::MAX).to_string())

@@ -1396,3 +1396,180 @@ fn cli_commit_without_unmount_new_image_and_force() {
         }
     }
 }
+
+/// `unmount --commit --rebuild --check` on a two-image WIM: a new file with both images (the
+/// other one untouched, still bootable), an integrity table, and none of the replaced data.
+#[test]
+fn cli_commit_rebuild_with_check() {
+    let Some(cli) = wimfs_cli() else { return };
+    let c = rw_case();
+    let other = c.tmp.path().join("other");
+    fs::create_dir_all(other.join("d")).unwrap();
+    fs::write(other.join("d/x"), pattern(70_000, 99)).unwrap();
+    ok(Command::new("wimlib-imagex")
+        .arg("append")
+        .arg(&other)
+        .arg(&c.wim)
+        .arg("two")
+        .arg("--boot"));
+    let in_place = c.tmp.path().join("in-place.wim");
+    fs::copy(&c.wim, &in_place).unwrap();
+    for (wim, extra) in [
+        (&in_place, &[][..]),
+        (&c.wim, &["--rebuild", "--check"][..]),
+    ] {
+        ok(Command::new(&cli)
+            .arg("mountrw")
+            .arg(wim)
+            .arg("1")
+            .arg(&c.dir));
+        let guard = CliMount {
+            dir: c.dir.clone(),
+            pid: daemon_pid(&cli, &c.dir),
+        };
+        change_tree(&c.dir, &c.extra);
+        ok(Command::new(&cli)
+            .args(["unmount", "--commit"])
+            .args(extra)
+            .arg(&c.dir));
+        wait_until("daemon exits", || gone(guard.pid));
+        drop(guard);
+    }
+    let scratch = c.tmp.path().join("applied");
+    verify_and_compare(&c.wim, 1, &c.expect, &scratch);
+    verify_and_compare(&c.wim, 2, &other, &scratch);
+    let info = ok(Command::new("wimlib-imagex").arg("info").arg(&c.wim));
+    assert!(info.contains("Image Count:    2"), "{info}");
+    assert!(info.contains("Boot Index:     2"), "{info}");
+    assert!(info.contains("Integrity info"), "{info}");
+    let rebuilt = fs::metadata(&c.wim).unwrap().len();
+    let appended = fs::metadata(&in_place).unwrap().len();
+    assert!(
+        rebuilt + (1 << 20) < appended,
+        "rebuilt {rebuilt} bytes, appended in place {appended}"
+    );
+}
+
+/// Type, mode, owner and device number of every entry under `root`, by path.
+fn unix_listing(root: &Path) -> String {
+    ok(Command::new("find")
+        .arg(".")
+        .args(["-printf", "%p %y %m %U %G %s\\n"])
+        .current_dir(root))
+    .lines()
+    .map(|l| {
+        // Devices: add the device number, which find's %s does not give.
+        let path = l.split(' ').next().unwrap();
+        let m = fs::symlink_metadata(root.join(path)).unwrap();
+        let ft = m.file_type();
+        let size = if m.is_file() { m.len() } else { 0 };
+        let rdev = if ft.is_char_device() || ft.is_block_device() {
+            m.rdev()
+        } else {
+            0
+        };
+        let head: Vec<&str> = l.split(' ').take(5).collect();
+        format!("{} size={size} rdev={rdev}", head.join(" "))
+    })
+    .collect::<std::collections::BTreeSet<_>>()
+    .into_iter()
+    .collect::<Vec<_>>()
+    .join("\n")
+}
+
+/// A tar archive with special files, owners and modes, extracted onto a `--unix-data`
+/// read-write mount, committed, and applied by wimlib with --unix-data, equals the same
+/// archive extracted onto a plain directory.
+#[test]
+fn cli_tar_extract_onto_unix_data_mount_round_trips() {
+    let Some(cli) = wimfs_cli() else { return };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: needs root for device nodes and owners");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let tree = t.join("tree");
+    fs::create_dir_all(tree.join("etc/private")).unwrap();
+    fs::create_dir_all(tree.join("dev")).unwrap();
+    fs::write(tree.join("etc/conf"), "key=value\n").unwrap();
+    fs::write(tree.join("etc/private/secret"), pattern(3000, 5)).unwrap();
+    fs::write(tree.join("tool"), pattern(40_000, 6)).unwrap();
+    fs::hard_link(tree.join("tool"), tree.join("tool-alias")).unwrap();
+    std::os::unix::fs::symlink("etc/conf", tree.join("conf-link")).unwrap();
+    std::os::unix::fs::symlink("/nonexistent/abs", tree.join("abs-link")).unwrap();
+    ok(Command::new("mkfifo").arg(tree.join("dev/fifo")));
+    ok(Command::new("mknod")
+        .arg(tree.join("dev/null"))
+        .args(["c", "1", "3"]));
+    ok(Command::new("mknod")
+        .arg(tree.join("dev/loop9"))
+        .args(["b", "7", "9"]));
+    for (p, mode) in [
+        ("tool", "4755"),
+        ("etc/private", "700"),
+        ("etc/private/secret", "600"),
+        ("dev/fifo", "620"),
+    ] {
+        ok(Command::new("chmod").arg(mode).arg(tree.join(p)));
+    }
+    ok(Command::new("chown")
+        .args(["-h", "1234:5678"])
+        .arg(tree.join("etc/private/secret"))
+        .arg(tree.join("conf-link")));
+    ok(Command::new("chown")
+        .arg("42:43")
+        .arg(tree.join("dev/null")));
+    let tarball = t.join("t.tar");
+    ok(Command::new("tar")
+        .args(["--numeric-owner", "-cf"])
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&tree)
+        .arg("."));
+
+    // The base image: a small tree captured by wimlib with UNIX data.
+    let base = t.join("base");
+    fs::create_dir_all(base.join("x")).unwrap();
+    fs::write(base.join("readme"), "base\n").unwrap();
+    let wim = t.join("t.wim");
+    capture(&base, &wim, &["--unix-data"]);
+    let dir = t.join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let dir = fs::canonicalize(&dir).unwrap();
+    let guard = cli_mountrw_with(&cli, &wim, &dir, &["--unix-data"], None);
+    let extract = |to: &Path| {
+        ok(Command::new("tar")
+            .args(["--numeric-owner", "-xpf"])
+            .arg(&tarball)
+            .arg("-C")
+            .arg(to));
+    };
+    extract(&dir.join("x"));
+    let expect = t.join("expect");
+    ok(Command::new("cp").arg("-a").arg(&base).arg(&expect));
+    extract(&expect.join("x"));
+    assert_eq!(
+        unix_listing(&dir.join("x")),
+        unix_listing(&expect.join("x"))
+    );
+    ok(Command::new(&cli).args(["unmount", "--commit"]).arg(&dir));
+    wait_until("daemon exits", || gone(guard.pid));
+    drop(guard);
+
+    ok(Command::new("wimlib-imagex").arg("verify").arg(&wim));
+    let applied = t.join("applied");
+    ok(Command::new("wimlib-imagex")
+        .arg("apply")
+        .arg(&wim)
+        .arg(&applied)
+        .arg("--unix-data"));
+    // Contents (diff calls device nodes and fifos different whatever they are; the
+    // listing compares those).
+    ok(Command::new("diff")
+        .args(["-r", "--no-dereference", "--exclude=dev"])
+        .arg(&expect)
+        .arg(&applied));
+    assert_eq!(unix_listing(&applied), unix_listing(&expect));
+}

@@ -137,6 +137,23 @@ impl WimWriter {
     pub fn create(target: &Path, opts: WriterOptions) -> Result<WimWriter> {
         check_solid_options(&opts)?;
         let lock = Arc::new(TargetLock::acquire(target)?);
+        Self::create_locked(target, opts, lock)
+    }
+
+    /// [`WimWriter::create`] under a lock the caller already holds on `target` (a
+    /// read-write mount's, for a commit that rebuilds the file).
+    pub fn create_locked(
+        target: &Path,
+        opts: WriterOptions,
+        lock: Arc<TargetLock>,
+    ) -> Result<WimWriter> {
+        check_solid_options(&opts)?;
+        if !lock.guards(target) {
+            return Err(Error::invalid(
+                target,
+                "the lock held is not on this file (was it replaced?)",
+            ));
+        }
         let (tmp_path, file) = create_temp_beside(target)?;
         let mut w = WimWriter::start(target, Mode::NewFile { tmp_path }, lock, file, opts, 0)?;
         // A zeroed header until the end: a torn temporary file is never mistaken for a WIM.

@@ -3,7 +3,7 @@
 //!
 //! Only the mount's owner can reach it: the socket through file permissions, the pipe through
 //! an ACL naming nothing but the owner's SID. One request line per connection, one reply line:
-//! `status` → a JSON object; `unmount` / `unmount lazy` / `commit [check] [new-image]` →
+//! `status` → a JSON object; `unmount` / `unmount lazy` / `commit [check] [new-image] [rebuild]` →
 //! `ok` or `error <ERRNO>: text`.
 
 use std::path::PathBuf;
@@ -111,6 +111,7 @@ pub(crate) fn reply_to(
                 match word {
                     "check" => how.check = true,
                     "new-image" => how.new_image = true,
+                    "rebuild" => how.rebuild = true,
                     _ => return format!("error EINVAL: unknown commit option {word:?}"),
                 }
             }

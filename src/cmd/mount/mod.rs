@@ -89,6 +89,10 @@ pub struct UnmountArgs {
     /// With --commit: add the result as a new image and leave the mounted one as it was.
     #[arg(long)]
     new_image: bool,
+    /// With --commit: write a new file and rename it over the WIM instead of appending in
+    /// place (reclaims the space of replaced data).
+    #[arg(long)]
+    rebuild: bool,
     /// Unmount (and commit) even while files on the mount are open; the mount is
     /// detached and the daemon exits when the last of them is closed.
     #[arg(long)]
@@ -107,6 +111,9 @@ pub struct CommitArgs {
     /// Add the result as a new image (later commits then replace that one).
     #[arg(long)]
     new_image: bool,
+    /// Write a new file and rename it over the WIM instead of appending in place.
+    #[arg(long)]
+    rebuild: bool,
 }
 
 /// `wimfs recover`: finish what a dead read-write daemon left.
@@ -400,7 +407,7 @@ pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
     if a.commit && m.mode != "rw" {
         tracing::info!("--commit: nothing to commit on a read-only mount");
     } else if a.commit {
-        send_commit(&m, &dir, a.check, a.new_image)?;
+        send_commit(&m, &dir, a.check, a.new_image, a.rebuild)?;
     }
     let what = if a.lazy || a.force {
         "unmount lazy"
@@ -435,8 +442,17 @@ pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
 }
 
 /// Asks the daemon of `m` to commit; the error says why it failed (the mount stays up).
-fn send_commit(m: &MountInfo, dir: &std::path::Path, check: bool, new_image: bool) -> Result<()> {
+fn send_commit(
+    m: &MountInfo,
+    dir: &std::path::Path,
+    check: bool,
+    new_image: bool,
+    rebuild: bool,
+) -> Result<()> {
     let mut what = String::from("commit");
+    if rebuild {
+        what.push_str(" rebuild");
+    }
     if check {
         what.push_str(" check");
     }
@@ -472,7 +488,7 @@ pub fn run_commit(a: CommitArgs) -> Result<i32> {
     if m.mode != "rw" {
         bail!("{}: a read-only mount has nothing to commit", dir.display());
     }
-    send_commit(&m, &dir, a.check, a.new_image)?;
+    send_commit(&m, &dir, a.check, a.new_image, a.rebuild)?;
     Ok(0)
 }
 
