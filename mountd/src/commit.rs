@@ -7,21 +7,24 @@
 //! leaves the WIM as it was.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 use wimfs::format::header::FLAG_RP_FIX;
 use wimfs::format::Sha1Hash;
 use wimfs::read::BlobLocation;
 use wimfs::write::{
-    ImageDescription, ResourceOptions, TargetLock, WimWriter, WriterOptions, XmlImage,
+    BlobJob, BlobSource, ImageDescription, ResourceOptions, TargetLock, WimWriter, WriterOptions,
+    XmlImage,
 };
 use wimfs::{Error, Result, Stream, StreamKind, Wim};
 
-use crate::core::rw::RwFs;
+use crate::core::rw::{RwFs, Small};
 use crate::journal::{self, Record};
+use crate::overlay::Overlay;
 
 fn new_stream(kind: StreamKind, hash: Sha1Hash, size: u64) -> Stream {
     Stream {
@@ -39,20 +42,41 @@ fn new_stream(kind: StreamKind, hash: Sha1Hash, size: u64) -> Stream {
     }
 }
 
-fn hash_file(path: &Path) -> Result<Sha1Hash> {
-    let mut f = File::open(path).map_err(|e| Error::io(path, "opening", e))?;
+fn hash_source(src: &dyn BlobSource, len: u64, what: &Path) -> Result<Sha1Hash> {
+    let mut r = src.open().map_err(|e| Error::io(what, "opening", e))?;
     let mut h = Sha1::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
+    let mut buf = vec![0u8; (len.min(1 << 20)) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let n = r
             .read(&mut buf)
-            .map_err(|e| Error::io(path, "reading", e))?;
+            .map_err(|e| Error::io(what, "reading", e))?;
         if n == 0 {
-            break;
+            return Err(Error::invalid(
+                what,
+                format!("holds {done} bytes where {len} were expected"),
+            ));
         }
+        let n = n.min((len - done) as usize);
         h.update(&buf[..n]);
+        done += n as u64;
     }
     Ok(h.finalize().into())
+}
+
+/// A stretch of the data log: the data of one small file.
+struct LogSlice {
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+}
+
+impl BlobSource for LogSlice {
+    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+        let mut f = File::open(&self.path)?;
+        f.seek(std::io::SeekFrom::Start(self.offset))?;
+        Ok(Box::new(f.take(self.len)))
+    }
 }
 
 /// How a commit writes.
@@ -105,13 +129,15 @@ fn copy_images(current: &Wim, w: &mut WimWriter, from: u32, upto: u32) -> Result
 
 /// Writes the tree of `fs` into its WIM under `lock` (the mount's lock on the WIM): in place
 /// of the mounted image (keeping its index, name and description), or as a new image.
-/// `staged_file` names the file holding the staged data of an inode number. Returns the
+/// `staged_file` names the file holding the staged data of an inode number, `log` the data
+/// log small files are in. Returns the
 /// index the tree now has and the hash of its metadata resource.
 pub fn commit(
     fs: &RwFs,
     lock: Arc<TargetLock>,
     how: CommitOptions,
     staged_file: &dyn Fn(u64) -> PathBuf,
+    log: &Path,
 ) -> Result<(u32, Sha1Hash)> {
     let wim = fs.wim();
     let target: PathBuf = wim.path().to_path_buf();
@@ -156,7 +182,8 @@ pub fn commit(
     };
     if w.is_solid() {
         // An upper bound of what this image adds, so that it forms one solid resource.
-        let staged: u64 = snap.staged.iter().map(|&(_, _, len)| len).sum();
+        let staged: u64 = snap.staged.iter().map(|&(_, _, len)| len).sum::<u64>()
+            + snap.small.iter().map(|(_, d)| d.len()).sum::<u64>();
         let kept: u64 = snap
             .image
             .inodes
@@ -197,6 +224,10 @@ pub fn commit(
             snap.image.inodes[i].streams.push(s);
         }
     }
+    // New data is hashed first (in parallel), so that data the WIM holds already (a file
+    // copied in twice, a change undone) is not compressed again; the rest is compressed
+    // side by side.
+    let mut sources: Vec<(usize, Box<dyn BlobSource>, u64, PathBuf)> = Vec::new();
     for &(i, ino, len) in &snap.staged {
         let path = staged_file(ino);
         let size = std::fs::metadata(&path)
@@ -208,13 +239,39 @@ pub fn commit(
                 format!("staged file holds {size} bytes where {len} were expected"),
             ));
         }
-        let hash = hash_file(&path)?;
-        if !w.has_blob(&hash) {
-            w.write_blob(&path, size, Some(hash), &path, &|_| {})?;
-        }
-        snap.image.inodes[i]
+        sources.push((i, Box::new(path.clone()), len, path));
+    }
+    for (i, d) in std::mem::take(&mut snap.small) {
+        let len = d.len();
+        let source: Box<dyn BlobSource> = match d {
+            Small::Mem(v) => Box::new(v),
+            Small::Log { offset, len } => Box::new(LogSlice {
+                path: log.to_path_buf(),
+                offset,
+                len,
+            }),
+        };
+        sources.push((i, source, len, log.to_path_buf()));
+    }
+    let hashes: Vec<Sha1Hash> = sources
+        .par_iter()
+        .map(|(_, src, len, what)| hash_source(&**src, *len, what))
+        .collect::<Result<_>>()?;
+    let jobs: Vec<BlobJob<'_>> = sources
+        .iter()
+        .zip(&hashes)
+        .map(|((_, src, len, what), h)| BlobJob {
+            source: &**src,
+            size: *len,
+            expected: Some(*h),
+            what,
+        })
+        .collect();
+    w.write_blobs(&jobs, &|_| {})?;
+    for ((i, _, len, _), h) in sources.iter().zip(&hashes) {
+        snap.image.inodes[*i]
             .streams
-            .insert(0, new_stream(StreamKind::Data, hash, size));
+            .insert(0, new_stream(StreamKind::Data, *h, *len));
     }
     if how.rebuild {
         // The new file has none of the data the image kept: copy it.
@@ -301,7 +358,8 @@ impl RwMount {
             .map_err(|e| Error::io(fs.overlay().dir(), "writing the journal", e))?;
         let overlay = fs.overlay();
         let mut lock = self.lock.lock();
-        let (index, meta) = commit(fs, Arc::clone(&lock), how, &|ino| overlay.path(ino))?;
+        let log = Overlay::log_path_in(overlay.dir());
+        let (index, meta) = commit(fs, Arc::clone(&lock), how, &|ino| overlay.path(ino), &log)?;
         if how.rebuild {
             *lock = Arc::new(TargetLock::acquire(&target)?);
         }

@@ -95,6 +95,12 @@ pub enum Record {
         path: String,
         file: u64,
     },
+    /// The whole data of `path` is `len` bytes at `offset` of the data log.
+    Data {
+        path: String,
+        offset: u64,
+        len: u64,
+    },
     /// Attribute changes; times are Windows FILETIMEs.
     SetAttr {
         path: String,

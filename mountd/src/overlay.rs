@@ -8,9 +8,15 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// File name of the data log in the staging directory.
+pub const DATA_LOG: &str = "data.log";
+
 /// A staging directory owned by one mount.
 pub struct Overlay {
     dir: PathBuf,
+    /// The data log (opened on first use) and its length: the contents of small files,
+    /// appended when they are closed, so that thousands of them cost no file creations.
+    log: parking_lot::Mutex<Option<(File, u64)>>,
 }
 
 impl Overlay {
@@ -33,7 +39,53 @@ impl Overlay {
         })?;
         Ok(Overlay {
             dir: dir.to_path_buf(),
+            log: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// The data log of the staging directory `dir`.
+    pub fn log_path_in(dir: &Path) -> PathBuf {
+        dir.join(DATA_LOG)
+    }
+
+    fn with_log<T>(&self, f: impl FnOnce(&File, &mut u64) -> io::Result<T>) -> io::Result<T> {
+        let mut slot = self.log.lock();
+        if slot.is_none() {
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(Self::log_path_in(&self.dir))?;
+            let len = f.metadata()?.len();
+            *slot = Some((f, len));
+        }
+        let (file, end) = slot.as_mut().expect("opened above");
+        f(file, end)
+    }
+
+    /// Appends `data` to the data log; returns where it starts.
+    pub fn append_log(&self, data: &[u8]) -> io::Result<u64> {
+        self.with_log(|f, end| {
+            let at = *end;
+            f.write_all_at(data, at)?;
+            *end += data.len() as u64;
+            Ok(at)
+        })
+    }
+
+    /// `len` bytes of the data log at `offset`.
+    pub fn read_log(&self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+        self.with_log(|f, _| {
+            let mut buf = vec![0u8; len as usize];
+            f.read_exact_at(&mut buf, offset)?;
+            Ok(buf)
+        })
+    }
+
+    /// Flushes the data log to disk.
+    pub fn sync_log(&self) -> io::Result<()> {
+        self.with_log(|f, _| f.sync_data())
     }
 
     /// The staging directory.

@@ -233,9 +233,14 @@ pub fn recover(dir: &Path, commit_it: bool, check: bool) -> Result<String> {
         check,
         ..CommitOptions::default()
     };
-    commit(&fs, lock, how, &|ino| {
-        dir.join(files.get(&ino).copied().unwrap_or(u64::MAX).to_string())
-    })
+    let log = Overlay::log_path_in(dir);
+    commit(
+        &fs,
+        lock,
+        how,
+        &|ino| dir.join(files.get(&ino).copied().unwrap_or(u64::MAX).to_string()),
+        &log,
+    )
     .with_context(|| format!("{wim_path}: committing the recovered changes"))?;
     drop(fs);
     remove(&format!(

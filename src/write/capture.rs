@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
 use super::config::Filter;
-use super::writer::WimWriter;
+use super::writer::{BlobJob, WimWriter};
 use crate::error::{Error, Result};
 use crate::format::dentry::{
     FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_REPARSE_POINT,
@@ -95,8 +95,18 @@ impl Scan {
                 data.len() as u64,
             ));
         }
+        let jobs: Vec<BlobJob<'_>> = self
+            .files
+            .iter()
+            .map(|f| BlobJob {
+                source: &f.path,
+                size: f.size,
+                expected: Some(f.hash),
+                what: &f.path,
+            })
+            .collect();
+        writer.write_blobs(&jobs, progress)?;
         for f in &self.files {
-            writer.write_blob(&f.path, f.size, Some(f.hash), &f.path, progress)?;
             self.image.inodes[f.inode]
                 .streams
                 .insert(0, stream(StreamKind::Data, f.hash, f.size));

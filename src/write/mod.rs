@@ -14,5 +14,7 @@ pub mod xml;
 pub use lock::TargetLock;
 pub use resource::{BlobSource, ResourceOptions};
 pub use solid::DEFAULT_SOLID_CHUNK_SIZE;
-pub use writer::{image_refs, solid_options_of, ImageDescription, WimWriter, WriterOptions};
+pub use writer::{
+    image_refs, solid_options_of, BlobJob, ImageDescription, WimWriter, WriterOptions,
+};
 pub use xml::{ImageXml, XmlImage};

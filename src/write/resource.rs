@@ -209,6 +209,85 @@ pub fn write_resource<W: Write + Seek>(
     })
 }
 
+/// A small blob read, hashed and compressed in memory: the bytes of its resource (chunk
+/// table and chunks, or the data itself when compression does not pay).
+pub struct Encoded {
+    pub bytes: Vec<u8>,
+    pub compressed: bool,
+    /// Uncompressed size.
+    pub size: u64,
+    pub hash: Sha1Hash,
+}
+
+impl Encoded {
+    /// The resource header of these bytes written at `offset`.
+    pub fn reshdr(&self, offset: u64) -> ResHdr {
+        ResHdr {
+            size_in_wim: self.bytes.len() as u64,
+            flags: if self.compressed {
+                RESHDR_FLAG_COMPRESSED
+            } else {
+                0
+            },
+            offset,
+            uncompressed_size: self.size,
+        }
+    }
+}
+
+/// Reads, hashes and compresses a whole blob on the calling thread (for blobs small enough
+/// to hold in memory; many of them are encoded side by side, one per worker).
+pub fn encode_small(
+    source: &dyn BlobSource,
+    size: u64,
+    opts: &ResourceOptions,
+) -> Result<Encoded, ResourceError> {
+    let mut src = source.open().map_err(ResourceError::Read)?;
+    let mut data = vec![0u8; size as usize];
+    fill(&mut *src, &mut data, size)?;
+    expect_eof(&mut *src, size)?;
+    drop(src);
+    let hash: Sha1Hash = Sha1::digest(&data).into();
+    if opts.compression == Compression::None || size == 0 {
+        return Ok(Encoded {
+            bytes: data,
+            compressed: false,
+            size,
+            hash,
+        });
+    }
+    let entry = if size > u32::MAX as u64 { 8 } else { 4 };
+    let count = num_chunks(size, opts.chunk_size) as usize;
+    let table_len = (count - 1) * entry;
+    let mut bytes = vec![0u8; table_len];
+    for (i, c) in data.chunks(opts.chunk_size as usize).enumerate() {
+        if i > 0 {
+            let at = (i - 1) * entry;
+            let start = (bytes.len() - table_len) as u64;
+            bytes[at..at + entry].copy_from_slice(&start.to_le_bytes()[..entry]);
+        }
+        match compress_chunk(opts, c)? {
+            Some(z) => bytes.extend_from_slice(&z),
+            None => bytes.extend_from_slice(c),
+        }
+        if bytes.len() as u64 >= size {
+            // Compression does not pay: stored plainly, as `write_resource` does.
+            return Ok(Encoded {
+                bytes: data,
+                compressed: false,
+                size,
+                hash,
+            });
+        }
+    }
+    Ok(Encoded {
+        bytes,
+        compressed: true,
+        size,
+        hash,
+    })
+}
+
 fn stored(offset: u64, size: u64, flags: u8, hash: Sha1Hash) -> WrittenResource {
     WrittenResource {
         reshdr: ResHdr {

@@ -8,7 +8,7 @@
 //! a crash at any moment leaves a file that opens with its old content; a torn tail is cut
 //! off by the next append and reclaimed by `optimize`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -17,7 +17,11 @@ use std::sync::Arc;
 use sha1::{Digest, Sha1};
 
 use super::lock::TargetLock;
-use super::resource::{write_resource, BlobSource, ResourceError, ResourceOptions};
+use rayon::prelude::*;
+
+use super::resource::{
+    encode_small, write_resource, BlobSource, Encoded, ResourceError, ResourceOptions,
+};
 use super::solid::{SolidResource, SolidStream};
 use super::xml::{build_xml, ImageXml, XmlImage};
 use crate::codec::Compression;
@@ -544,6 +548,105 @@ impl WimWriter {
         Ok(written.hash)
     }
 
+    /// Writes many blobs, as [`WimWriter::write_blob`] would one by one, in the order
+    /// given, but with small blobs read and compressed side by side on every worker (one
+    /// blob per worker), so that a tree of small files keeps all cores busy. Returns the
+    /// hash of each.
+    pub fn write_blobs(
+        &mut self,
+        jobs: &[BlobJob<'_>],
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<Vec<Sha1Hash>> {
+        let mut out = vec![[0u8; 20]; jobs.len()];
+        if self.opts.solid.is_some() {
+            for (i, j) in jobs.iter().enumerate() {
+                out[i] = self.write_blob(j.source, j.size, j.expected, j.what, progress)?;
+            }
+            return Ok(out);
+        }
+        let mut batch: Vec<usize> = Vec::new();
+        let mut batch_bytes = 0u64;
+        let mut pending: HashSet<Sha1Hash> = HashSet::new();
+        for (i, j) in jobs.iter().enumerate() {
+            if let Some(h) = j.expected {
+                if self.blobs.contains_key(&h) || pending.contains(&h) {
+                    // Written already (or about to be, earlier in this batch).
+                    out[i] = h;
+                    progress(j.size);
+                    continue;
+                }
+            }
+            if j.size > SMALL_BLOB {
+                self.flush_batch(jobs, &mut batch, &mut out, progress)?;
+                pending.clear();
+                batch_bytes = 0;
+                out[i] = self.write_blob(j.source, j.size, j.expected, j.what, progress)?;
+                continue;
+            }
+            if let Some(h) = j.expected {
+                pending.insert(h);
+            }
+            batch.push(i);
+            batch_bytes += j.size;
+            if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_BLOBS {
+                self.flush_batch(jobs, &mut batch, &mut out, progress)?;
+                pending.clear();
+                batch_bytes = 0;
+            }
+        }
+        self.flush_batch(jobs, &mut batch, &mut out, progress)?;
+        Ok(out)
+    }
+
+    /// Encodes the blobs `batch` names in parallel, then writes them in order.
+    fn flush_batch(
+        &mut self,
+        jobs: &[BlobJob<'_>],
+        batch: &mut Vec<usize>,
+        out: &mut [Sha1Hash],
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let opts = self.opts.resources;
+        let encoded: Vec<Result<Encoded>> = self.pool.install(|| {
+            batch
+                .par_iter()
+                .map(|&i| {
+                    let j = &jobs[i];
+                    let e = encode_small(j.source, j.size, &opts)
+                        .map_err(|e| resource_error(j.what, e))?;
+                    if j.expected.is_some_and(|h| h != e.hash) {
+                        return Err(changed(j.what));
+                    }
+                    Ok(e)
+                })
+                .collect()
+        });
+        for (&i, e) in batch.iter().zip(encoded) {
+            let e = e?;
+            out[i] = e.hash;
+            progress(e.size);
+            if self.blobs.contains_key(&e.hash) {
+                continue;
+            }
+            let reshdr = e.reshdr(self.pos);
+            self.out
+                .write_all(&e.bytes)
+                .map_err(|err| Error::io(&self.target, "writing", err))?;
+            self.pos += e.bytes.len() as u64;
+            self.blobs.insert(e.hash, Placement::Plain(reshdr));
+            self.order.push(e.hash);
+        }
+        // One write per batch rather than whenever the buffer fills.
+        self.out
+            .flush()
+            .map_err(|err| Error::io(&self.target, "writing", err))?;
+        batch.clear();
+        Ok(())
+    }
+
     fn write_solid_blob(
         &mut self,
         source: &dyn BlobSource,
@@ -1045,6 +1148,22 @@ fn image_refs_of(image: &Image) -> HashMap<Sha1Hash, u32> {
     }
     refs
 }
+
+/// One blob for [`WimWriter::write_blobs`].
+pub struct BlobJob<'a> {
+    pub source: &'a dyn BlobSource,
+    pub size: u64,
+    /// Its hash if known (then a blob already written is not read again).
+    pub expected: Option<Sha1Hash>,
+    /// What to name in errors.
+    pub what: &'a Path,
+}
+
+/// Blobs up to this size are encoded whole, one per worker; larger ones chunk by chunk.
+const SMALL_BLOB: u64 = 1 << 20;
+/// Bounds of one batch of small blobs held in memory.
+const BATCH_BYTES: u64 = 32 << 20;
+const BATCH_BLOBS: usize = 4096;
 
 /// Test hook for the crash-safety tests: when `WIMFS_CRASH_AT` names this point, the process
 /// kills itself with SIGKILL right here, as a power cut or `kill -9` would stop it.

@@ -66,6 +66,30 @@ pub(crate) struct Entry {
     pos: u64,
 }
 
+/// Files made on the mount up to this size keep their data in memory while they are being
+/// written and in the staging directory's data log once closed (one append, no file
+/// creation each: copying in a tree of small files runs at memory speed). A file that
+/// grows past it, and any file of the image that is changed, gets a staging file.
+pub(crate) const SMALL_FILE: u64 = 64 << 10;
+
+/// Where the data of a small file made on the mount is.
+#[derive(Debug, Clone)]
+pub(crate) enum Small {
+    /// In memory, changed since it was last logged.
+    Mem(Vec<u8>),
+    /// `len` bytes at `offset` of the data log.
+    Log { offset: u64, len: u64 },
+}
+
+impl Small {
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Small::Mem(v) => v.len() as u64,
+            Small::Log { len, .. } => *len,
+        }
+    }
+}
+
 /// Named data streams set on a mount: (name, contents).
 pub(crate) type NewStreams = Vec<(String, Vec<u8>)>;
 
@@ -85,6 +109,8 @@ pub(crate) struct RwNode {
     pub(crate) children: BTreeMap<String, Entry>,
     /// Length of the data in the overlay, once the data lives there.
     pub(crate) staged: Option<u64>,
+    /// The data of a small file made on this mount (then `staged` is `None`).
+    pub(crate) small: Option<Small>,
     /// Reparse data of a link made on this mount (not in the WIM).
     pub(crate) new_reparse: Option<Vec<u8>>,
     /// Named data streams set on this mount, (name, contents); a stream of the same name
@@ -116,7 +142,10 @@ impl RwNode {
     }
 
     fn size(&self) -> u64 {
-        self.staged.unwrap_or_else(|| self.inode.size())
+        match &self.small {
+            Some(s) => s.len(),
+            None => self.staged.unwrap_or_else(|| self.inode.size()),
+        }
     }
 }
 
@@ -323,6 +352,7 @@ impl RwFs {
                 name: dentry.name.clone(),
                 children: BTreeMap::new(),
                 staged: None,
+                small: None,
                 new_reparse: None,
                 new_streams: Vec::new(),
                 open: 0,
@@ -574,6 +604,9 @@ impl RwFs {
                     written = Some(n.inode.last_write_time);
                 }
             }
+            if written.is_some() {
+                self.log_small(&mut tree, ino);
+            }
             if let Some(mtime) = written {
                 // Writes are not journaled one by one: their data is in the staging file
                 // already; only the time they left is.
@@ -603,6 +636,23 @@ impl RwFs {
             let n = tree.get(ino)?;
             if n.is_dir() {
                 return Err(Errno::EISDIR);
+            }
+            match &n.small {
+                Some(Small::Mem(v)) => {
+                    let from = (offset as usize).min(v.len());
+                    let to = (from + size as usize).min(v.len());
+                    return Ok(v[from..to].to_vec());
+                }
+                Some(Small::Log { offset: at, len }) => {
+                    let want = len.saturating_sub(offset).min(size as u64);
+                    let (at, want) = (*at + offset.min(*len), want);
+                    drop(tree);
+                    return self.overlay.read_log(at, want).map_err(|e| {
+                        tracing::error!("inode {ino}: reading the data log failed: {e}");
+                        Errno::EIO
+                    });
+                }
+                None => {}
             }
             (n.staged, n.inode.data_stream().and_then(|s| s.blob))
         };
@@ -645,6 +695,7 @@ impl RwFs {
     /// Moves `ino`'s data into the overlay if it is not there yet.
     fn copy_up(&self, ino: u64) -> FsResult<()> {
         let _one = self.copy_up.lock();
+        self.spill(ino)?;
         let loc = {
             let tree = self.tree.lock();
             let n = tree.get(ino)?;
@@ -684,9 +735,94 @@ impl RwFs {
         Ok(())
     }
 
+    /// Gives a small file a staging file of its own (it is growing past [`SMALL_FILE`]).
+    /// Rare and small, so done under the tree's lock, which keeps writers out meanwhile.
+    fn spill(&self, ino: u64) -> FsResult<()> {
+        let mut tree = self.tree.lock();
+        let n = tree.get_mut(ino)?;
+        let Some(small) = n.small.as_ref() else {
+            return Ok(());
+        };
+        let data = match small {
+            Small::Mem(v) => v.clone(),
+            Small::Log { offset, len } => self.overlay.read_log(*offset, *len).map_err(|e| {
+                tracing::error!("inode {ino}: reading the data log failed: {e}");
+                Errno::EIO
+            })?,
+        };
+        self.overlay.fill(ino, &mut data.as_slice()).map_err(|e| {
+            tracing::error!("{}: staging failed: {e}", self.overlay.path(ino).display());
+            Errno::EIO
+        })?;
+        n.small = None;
+        n.staged = Some(data.len() as u64);
+        tree.log(|t| {
+            Some(Record::Staged {
+                path: t.path(ino)?,
+                file: ino,
+            })
+        });
+        Ok(())
+    }
+
+    /// Makes a small file's data editable in memory; `None` if it is not a small file.
+    fn small_mem<'a>(&self, n: &'a mut RwNode, ino: u64) -> FsResult<Option<&'a mut Vec<u8>>> {
+        if let Some(Small::Log { offset, len }) = n.small {
+            let v = self.overlay.read_log(offset, len).map_err(|e| {
+                tracing::error!("inode {ino}: reading the data log failed: {e}");
+                Errno::EIO
+            })?;
+            n.small = Some(Small::Mem(v));
+        }
+        Ok(match n.small.as_mut() {
+            Some(Small::Mem(v)) => Some(v),
+            _ => None,
+        })
+    }
+
+    /// Appends a changed small file's data to the data log and journals where it is (on
+    /// close and fsync). A failure keeps the data in memory: it is still committed, only a
+    /// crash would lose it.
+    fn log_small(&self, tree: &mut Tree, ino: u64) {
+        let Some(n) = tree.nodes.get_mut(&ino) else {
+            return;
+        };
+        let Some(Small::Mem(v)) = &n.small else {
+            return;
+        };
+        let len = v.len() as u64;
+        match self.overlay.append_log(v) {
+            Ok(offset) => {
+                n.small = Some(Small::Log { offset, len });
+                tree.log(|t| {
+                    Some(Record::Data {
+                        path: t.path(ino)?,
+                        offset,
+                        len,
+                    })
+                });
+            }
+            Err(e) => tracing::error!("inode {ino}: writing the data log failed: {e}"),
+        }
+    }
+
     /// Writes `data` at `offset`; returns the bytes written.
     pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let _g = self.gate.read();
+        let end = offset.saturating_add(data.len() as u64);
+        if end <= SMALL_FILE {
+            let mut tree = self.tree.lock();
+            let n = tree.get_mut(ino)?;
+            if let Some(v) = self.small_mem(n, ino)? {
+                if v.len() < end as usize {
+                    v.resize(end as usize, 0);
+                }
+                v[offset as usize..end as usize].copy_from_slice(data);
+                n.inode.last_write_time = now_filetime();
+                n.written = true;
+                return Ok(data.len() as u32);
+            }
+        }
         self.copy_up(ino)?;
         self.overlay.write_at(ino, offset, data).map_err(|e| {
             tracing::error!("{}: write failed: {e}", self.overlay.path(ino).display());
@@ -752,8 +888,15 @@ impl RwFs {
     /// Flushes `ino`'s staged data to disk.
     pub fn fsync(&self, ino: u64) -> FsResult<()> {
         {
-            let tree = self.tree.lock();
+            let mut tree = self.tree.lock();
             tree.get(ino)?;
+            self.log_small(&mut tree, ino);
+            if tree.journal.is_some() {
+                self.overlay.sync_log().map_err(|e| {
+                    tracing::error!("syncing the data log failed: {e}");
+                    Errno::EIO
+                })?;
+            }
             if let Some(j) = &tree.journal {
                 j.sync().map_err(|e| {
                     tracing::error!("syncing the journal failed: {e}");
@@ -770,20 +913,35 @@ impl RwFs {
     /// Changes size, mode, owner or times of `ino`.
     pub fn setattr(&self, ino: u64, a: &SetAttr) -> FsResult<Attr> {
         let _g = self.gate.read();
+        let mut small_done = false;
         if let Some(size) = a.size {
             match self.kind(self.tree.lock().get(ino)?) {
                 Kind::Directory => return Err(Errno::EISDIR),
                 Kind::File => {}
                 _ => return Err(Errno::EINVAL),
             }
-            // Cutting a file to nothing needs none of its old data.
-            if size > 0 {
-                self.copy_up(ino)?;
+            {
+                // A small file stays in memory; a file of the image cut to nothing (a copy
+                // over it) becomes one, needing none of its old data.
+                let mut tree = self.tree.lock();
+                let n = tree.get_mut(ino)?;
+                if size <= SMALL_FILE && (n.small.is_some() || (size == 0 && n.staged.is_none())) {
+                    n.small.get_or_insert(Small::Mem(Vec::new()));
+                    if let Some(v) = self.small_mem(n, ino)? {
+                        v.resize(size as usize, 0);
+                    }
+                    small_done = true;
+                }
             }
-            self.overlay.set_len(ino, size).map_err(|e| {
-                tracing::error!("{}: truncate failed: {e}", self.overlay.path(ino).display());
-                Errno::EIO
-            })?;
+            if !small_done {
+                if size > 0 {
+                    self.copy_up(ino)?;
+                }
+                self.overlay.set_len(ino, size).map_err(|e| {
+                    tracing::error!("{}: truncate failed: {e}", self.overlay.path(ino).display());
+                    Errno::EIO
+                })?;
+            }
         }
         let mut tree = self.tree.lock();
         let kind = self.kind(tree.get(ino)?);
@@ -791,10 +949,17 @@ impl RwFs {
         let (uid, gid) = (self.opts.uid, self.opts.gid);
         let n = tree.get_mut(ino)?;
         let now = now_filetime();
-        let newly_staged = a.size.is_some() && n.staged.is_none();
+        let newly_staged = a.size.is_some() && !small_done && n.staged.is_none();
         if let Some(size) = a.size {
-            n.staged = Some(size);
+            if !small_done {
+                n.staged = Some(size);
+            }
             n.inode.last_write_time = now;
+        }
+        let log_now = small_done && n.open == 0;
+        if small_done && !log_now {
+            // Logged when the file is closed.
+            n.written = true;
         }
         if unix_data && (a.mode.is_some() || a.uid.is_some() || a.gid.is_some()) {
             // Without --unix-data a WIM has nowhere to keep these; they are accepted and
@@ -851,6 +1016,9 @@ impl RwFs {
                 mtime: (a.mtime.is_some() || size.is_some()).then_some(mtime),
             })
         });
+        if log_now {
+            self.log_small(&mut tree, ino);
+        }
         self.attr_of(&tree, ino)
     }
 
@@ -884,6 +1052,7 @@ impl RwFs {
             name: String::new(),
             children: BTreeMap::new(),
             staged: None,
+            small: None,
             new_reparse: None,
             new_streams: Vec::new(),
             open: 0,
@@ -920,7 +1089,7 @@ impl RwFs {
         let _g = self.gate.read();
         let name = check_name(name)?;
         let mut node = self.new_node(FILE_ATTRIBUTE_NORMAL, Kind::File, mode, uid, gid);
-        node.staged = Some(0);
+        node.small = Some(Small::Mem(Vec::new()));
         let attr = {
             let mut tree = self.tree.lock();
             let attr = self.insert(&mut tree, parent, name, node)?;
@@ -964,7 +1133,7 @@ impl RwFs {
         };
         let node = if kind == Kind::File {
             let mut node = self.new_node(FILE_ATTRIBUTE_NORMAL, kind, mode, uid, gid);
-            node.staged = Some(0);
+            node.small = Some(Small::Mem(Vec::new()));
             node
         } else {
             if !self.opts.unix_data {
@@ -1252,10 +1421,26 @@ impl RwFs {
             .filter_map(|(&ino, _)| tree.path(ino).map(|p| (ino, p)))
             .collect();
         staged.sort();
-        let lines: Vec<Record> = staged
+        let mut lines: Vec<Record> = staged
             .into_iter()
             .map(|(file, path)| Record::Staged { path, file })
             .collect();
+        // Small files keep their place in the data log (those changed in memory are logged
+        // when closed).
+        let mut logged: Vec<(String, u64, u64)> = tree
+            .nodes
+            .iter()
+            .filter_map(|(&ino, n)| match n.small {
+                Some(Small::Log { offset, len }) => tree.path(ino).map(|p| (p, offset, len)),
+                _ => None,
+            })
+            .collect();
+        logged.sort();
+        lines.extend(logged.into_iter().map(|(path, offset, len)| Record::Data {
+            path,
+            offset,
+            len,
+        }));
         let j = Journal::start(self.overlay.dir(), &base, &lines)?;
         tree.journal = Some(j);
         Ok(())
@@ -1369,8 +1554,20 @@ impl RwFs {
                     let ino = self.resolve(path)?;
                     let mut tree = self.tree.lock();
                     let n = tree.get_mut(ino).map_err(|e| fail(r, e))?;
+                    n.small = None;
                     n.staged.get_or_insert(0);
                     files.insert(ino, *file);
+                }
+                Record::Data { path, offset, len } => {
+                    let ino = self.resolve(path)?;
+                    let mut tree = self.tree.lock();
+                    let n = tree.get_mut(ino).map_err(|e| fail(r, e))?;
+                    n.staged = None;
+                    n.small = Some(Small::Log {
+                        offset: *offset,
+                        len: *len,
+                    });
+                    files.remove(&ino);
                 }
                 Record::SetAttr {
                     path,
@@ -1384,8 +1581,20 @@ impl RwFs {
                     let ino = self.resolve(path)?;
                     if let Some(size) = size {
                         // The staging file has the size already; only the tree learns it.
+                        // A small file's data comes with its next `data` line; until then,
+                        // what the cut left of it.
                         let mut tree = self.tree.lock();
-                        tree.get_mut(ino).map_err(|e| fail(r, e))?.staged = Some(*size);
+                        let n = tree.get_mut(ino).map_err(|e| fail(r, e))?;
+                        if n.small.is_some() || (n.staged.is_none() && *size == 0) {
+                            n.small = Some(match n.small.take() {
+                                Some(Small::Log { offset, len }) if *size <= len => {
+                                    Small::Log { offset, len: *size }
+                                }
+                                _ => Small::Mem(vec![0; *size as usize]),
+                            });
+                        } else {
+                            n.staged = Some(*size);
+                        }
                     }
                     self.setattr(
                         ino,
@@ -1419,7 +1628,7 @@ impl RwFs {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
                 Err(e) => return Err(format!("{}: {e}", path.display())),
             };
-            if let Some(n) = tree.nodes.get_mut(ino) {
+            if let Some(n) = tree.nodes.get_mut(ino).filter(|n| n.small.is_none()) {
                 n.staged = Some(len);
             }
         }
@@ -1451,6 +1660,7 @@ impl RwFs {
         };
         let mut inode_of: HashMap<u64, usize> = HashMap::new();
         let mut staged = Vec::new();
+        let mut small = Vec::new();
         let mut reparse = Vec::new();
         let mut streams = Vec::new();
         // (dentry id, inode number) of directories still to fill, depth first.
@@ -1460,13 +1670,15 @@ impl RwFs {
             let id = *inode_of.entry(ino).or_insert_with(|| {
                 let mut inode = n.inode.clone();
                 inode.dentries.clear();
-                if let Some(len) = n.staged {
+                if n.staged.is_some() || n.small.is_some() {
                     inode
                         .streams
                         .retain(|s| !(s.kind == StreamKind::Data && s.name.is_empty()));
-                    if len > 0 {
-                        staged.push((img.inodes.len(), ino, len));
-                    }
+                }
+                match (&n.small, n.staged) {
+                    (Some(d), _) if d.len() > 0 => small.push((img.inodes.len(), d.clone())),
+                    (None, Some(len)) if len > 0 => staged.push((img.inodes.len(), ino, len)),
+                    _ => {}
                 }
                 if let Some(d) = &n.new_reparse {
                     inode.streams.retain(|s| s.kind != StreamKind::Reparse);
@@ -1506,6 +1718,7 @@ impl RwFs {
         Snapshot {
             image: img,
             staged,
+            small,
             reparse,
             streams,
         }
@@ -1517,6 +1730,8 @@ pub(crate) struct Snapshot {
     pub(crate) image: Image,
     /// (image inode, inode number whose overlay file holds the data, its length).
     pub(crate) staged: Vec<(usize, u64, u64)>,
+    /// (image inode, where the data of a small file made on the mount is).
+    pub(crate) small: Vec<(usize, Small)>,
     /// (image inode, reparse data of a link made on this mount).
     pub(crate) reparse: Vec<(usize, Vec<u8>)>,
     /// (image inode, named data streams set on this mount: name, contents).

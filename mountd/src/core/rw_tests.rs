@@ -200,7 +200,8 @@ fn check_committed(s: &Setup) {
 
 fn live_commit(fs: &RwFs, lock: Arc<TargetLock>) {
     let how = crate::commit::CommitOptions::default();
-    crate::commit::commit(fs, lock, how, &|ino| fs.overlay().path(ino)).unwrap();
+    let log = Overlay::log_path_in(fs.overlay().dir());
+    crate::commit::commit(fs, lock, how, &|ino| fs.overlay().path(ino), &log).unwrap();
 }
 
 #[test]
@@ -230,12 +231,18 @@ fn journal_replay_rebuilds_the_tree() {
         .hash;
     fs.start_journal(&s.wim, &base).unwrap();
     operations(&fs, &s.expect);
-    // A daemon killed here leaves its staging directory and journal behind.
-    let staging = fs.overlay().dir().to_path_buf();
-    let rep = crate::journal::read(&staging).unwrap();
+    let rep = crate::journal::read(fs.overlay().dir()).unwrap();
     assert_eq!(rep.torn, 0);
     assert!(rep.records.len() > 300, "{} lines", rep.records.len());
+    replay_and_commit(&s, fs);
+    check_committed(&s);
+}
 
+/// What a dead daemon's work becomes: the journal of `fs` replayed onto the base image,
+/// committed with `fs`'s staging files and data log.
+fn replay_and_commit(s: &Setup, fs: RwFs) {
+    let staging = fs.overlay().dir().to_path_buf();
+    let rep = crate::journal::read(&staging).unwrap();
     let wim = Arc::new(Wim::open(&s.wim).unwrap());
     let img = Image::load(&wim, 1).unwrap();
     let scratch = Overlay::create(&s.dir.path().join("scratch")).unwrap();
@@ -243,11 +250,91 @@ fn journal_replay_rebuilds_the_tree() {
     let files = again.replay(&rep.records, &staging).unwrap();
     let lock = Arc::new(TargetLock::acquire(&s.wim).unwrap());
     let how = crate::commit::CommitOptions::default();
-    crate::commit::commit(&again, lock, how, &|ino| {
-        staging.join(files[&ino].to_string())
-    })
+    let log = Overlay::log_path_in(&staging);
+    crate::commit::commit(
+        &again,
+        lock,
+        how,
+        &|ino| staging.join(files[&ino].to_string()),
+        &log,
+    )
     .unwrap();
     drop(fs);
+}
+
+/// Small files made on the mount live in memory and the data log, not in staging files of
+/// their own; they grow out of it, are cut, and replay from the journal (an open one
+/// included, once synced).
+#[test]
+fn small_files_use_the_data_log() {
+    let s = setup();
+    let fs = open_rw(&s, false);
+    let base = Wim::open(&s.wim)
+        .unwrap()
+        .metadata_location(1)
+        .unwrap()
+        .hash;
+    fs.start_journal(&s.wim, &base).unwrap();
+    let e = &s.expect;
+    let staging_files = |fs: &RwFs| -> usize {
+        fs::read_dir(fs.overlay().dir())
+            .unwrap()
+            .filter(|d| {
+                let n = d.as_ref().unwrap().file_name();
+                n.to_string_lossy().parse::<u64>().is_ok()
+            })
+            .count()
+    };
+    for i in 0..50 {
+        let data = format!("small {i}\n").repeat(i + 1);
+        write_file(&fs, &format!("s{i}"), data.as_bytes());
+        fs::write(e.join(format!("s{i}")), data).unwrap();
+    }
+    assert_eq!(staging_files(&fs), 0);
+    assert_eq!(read_all(&fs, "s7"), "small 7\n".repeat(8).as_bytes());
+    // Rewriting a closed small file reads it back from the log.
+    let s7 = ino(&fs, "s7");
+    let fh = fs.open(s7, true, false).unwrap();
+    fs.write(s7, 0, b"SMALL").unwrap();
+    fs.release(fh);
+    let mut want = "small 7\n".repeat(8).into_bytes();
+    want[..5].copy_from_slice(b"SMALL");
+    assert_eq!(read_all(&fs, "s7"), want);
+    fs::write(e.join("s7"), &want).unwrap();
+    // Growing past the limit moves it to a staging file.
+    let s8 = ino(&fs, "s8");
+    let fh = fs.open(s8, true, false).unwrap();
+    let big = vec![b'z'; (SMALL_FILE + 100) as usize];
+    fs.write(s8, 10, &big).unwrap();
+    fs.release(fh);
+    assert_eq!(staging_files(&fs), 1);
+    let mut want = "small 8\n".repeat(9).into_bytes()[..10].to_vec();
+    want.extend_from_slice(&big);
+    assert_eq!(read_all(&fs, "s8"), want);
+    fs::write(e.join("s8"), &want).unwrap();
+    // Cutting: a small file, and a file of the image cut to nothing then rewritten (a copy
+    // over it) without copying its old data up.
+    let cut = SetAttr {
+        size: Some(3),
+        ..SetAttr::default()
+    };
+    fs.setattr(ino(&fs, "s9"), &cut).unwrap();
+    fs::write(e.join("s9"), "sma").unwrap();
+    let hello = ino(&fs, "hello.txt");
+    let fh = fs.open(hello, true, true).unwrap();
+    fs.write(hello, 0, b"replaced\n").unwrap();
+    fs.release(fh);
+    fs::write(e.join("hello.txt"), "replaced\n").unwrap();
+    assert_eq!(staging_files(&fs), 1);
+    assert_eq!(read_all(&fs, "s9"), b"sma");
+    // An open, written, unclosed small file is committed from memory by a live commit.
+    let (open, fh) = fs.create(ROOT_INO, b"open", 0o644, 0, 0).unwrap();
+    fs.write(open.ino, 0, b"still open").unwrap();
+    fs::write(e.join("open"), "still open").unwrap();
+    // fsync logs it: a daemon killed now loses nothing.
+    fs.fsync(open.ino).unwrap();
+    let _still_open = fh;
+    replay_and_commit(&s, fs);
     check_committed(&s);
 }
 
