@@ -68,11 +68,17 @@ fn is_mounted(dir: &Path) -> bool {
         .any(|l| l.split(' ').nth(1) == Some(dir.as_str()))
 }
 
+/// Whether process `pid` has exited: gone, or a zombie whose threads have all ended (a
+/// zombie main thread alone does not mean its files, e.g. a WIM's lock, are released).
 fn gone(pid: u32) -> bool {
-    match fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
+    match fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(s) => {
+            let zombie = s.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+            let one = s
+                .lines()
+                .any(|l| l.starts_with("Threads:") && l[8..].trim() == "1");
+            zombie && one
+        }
         Err(_) => true,
     }
 }
@@ -736,6 +742,11 @@ fn cli_mountrw_without_commit_leaves_the_wim_unchanged() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // The unmount returned only once the daemon let go of the WIM.
+    assert!(
+        wimfs::write::TargetLock::acquire(&wim).is_ok(),
+        "unmount returned while the WIM was still locked"
     );
     drop(guard);
     assert!(

@@ -48,11 +48,20 @@ pub(super) fn detach(_cmd: &mut Command) {}
 
 /// Whether the daemon has exited.
 pub(super) fn is_gone(pid: u32, _socket: &Path) -> bool {
-    // A zombie (state Z) has exited; only its parent's wait is missing.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => s
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    // A zombie (state Z) has exited; only its parent's wait is missing. But its main
+    // thread turns zombie while other threads may still be running, holding its files
+    // (and the WIM's lock): gone means a zombie with no thread left but that one.
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(s) => {
+            let field = |name: &str| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(str::trim)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            field("State:").starts_with('Z') && field("Threads:") == "1"
+        }
         Err(_) => true,
     }
 }
