@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// File name of the data log in the staging directory.
 pub const DATA_LOG: &str = "data.log";
@@ -17,7 +18,12 @@ pub struct Overlay {
     /// The data log (opened on first use) and its length: the contents of small files,
     /// appended when they are closed, so that thousands of them cost no file creations.
     log: parking_lot::Mutex<Option<(File, u64)>>,
+    /// Staging files kept open for reads and writes (a few; reopened when evicted).
+    files: parking_lot::Mutex<lru::LruCache<u64, Arc<File>>>,
 }
+
+/// Staging files kept open at once.
+const OPEN_FILES: usize = 64;
 
 impl Overlay {
     /// Where a mount of `wim` stages data unless told otherwise: beside the WIM, so that
@@ -40,6 +46,9 @@ impl Overlay {
         Ok(Overlay {
             dir: dir.to_path_buf(),
             log: parking_lot::Mutex::new(None),
+            files: parking_lot::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(OPEN_FILES).expect("non-zero"),
+            )),
         })
     }
 
@@ -98,21 +107,32 @@ impl Overlay {
         self.dir.join(ino.to_string())
     }
 
-    fn open_rw(&self, ino: u64) -> io::Result<File> {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(self.path(ino))
+    fn open_rw(&self, ino: u64) -> io::Result<Arc<File>> {
+        if let Some(f) = self.files.lock().get(&ino) {
+            return Ok(Arc::clone(f));
+        }
+        let f = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(self.path(ino))?,
+        );
+        self.files.lock().put(ino, Arc::clone(&f));
+        Ok(f)
     }
 
     /// Up to `size` bytes at `offset`; a missing file reads as empty.
     pub fn read_at(&self, ino: u64, offset: u64, size: usize) -> io::Result<Vec<u8>> {
-        let f = match File::open(self.path(ino)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
+        let cached = self.files.lock().get(&ino).cloned();
+        let f = match cached {
+            Some(f) => f,
+            None => match File::open(self.path(ino)) {
+                Ok(f) => Arc::new(f),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            },
         };
         let mut buf = vec![0u8; size];
         let mut done = 0;
@@ -192,6 +212,7 @@ impl Overlay {
 
     /// Forgets the file of an inode that is gone.
     pub fn remove(&self, ino: u64) {
+        self.files.lock().pop(&ino);
         match fs::remove_file(self.path(ino)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -202,6 +223,8 @@ impl Overlay {
     /// Removes the staging directory and everything in it (also done on drop; the daemon
     /// calls it itself because its control thread keeps the overlay alive until exit).
     pub fn discard(&self) {
+        self.files.lock().clear();
+        *self.log.lock() = None;
         match fs::remove_dir_all(&self.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

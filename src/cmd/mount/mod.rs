@@ -176,6 +176,23 @@ pub fn run_mountrw(a: MountRwArgs, debug: bool) -> Result<i32> {
             a.mount.wimfile.display()
         );
     }
+    // Changes a dead mount of this WIM left are not lost by mounting again, but a commit of
+    // the new mount would make them stale: say so.
+    if let Ok(wim) = std::fs::canonicalize(&a.mount.wimfile) {
+        for o in list_orphans(Some(&wim)).unwrap_or_default() {
+            if o.state == "recoverable" {
+                eprintln!(
+                    "note: {} holds {} unsaved change(s) to image {} from a mount whose daemon \
+                     died; `wimfs recover {} --commit` saves them, a commit of this mount makes \
+                     them stale",
+                    o.staging,
+                    o.changes,
+                    o.image,
+                    wim.display()
+                );
+            }
+        }
+    }
     let staging = a.staging_dir.unwrap_or_default();
     start_daemon(a.mount, debug, Some(staging))
 }
