@@ -264,6 +264,28 @@ pub fn read(dir: &Path) -> io::Result<Replay> {
     })
 }
 
+/// Takes the journal of a dead daemon in `dir` for recovery: locked as a daemon holds it
+/// (so no second recovery runs at once), opened for appending. `None` if a live daemon or
+/// another recovery holds it.
+pub fn take_orphan(dir: &Path) -> io::Result<Option<File>> {
+    let f = OpenOptions::new()
+        .append(true)
+        .open(dir.join(JOURNAL_NAME))?;
+    match flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => Ok(Some(f)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Appends `r` to a journal taken with [`take_orphan`] and syncs it.
+pub fn append_to(f: &mut File, r: &Record) -> io::Result<()> {
+    let mut line = serde_json::to_string(r).map_err(io::Error::other)?;
+    line.push('\n');
+    f.write_all(line.as_bytes())?;
+    f.sync_data()
+}
+
 /// Whether a live daemon holds the journal in `dir` (it keeps an exclusive lock on it).
 pub fn is_held(dir: &Path) -> io::Result<bool> {
     let f = File::open(dir.join(JOURNAL_NAME))?;

@@ -162,12 +162,14 @@ pub fn find_orphans(wim: Option<&Path>) -> Vec<Orphan> {
 /// left; returns a line saying what was done. The staging directory is removed after
 /// either, unless committing fails.
 pub fn recover(dir: &Path, commit_it: bool, check: bool) -> Result<String> {
-    if journal::is_held(dir).with_context(|| format!("{}: no journal", dir.display()))? {
+    let Some(mut held) =
+        journal::take_orphan(dir).with_context(|| format!("{}: no journal", dir.display()))?
+    else {
         bail!(
-            "{}: a running wimfs daemon still uses it (unmount that mount instead)",
+            "{}: a running wimfs daemon (or another recovery) still uses it",
             dir.display()
         );
-    }
+    };
     let rep = journal::read(dir)?;
     let Record::Base {
         wim: ref wim_path,
@@ -233,6 +235,10 @@ pub fn recover(dir: &Path, commit_it: bool, check: bool) -> Result<String> {
         check,
         ..CommitOptions::default()
     };
+    // As a daemon's commit does: if this one dies after the WIM's header names the new
+    // image, the next recovery sees the work as done instead of as stale.
+    journal::append_to(&mut held, &Record::Committing)
+        .with_context(|| format!("{}: writing the journal", dir.display()))?;
     let log = Overlay::log_path_in(dir);
     commit(
         &fs,
