@@ -632,28 +632,16 @@ fn change_tree(root: &Path, extra: &Path) {
 #[test]
 fn cli_mountrw_commit_equals_the_same_changes_on_a_copy() {
     let Some(cli) = wimfs_cli() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let src = tmp.path().join("src");
-    make_tree(&src);
-    let extra = tmp.path().join("extra");
-    for i in 0..300 {
-        let d = extra.join(format!("d{}", i % 10));
-        fs::create_dir_all(&d).unwrap();
-        fs::write(d.join(format!("g{i:03}")), pattern(i * 31, i as u64 + 7)).unwrap();
-    }
-    let wim = tmp.path().join("t.wim");
-    capture(&src, &wim, &["--compress=lzx"]);
-    let dir = tmp.path().join("mnt");
-    fs::create_dir(&dir).unwrap();
-    let dir = fs::canonicalize(&dir).unwrap();
-    let guard = cli_mountrw(&cli, &wim, &dir);
+    // A driver-like tree of thousands of files is copied in.
+    let c = rw_case_with(3000);
+    let guard = cli_mountrw(&cli, &c.wim, &c.dir);
 
     // The mount holds the WIM's lock: a second read-write mount fails clearly.
-    let dir2 = tmp.path().join("mnt2");
+    let dir2 = c.tmp.path().join("mnt2");
     fs::create_dir(&dir2).unwrap();
     let out = Command::new(&cli)
         .arg("mountrw")
-        .arg(&wim)
+        .arg(&c.wim)
         .arg(&dir2)
         .output()
         .unwrap();
@@ -664,56 +652,13 @@ fn cli_mountrw_commit_equals_the_same_changes_on_a_copy() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    change_tree(&dir, &extra);
-    let expect = tmp.path().join("expect");
-    let out = Command::new("cp")
-        .arg("-a")
-        .arg(&src)
-        .arg(&expect)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    change_tree(&expect, &extra);
-    diff(&expect, &dir);
-
-    let out = Command::new(&cli)
-        .args(["unmount", "--commit"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(!is_mounted(&dir));
+    change_tree(&c.dir, &c.extra);
+    diff(&c.expect, &c.dir);
+    ok(Command::new(&cli).args(["unmount", "--commit"]).arg(&c.dir));
+    assert!(!is_mounted(&c.dir));
     drop(guard);
-    let out = Command::new("wimlib-imagex")
-        .arg("verify")
-        .arg(&wim)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "verify: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let applied = tmp.path().join("applied");
-    let out = Command::new("wimlib-imagex")
-        .arg("apply")
-        .arg(&wim)
-        .arg("1")
-        .arg(&applied)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    diff(&expect, &applied);
-    let staging: Vec<_> = fs::read_dir(tmp.path())
+    verify_and_compare(&c.wim, 1, &c.expect, &c.tmp.path().join("applied"));
+    let staging: Vec<_> = fs::read_dir(c.tmp.path())
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().contains(".staging-"))
@@ -1183,11 +1128,16 @@ struct RwCase {
 }
 
 fn rw_case() -> RwCase {
+    rw_case_with(60)
+}
+
+/// [`rw_case`] with `files` files in the tree [`change_tree`] copies in.
+fn rw_case_with(files: usize) -> RwCase {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_tree(&src);
     let extra = tmp.path().join("extra");
-    for i in 0..60 {
+    for i in 0..files {
         let d = extra.join(format!("d{}", i % 6));
         fs::create_dir_all(&d).unwrap();
         fs::write(d.join(format!("g{i:03}")), pattern(i * 131, i as u64 + 11)).unwrap();

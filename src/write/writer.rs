@@ -152,12 +152,7 @@ impl WimWriter {
         lock: Arc<TargetLock>,
     ) -> Result<WimWriter> {
         check_solid_options(&opts)?;
-        if !lock.guards(target) {
-            return Err(Error::invalid(
-                target,
-                "the lock held is not on this file (was it replaced?)",
-            ));
-        }
+        check_lock(&lock, target)?;
         let (tmp_path, file) = create_temp_beside(target)?;
         let mut w = WimWriter::start(target, Mode::NewFile { tmp_path }, lock, file, opts, 0)?;
         // A zeroed header until the end: a torn temporary file is never mistaken for a WIM.
@@ -182,12 +177,7 @@ impl WimWriter {
         lock: Arc<TargetLock>,
     ) -> Result<WimWriter> {
         check_solid_options(&opts)?;
-        if !lock.guards(target) {
-            return Err(Error::invalid(
-                target,
-                "the lock held is not on this file (was it replaced?)",
-            ));
-        }
+        check_lock(&lock, target)?;
         let wim = Wim::open(target)?;
         let old = wim.header().clone();
         if old.total_parts != 1 {
@@ -1147,6 +1137,17 @@ fn image_refs_of(image: &Image) -> HashMap<Sha1Hash, u32> {
         }
     }
     refs
+}
+
+/// Fails unless `lock` guards `target` (a lock taken before the file was replaced does not).
+fn check_lock(lock: &TargetLock, target: &Path) -> Result<()> {
+    if lock.guards(target) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        target,
+        "the lock held is not on this file (was it replaced?)",
+    ))
 }
 
 /// One blob for [`WimWriter::write_blobs`].

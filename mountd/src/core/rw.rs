@@ -255,6 +255,21 @@ impl Tree {
         }
     }
 
+    /// Journals `ino`'s new modification time.
+    pub(crate) fn log_mtime(&mut self, ino: u64, mtime: u64) {
+        self.log(|t| {
+            Some(Record::SetAttr {
+                path: t.path(ino)?,
+                size: None,
+                mode: None,
+                uid: None,
+                gid: None,
+                atime: None,
+                mtime: Some(mtime),
+            })
+        });
+    }
+
     /// `ino` loses its name `dir/name` (already removed from `dir`): if that was the name
     /// the journal knows it by, another of its names takes its place.
     fn unname(&mut self, ino: u64, dir: u64, name: &str) {
@@ -610,17 +625,7 @@ impl RwFs {
             if let Some(mtime) = written {
                 // Writes are not journaled one by one: their data is in the staging file
                 // already; only the time they left is.
-                tree.log(|t| {
-                    Some(Record::SetAttr {
-                        path: t.path(ino)?,
-                        size: None,
-                        mode: None,
-                        uid: None,
-                        gid: None,
-                        atime: None,
-                        mtime: Some(mtime),
-                    })
-                });
+                tree.log_mtime(ino, mtime);
             }
             tree.reap(ino)
         };

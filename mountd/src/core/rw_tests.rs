@@ -64,6 +64,18 @@ fn open_rw(s: &Setup, unix_data: bool) -> RwFs {
     RwFs::new(wim, img, opts, overlay)
 }
 
+/// [`open_rw`] with a journal, as a daemon's mount has.
+fn open_rw_journaled(s: &Setup) -> RwFs {
+    let fs = open_rw(s, false);
+    let base = Wim::open(&s.wim)
+        .unwrap()
+        .metadata_location(1)
+        .unwrap()
+        .hash;
+    fs.start_journal(&s.wim, &base).unwrap();
+    fs
+}
+
 /// The inode number of `path` (relative to the root).
 fn ino(fs: &RwFs, path: &str) -> u64 {
     let mut cur = ROOT_INO;
@@ -223,13 +235,7 @@ fn operations_then_commit_match_a_plain_copy() {
 #[test]
 fn journal_replay_rebuilds_the_tree() {
     let s = setup();
-    let fs = open_rw(&s, false);
-    let base = Wim::open(&s.wim)
-        .unwrap()
-        .metadata_location(1)
-        .unwrap()
-        .hash;
-    fs.start_journal(&s.wim, &base).unwrap();
+    let fs = open_rw_journaled(&s);
     operations(&fs, &s.expect);
     let rep = crate::journal::read(fs.overlay().dir()).unwrap();
     assert_eq!(rep.torn, 0);
@@ -268,13 +274,7 @@ fn replay_and_commit(s: &Setup, fs: RwFs) {
 #[test]
 fn small_files_use_the_data_log() {
     let s = setup();
-    let fs = open_rw(&s, false);
-    let base = Wim::open(&s.wim)
-        .unwrap()
-        .metadata_location(1)
-        .unwrap()
-        .hash;
-    fs.start_journal(&s.wim, &base).unwrap();
+    let fs = open_rw_journaled(&s);
     let e = &s.expect;
     let staging_files = |fs: &RwFs| -> usize {
         fs::read_dir(fs.overlay().dir())

@@ -244,17 +244,9 @@ fn log_stream(tree: &mut Tree, ino: u64, name: &[u8], value: Option<&[u8]>) {
             value: value.map(<[u8]>::to_vec),
         })
     });
-    tree.log(|t| {
-        Some(Record::SetAttr {
-            path: t.path(ino)?,
-            size: None,
-            mode: None,
-            uid: None,
-            gid: None,
-            atime: None,
-            mtime,
-        })
-    });
+    if let Some(mtime) = mtime {
+        tree.log_mtime(ino, mtime);
+    }
 }
 
 /// A full reparse buffer: tag (u32 LE), data length (u16 LE), reserved (u16 LE), data.

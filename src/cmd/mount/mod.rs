@@ -83,20 +83,29 @@ pub struct UnmountArgs {
     /// Write a read-write mount's changes into the WIM first (exit status: the commit's).
     #[arg(long)]
     commit: bool,
-    /// With --commit: add an integrity table to the WIM.
-    #[arg(long)]
-    check: bool,
-    /// With --commit: add the result as a new image and leave the mounted one as it was.
-    #[arg(long)]
-    new_image: bool,
-    /// With --commit: write a new file and rename it over the WIM instead of appending in
-    /// place (reclaims the space of replaced data).
-    #[arg(long)]
-    rebuild: bool,
+    /// How to commit (with --commit).
+    #[command(flatten)]
+    how: CommitHow,
     /// Unmount (and commit) even while files on the mount are open; the mount is
     /// detached and the daemon exits when the last of them is closed.
     #[arg(long)]
     force: bool,
+}
+
+/// How a commit writes (`unmount --commit` and `commit`).
+#[derive(Args, Debug, Default)]
+pub struct CommitHow {
+    /// Add an integrity table to the WIM.
+    #[arg(long)]
+    check: bool,
+    /// Add the result as a new image and leave the mounted one as it was (later commits
+    /// of a mount that stays up then replace the new one).
+    #[arg(long)]
+    new_image: bool,
+    /// Write a new file and rename it over the WIM instead of appending in place
+    /// (reclaims the space of replaced data).
+    #[arg(long)]
+    rebuild: bool,
 }
 
 /// `wimfs commit`: commit without unmounting.
@@ -105,15 +114,8 @@ pub struct UnmountArgs {
 pub struct CommitArgs {
     /// The mountpoint of a read-write mount.
     dir: PathBuf,
-    /// Add an integrity table to the WIM.
-    #[arg(long)]
-    check: bool,
-    /// Add the result as a new image (later commits then replace that one).
-    #[arg(long)]
-    new_image: bool,
-    /// Write a new file and rename it over the WIM instead of appending in place.
-    #[arg(long)]
-    rebuild: bool,
+    #[command(flatten)]
+    how: CommitHow,
 }
 
 /// `wimfs recover`: finish what a dead read-write daemon left.
@@ -424,7 +426,7 @@ pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
     if a.commit && m.mode != "rw" {
         tracing::info!("--commit: nothing to commit on a read-only mount");
     } else if a.commit {
-        send_commit(&m, &dir, a.check, a.new_image, a.rebuild)?;
+        send_commit(&m, &dir, &a.how)?;
     }
     let what = if a.lazy || a.force {
         "unmount lazy"
@@ -459,22 +461,16 @@ pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
 }
 
 /// Asks the daemon of `m` to commit; the error says why it failed (the mount stays up).
-fn send_commit(
-    m: &MountInfo,
-    dir: &std::path::Path,
-    check: bool,
-    new_image: bool,
-    rebuild: bool,
-) -> Result<()> {
+fn send_commit(m: &MountInfo, dir: &std::path::Path, how: &CommitHow) -> Result<()> {
     let mut what = String::from("commit");
-    if rebuild {
-        what.push_str(" rebuild");
-    }
-    if check {
-        what.push_str(" check");
-    }
-    if new_image {
-        what.push_str(" new-image");
+    for (word, on) in [
+        (" rebuild", how.rebuild),
+        (" check", how.check),
+        (" new-image", how.new_image),
+    ] {
+        if on {
+            what.push_str(word);
+        }
     }
     // A commit writes every changed file; it may take long.
     let reply = platform::request(&m.socket, &what, Duration::from_secs(24 * 3600))
@@ -505,7 +501,7 @@ pub fn run_commit(a: CommitArgs) -> Result<i32> {
     if m.mode != "rw" {
         bail!("{}: a read-only mount has nothing to commit", dir.display());
     }
-    send_commit(&m, &dir, a.check, a.new_image, a.rebuild)?;
+    send_commit(&m, &dir, &a.how)?;
     Ok(0)
 }
 
