@@ -167,8 +167,11 @@ fn capture_into(mut writer: WimWriter, a: &CaptureArgs) -> Result<i32> {
     let mut tree = scan(&a.source, &opts)
         .with_context(|| format!("capturing {}: scanning", a.source.display()))?;
     let total = tree.data_bytes();
-    let pb = super::progress::bytes_bar(total, "hashing", a.quiet);
-    tree.hash(&|n| pb.inc(n))
+    // Solid resources need every hash up front; otherwise only files that may duplicate
+    // each other (same size) are read before writing.
+    let hash_all = writer.is_solid();
+    let pb = super::progress::bytes_bar(tree.bytes_to_hash(hash_all), "hashing", a.quiet);
+    tree.hash(hash_all, &|n| pb.inc(n))
         .with_context(|| format!("capturing {}: hashing file data", a.source.display()))?;
     pb.finish_and_clear();
     writer.plan_solid(total);

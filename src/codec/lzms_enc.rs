@@ -22,7 +22,7 @@ use super::lzms::{
     LITERAL_REBUILD, MAX_CHUNK_SIZE, MAX_CODEWORD_LEN, MAX_OFFSET_SYMS, NUM_DELTA_POWER_SYMS,
     NUM_LENGTH_SYMS, NUM_LITERAL_SYMS, OFFSET_REBUILD, OFFSET_SLOTS, POWER_REBUILD,
 };
-use super::lzx_enc::{extend, BtFinder, Match};
+use super::lzx_enc::{extend, load_u32, BtFinder, Match};
 use super::{CodecError, Compressor};
 
 /// One bit costs `1 << COST_SHIFT` in the parser's prices.
@@ -606,6 +606,26 @@ impl Coder {
             << COST_SHIFT
     }
 
+    /// Price of literal `lit` and then a rep0 LZ match of `rep0` bytes after an explicit LZ
+    /// match taken in state `s`: what applying the three items to `s` and pricing the last
+    /// two gives, using only the state bits those prices read. (The explicit match leaves
+    /// the repeat-slot contexts alone; its offset becomes rep0 after the literal.)
+    #[inline(always)]
+    fn lit_rep0_after_explicit_cost(&self, s: &State, lit: u8, rep0: usize) -> u32 {
+        let p = &self.probs;
+        let main1 = ((s.main << 1) | 1) & 15;
+        let matches1 = (s.matches << 1) & 31;
+        let lz1 = (s.lz << 1) & 63;
+        let main2 = (main1 << 1) & 15;
+        self.bit0(&p.main[main1 as usize])
+            + ((self.literal.lens[lit as usize] as u32) << COST_SHIFT)
+            + self.bit1(&p.main[main2 as usize])
+            + self.bit0(&p.matches[matches1 as usize])
+            + self.bit1(&p.lz[lz1 as usize])
+            + self.bit0(&p.lz_rep[0][s.lz_rep[0] as usize])
+            + self.len_cost[rep0]
+    }
+
     /// Price of a repeat-offset LZ match of `len` (<= `MAX_FAST_LEN`) bytes.
     #[inline(always)]
     fn lz_rep_item_cost(&self, s: &State, idx: usize, len: usize) -> u32 {
@@ -621,7 +641,7 @@ impl Coder {
 /// modulo the span are hashed in too). Positions are stored as `base + pos`, so starting a
 /// new chunk only raises `base`.
 struct DeltaFinder {
-    table: Vec<u32>,
+    table: Box<[u32; 1 << DELTA_HASH_BITS]>,
     base: u32,
     prev_len: usize,
 }
@@ -629,7 +649,10 @@ struct DeltaFinder {
 impl DeltaFinder {
     fn new() -> Self {
         DeltaFinder {
-            table: vec![0; 1 << DELTA_HASH_BITS],
+            table: vec![0; 1 << DELTA_HASH_BITS]
+                .into_boxed_slice()
+                .try_into()
+                .expect("table size"),
             base: 1,
             prev_len: 0,
         }
@@ -646,16 +669,10 @@ impl DeltaFinder {
         self.prev_len = len;
     }
 
-    /// Hash of the differences at `pos..pos + 3` (needs `pos >= span`, `pos + 3 <= d.len()`).
+    /// Hash of the differences `diffs` (three bytes) at `pos` for `span`.
     #[inline(always)]
-    fn hash(d: &[u8], pos: usize, span: usize) -> usize {
+    fn hash(diffs: u32, pos: usize, span: usize) -> usize {
         let phase = (span + (pos & (span - 1))) as u32;
-        let diffs = if pos + 4 <= d.len() {
-            delta_word(d, pos, span) & 0xff_ffff
-        } else {
-            let diff = |k: usize| d[pos + k].wrapping_sub(d[pos + k - span]) as u32;
-            diff(0) | (diff(1) << 8) | (diff(2) << 16)
-        };
         let v = diffs | (phase << 24);
         (v.wrapping_mul(0x9E37_79B1) >> (32 - DELTA_HASH_BITS)) as usize
     }
@@ -667,12 +684,21 @@ impl DeltaFinder {
         if pos + DELTA_MIN_LEN > d.len() {
             return;
         }
+        // The bytes at `pos` are the same for every span: load them once.
+        let word = (pos + 4 <= d.len()).then(|| load_u32(d, pos));
         for power in 0..DELTA_POWERS {
             let span = 1usize << power;
             if pos < span {
                 break;
             }
-            let h = Self::hash(d, pos, span);
+            let diffs = match word {
+                Some(a) => delta_diffs(a, load_u32(d, pos - span)) & 0xff_ffff,
+                None => {
+                    let diff = |k: usize| d[pos + k].wrapping_sub(d[pos + k - span]) as u32;
+                    diff(0) | (diff(1) << 8) | (diff(2) << 16)
+                }
+            };
+            let h = Self::hash(diffs, pos, span);
             let old = std::mem::replace(&mut self.table[h], self.base + pos as u32);
             if let Some(f) = found.as_deref_mut() {
                 if old >= self.base {
@@ -687,13 +713,22 @@ impl DeltaFinder {
     }
 }
 
-/// The bytewise differences `d[at + k] - d[at + k - span]` for `k` in 0..4, in one word.
+/// Whether the first `k` bytes of the delta match at `pos` with `offset` and `span` agree,
+/// that is `delta_len(d, pos, offset, span, 0, k) == k` (needs `offset + span <= pos` and
+/// `pos + k <= d.len()`).
 #[inline(always)]
-fn delta_word(d: &[u8], at: usize, span: usize) -> u32 {
+fn delta_agrees(d: &[u8], pos: usize, offset: usize, span: usize, k: usize) -> bool {
+    let m = pos - offset;
+    (0..k).all(|i| {
+        d[pos + i].wrapping_sub(d[pos + i - span]) == d[m + i].wrapping_sub(d[m + i - span])
+    })
+}
+
+/// The bytewise differences `a - b` of the four bytes of two words.
+#[inline(always)]
+fn delta_diffs(a: u32, b: u32) -> u32 {
     // The high bits keep borrows inside each byte.
     const HIGH: u32 = 0x8080_8080;
-    let a = u32::from_le_bytes(d[at..at + 4].try_into().unwrap());
-    let b = u32::from_le_bytes(d[at - span..at - span + 4].try_into().unwrap());
     ((a | HIGH) - (b & !HIGH)) ^ ((a ^ !b) & HIGH)
 }
 
@@ -714,18 +749,20 @@ fn delta_len(
     // additions that keep carries inside each byte.
     const LOW: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     let add = |a: u64, b: u64| ((a & LOW) + (b & LOW)) ^ ((a ^ b) & !LOW);
-    let load = |at: usize| u64::from_le_bytes(d[at..at + 8].try_into().unwrap());
+    // Equal-length views up front: the loops below then need no bounds checks.
+    let cur = &d[pos..pos + max];
+    let cur_base = &d[pos - span..pos - span + max];
+    let src = &d[m..m + max];
+    let src_base = &d[m - span..m - span + max];
+    let load = |v: &[u8], at: usize| u64::from_le_bytes(v[at..at + 8].try_into().unwrap());
     while len + 8 <= max {
-        let x =
-            add(load(pos + len), load(m + len - span)) ^ add(load(m + len), load(pos + len - span));
+        let x = add(load(cur, len), load(src_base, len)) ^ add(load(src, len), load(cur_base, len));
         if x != 0 {
             return len + (x.trailing_zeros() / 8) as usize;
         }
         len += 8;
     }
-    while len < max
-        && d[pos + len].wrapping_sub(d[pos + len - span])
-            == d[m + len].wrapping_sub(d[m + len - span])
+    while len < max && cur[len].wrapping_sub(cur_base[len]) == src[len].wrapping_sub(src_base[len])
     {
         len += 1;
     }
@@ -930,7 +967,12 @@ impl Parse<'_> {
                 let remaining = n - pos;
                 let state = self.nodes[cur].state;
 
-                // Gather every candidate first: this also inserts `pos` into both finders.
+                // Gather the candidates, cheapest to find first. A long one is taken at once
+                // (by priority: repeat LZ, repeat delta, explicit LZ, explicit delta), and
+                // then the costlier searches are not run: the finders only insert `pos`.
+                // `inserted` tracks whether both finders have seen `pos` already.
+                let mut early = None;
+                let mut inserted = false;
                 let mut rep_lens = [0usize; 3];
                 if remaining >= 2 {
                     for (idx, l) in rep_lens.iter_mut().enumerate() {
@@ -940,22 +982,31 @@ impl Parse<'_> {
                         }
                     }
                 }
+                if let Some(idx) = rep_lens.iter().position(|&l| l >= nice) {
+                    early = Some(Item {
+                        len: rep_lens[idx] as u32,
+                        src: idx as u32,
+                    });
+                }
                 let mut delta_rep_lens = [0usize; 3];
-                if self.params.delta && remaining >= 2 {
+                if early.is_none() && self.params.delta && remaining >= 2 {
                     for (idx, l) in delta_rep_lens.iter_mut().enumerate() {
                         let pair = state.delta_rep(idx);
                         let span = 1usize << (pair >> 28);
                         let off = ((pair & ((1 << 28) - 1)) as usize) << (pair >> 28);
-                        if off + span <= pos {
-                            let k = delta_len(d, pos, off, span, 0, 2);
-                            if k == 2 {
-                                *l = delta_len(d, pos, off, span, 2, remaining);
-                            }
+                        if off + span <= pos && delta_agrees(d, pos, off, span, 2) {
+                            *l = delta_len(d, pos, off, span, 2, remaining);
                         }
+                    }
+                    if let Some(idx) = delta_rep_lens.iter().position(|&l| l >= nice) {
+                        early = Some(Item {
+                            len: delta_rep_lens[idx] as u32,
+                            src: DELTA | idx as u32,
+                        });
                     }
                 }
                 self.matches.clear();
-                if remaining >= 4 {
+                if early.is_none() && remaining >= 4 {
                     let max_len = remaining.min(MAX_FAST_LEN);
                     self.mf.advance(
                         d,
@@ -966,65 +1017,59 @@ impl Parse<'_> {
                         usize::MAX,
                         Some(&mut *self.matches),
                     );
+                    if let Some(m) = self.matches.last() {
+                        if m.len as usize >= nice.min(remaining) {
+                            let off = m.offset as usize;
+                            let len = extend(d, pos - off, pos, m.len as usize, remaining);
+                            early = Some(Item {
+                                len: len as u32,
+                                src: m.offset + 2,
+                            });
+                            if self.params.delta {
+                                self.delta.insert(d, pos, None);
+                            }
+                            inserted = true;
+                        }
+                    }
                 }
                 self.delta_matches.clear();
                 // (power, raw offset, length) of each explicit delta match.
                 let mut deltas = [(0u32, 0u32, 0usize); DELTA_POWERS as usize];
                 let mut num_deltas = 0;
-                if self.params.delta {
-                    self.delta.insert(d, pos, Some(&mut *self.delta_matches));
-                    for &(power, off) in self.delta_matches.iter() {
-                        let span = 1usize << power;
-                        let raw = (off >> power) as u32;
-                        if off + span > pos || raw > MAX_DELTA_RAW {
-                            continue;
-                        }
-                        let len = delta_len(d, pos, off, span, 0, DELTA_MIN_LEN);
-                        if len == DELTA_MIN_LEN {
-                            let len = delta_len(d, pos, off, span, len, remaining);
-                            deltas[num_deltas] = (power, raw, len);
-                            num_deltas += 1;
+                if early.is_none() {
+                    inserted = true;
+                    if self.params.delta {
+                        self.delta.insert(d, pos, Some(&mut *self.delta_matches));
+                        for &(power, off) in self.delta_matches.iter() {
+                            let span = 1usize << power;
+                            let raw = (off >> power) as u32;
+                            if off + span > pos || raw > MAX_DELTA_RAW {
+                                continue;
+                            }
+                            if delta_agrees(d, pos, off, span, DELTA_MIN_LEN) {
+                                let len = delta_len(d, pos, off, span, DELTA_MIN_LEN, remaining);
+                                if len >= nice {
+                                    early = Some(Item {
+                                        len: len as u32,
+                                        src: DELTA | (((power << 28) | raw) + 2),
+                                    });
+                                    break;
+                                }
+                                deltas[num_deltas] = (power, raw, len);
+                                num_deltas += 1;
+                            }
                         }
                     }
                 }
                 let deltas = &deltas[..num_deltas];
 
-                // A long match is taken at once.
-                let early = if let Some(idx) = rep_lens.iter().position(|&l| l >= nice) {
-                    Some(Item {
-                        len: rep_lens[idx] as u32,
-                        src: idx as u32,
-                    })
-                } else if let Some(idx) = delta_rep_lens.iter().position(|&l| l >= nice) {
-                    Some(Item {
-                        len: delta_rep_lens[idx] as u32,
-                        src: DELTA | idx as u32,
-                    })
-                } else {
-                    match self.matches.last() {
-                        Some(m) if m.len as usize >= nice.min(remaining) => {
-                            let off = m.offset as usize;
-                            let len = extend(d, pos - off, pos, m.len as usize, remaining);
-                            Some(Item {
-                                len: len as u32,
-                                src: m.offset + 2,
-                            })
-                        }
-                        _ => deltas
-                            .iter()
-                            .find(|m| m.2 >= nice)
-                            .map(|&(power, raw, len)| Item {
-                                len: len as u32,
-                                src: DELTA | (((power << 28) | raw) + 2),
-                            }),
-                    }
-                };
                 if let Some(it) = early {
                     if !self.flush(cur) {
                         return false;
                     }
                     self.coder.encode(self.out, it);
-                    self.skip(pos + 1, pos + it.len as usize);
+                    let from = if inserted { pos + 1 } else { pos };
+                    self.skip(from, pos + it.len as usize);
                     pos += it.len as usize;
                     break;
                 }
@@ -1267,15 +1312,19 @@ fn try_lit_rep0(
     }
     let max = (d.len() - after).min(MAX_FAST_LEN);
     let rep0 = extend(d, after - off, after, 2, max);
-    let mut s = *state;
-    s.apply(first);
     let lit = Item {
         len: 1,
         src: d[pos + len] as u32,
     };
-    let mut total = cost + c.literal_cost(&s, d[pos + len]);
-    s.apply(lit);
-    total += c.lz_rep_item_cost(&s, 0, rep0);
+    let total = if first.src & DELTA == 0 && first.src >= NUM_REPS {
+        cost + c.lit_rep0_after_explicit_cost(state, d[pos + len], rep0)
+    } else {
+        let mut s = *state;
+        s.apply(first);
+        let total = cost + c.literal_cost(&s, d[pos + len]);
+        s.apply(lit);
+        total + c.lz_rep_item_cost(&s, 0, rep0)
+    };
     let at = cur + len + 1 + rep0;
     reach(nodes, end, at);
     let node = &mut nodes[at];

@@ -179,6 +179,7 @@ impl HuffBuilder {
     ///
     /// The result is always a complete code or the empty code (no symbol used), as the
     /// decoder accepts nothing else: a lone used symbol is paired with a dummy one.
+    #[inline(never)]
     fn build(&mut self, freqs: &[u32], max_len: u32, lens: &mut [u8], codes: &mut [u32]) {
         let n_syms = freqs.len();
         lens[..n_syms].fill(0);
@@ -297,7 +298,7 @@ fn canonical_codes(lens: &[u8], codes: &mut [u32]) {
 
 #[inline(always)]
 pub(super) fn load_u32(d: &[u8], i: usize) -> u32 {
-    u32::from_le_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]])
+    u32::from_le_bytes(d[i..i + 4].try_into().unwrap())
 }
 
 #[inline(always)]
@@ -325,6 +326,43 @@ pub(super) fn extend(d: &[u8], a: usize, b: usize, mut len: usize, max: usize) -
         len += 1;
     }
     len
+}
+
+/// [`extend`] without bounds checks, for the binary-tree walk.
+///
+/// # Safety
+/// `d[a..a + max]` and `d[b..b + max]` must be readable through `d`.
+#[inline(always)]
+unsafe fn extend_unchecked(d: *const u8, a: usize, b: usize, mut len: usize, max: usize) -> usize {
+    // SAFETY (for the reads below): every read lies in `a + len .. a + max` or
+    // `b + len .. b + max`, which the caller guarantees to be readable.
+    while len + 8 <= max {
+        let u = u64::from_le(d.add(a + len).cast::<u64>().read_unaligned());
+        let v = u64::from_le(d.add(b + len).cast::<u64>().read_unaligned());
+        let diff = u ^ v;
+        if diff != 0 {
+            return len + (diff.trailing_zeros() / 8) as usize;
+        }
+        len += 8;
+    }
+    while len < max && *d.add(a + len) == *d.add(b + len) {
+        len += 1;
+    }
+    len
+}
+
+/// Hints the CPU to start loading the cache line holding `x`; no effect on results.
+#[inline(always)]
+fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch only hints the cache; it never faults (and `x` is a valid
+        // reference anyway) and changes no program state.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
 }
 
 /// One cached match, or (in the entry before a position's matches) their count in `len`.
@@ -365,8 +403,9 @@ pub(super) struct BtFinder {
     gen: Generation,
     prev_len: usize,
     hash4_bits: u32,
-    hash2: Vec<u32>,
-    hash3: Vec<[u32; 2]>,
+    // Fixed sizes: hashes of these widths index them without bounds checks.
+    hash2: Box<[u32; 1 << BT_HASH2_BITS]>,
+    hash3: Box<[[u32; 2]; 1 << BT_HASH3_BITS]>,
     hash4: Vec<u32>,
     /// Left (smaller) and right (larger) children of each position's node.
     child: Vec<[u32; 2]>,
@@ -383,8 +422,14 @@ impl BtFinder {
             gen: Generation { base: 1 },
             prev_len: 0,
             hash4_bits,
-            hash2: vec![0; 1 << BT_HASH2_BITS],
-            hash3: vec![[0; 2]; 1 << BT_HASH3_BITS],
+            hash2: vec![0; 1 << BT_HASH2_BITS]
+                .into_boxed_slice()
+                .try_into()
+                .expect("table size"),
+            hash3: vec![[0; 2]; 1 << BT_HASH3_BITS]
+                .into_boxed_slice()
+                .try_into()
+                .expect("table size"),
             hash4: vec![0; 1 << hash4_bits],
             child: vec![[0; 2]; window],
         }
@@ -419,7 +464,11 @@ impl BtFinder {
         let cur = base + pos as u32;
         let seq = load_u32(d, pos);
         let mut best = 1;
-        let valid = |c: u32| c >= base && pos - (c - base) as usize <= max_offset;
+        // A stored position `c` is usable iff `1 <= cur - c <= lim`: one unsigned comparison
+        // of `cur - c - 1` (wrapping) against `lim` also rejects empty slots and positions of
+        // earlier buffers, whose distances exceed `pos`.
+        let lim = pos.min(max_offset) as u32;
+        let valid = |c: u32| cur.wrapping_sub(c).wrapping_sub(1) < lim;
 
         let h2 = hash(seq & 0xffff, BT_HASH2_BITS);
         let c2 = std::mem::replace(&mut self.hash2[h2], cur);
@@ -454,8 +503,19 @@ impl BtFinder {
 
         let h4 = hash(seq, self.hash4_bits);
         let mut node = std::mem::replace(&mut self.hash4[h4], cur);
+        // The next position's buckets are random accesses into tables bigger than the L1
+        // cache: start loading them now, while this position's tree walk runs.
+        if pos + 5 <= d.len() {
+            let next = load_u32(d, pos + 1);
+            prefetch(&self.hash3[hash(next & 0xff_ffff, BT_HASH3_BITS)]);
+            if let Some(slot) = self.hash4.get(hash(next, self.hash4_bits)) {
+                prefetch(slot);
+            }
+        }
+        // Without matches to report, nothing past `nice_len` matters: the walk ends there.
+        let max_len = if out.is_none() { nice_len } else { max_len };
         // The walk below indexes `d` and `child` without bounds checks; these two checks
-        // (once per call) and the per-node `valid` test are what make that sound.
+        // (once per call) and the per-node distance test are what make that sound.
         assert!(nice_len <= max_len && max_len <= d.len() - pos && d.len() <= self.child.len());
         let dp = d.as_ptr();
         let child = self.child.as_mut_ptr() as *mut u32;
@@ -468,18 +528,20 @@ impl BtFinder {
         // itself, or a node `m` that passed the check at the top of the loop (`1 <= pos - m`,
         // so `m < pos`). Byte reads are at `m + len` and `pos + len` with `m < pos` and
         // `len < nice_len <= max_len <= d.len() - pos` (a walk that reaches `nice_len`
-        // returns before reading again), so they stay inside `d`.
+        // returns before reading again), so they stay inside `d`; `extend_unchecked` reads
+        // `d[m..m + max_len]` and `d[pos..pos + max_len]`, inside `d` for the same reasons.
         unsafe {
             loop {
-                let m = node.wrapping_sub(base) as usize;
-                if node < base || pos.wrapping_sub(m).wrapping_sub(1) >= max_offset || depth == 0 {
+                let dist = cur.wrapping_sub(node).wrapping_sub(1);
+                if dist >= lim || depth == 0 {
                     *child.add(lt) = 0;
                     *child.add(gt) = 0;
                     return best;
                 }
                 depth -= 1;
+                let m = pos - 1 - dist as usize;
                 if *dp.add(m + len) == *dp.add(pos + len) {
-                    len = extend(d, m, pos, len + 1, max_len);
+                    len = extend_unchecked(dp, m, pos, len + 1, max_len);
                     if len > best {
                         best = len;
                         if let Some(out) = out.as_deref_mut() {
@@ -707,6 +769,7 @@ impl Coder {
 
     /// Writes one block holding `seqs` (covering `size` bytes), tallying and building the
     /// codes first. The offsets' low bits go through the aligned code when that is smaller.
+    #[inline(never)]
     fn write_block(&mut self, w: &mut BitWriter, seqs: &[Seq], size: usize) {
         self.reset_freqs();
         self.tally(seqs);
@@ -857,7 +920,7 @@ struct Costs {
     aligned: [u32; NUM_ALIGNED_SYMS],
     /// Cost of a match by `slot * 256 + len - 2`: header, length symbol and the verbatim
     /// offset bits (aligned bits are priced separately, by offset).
-    matches: Vec<u32>,
+    matches: Vec<[u32; 256]>,
 }
 
 impl Costs {
@@ -866,12 +929,13 @@ impl Costs {
             main: [0; MAX_MAIN_SYMS],
             len: [0; NUM_LEN_SYMS],
             aligned: [0; NUM_ALIGNED_SYMS],
-            matches: vec![0; MAX_SLOTS * 256],
+            matches: vec![[0; 256]; MAX_SLOTS],
         }
     }
 
     /// Prices symbols by the code lengths `coder` just built. Unused symbols get a price a
     /// bit above the longest used codeword, so the next pass may still pick them up.
+    #[inline(never)]
     fn set_from_codes(&mut self, c: &Coder) {
         let n = c.num_main_syms;
         for (cost, &l) in self.main[..n].iter_mut().zip(&c.main_lens[..n]) {
@@ -889,7 +953,7 @@ impl Costs {
             if slot >= MIN_ALIGNED_SLOT {
                 extra -= 3 * BIT;
             }
-            let row = &mut self.matches[slot * 256..slot * 256 + 256];
+            let row = &mut self.matches[slot];
             let hdr = NUM_CHARS + slot * 8;
             for (i, m) in row.iter_mut().enumerate() {
                 *m = if i < NUM_PRIMARY_LENS {
@@ -951,18 +1015,24 @@ impl SplitStats {
     }
 }
 
+/// One node of the min-cost path search: the cheapest cost found to reach it and how.
+#[derive(Clone, Copy, Default)]
+struct Node {
+    cost: u32,
+    /// Length in bits 0-8, offset code above (see `Seq`); or, with `GAP` set, a rep0 match
+    /// of that length after a literal and the match in `Optimal::gap`.
+    item: u32,
+}
+
 /// Working memory of the near-optimal parser, sized once for the largest block.
 struct Optimal {
     mf: BtFinder,
     cache: Vec<Match>,
-    cost: Vec<u32>,
-    /// How each node is reached: length in bits 0-8, offset code above (see `Seq`); or,
-    /// with `GAP` set, a rep0 match of that length after a literal and the match in `gap`.
-    item: Vec<u32>,
+    nodes: Vec<Node>,
     gap: Vec<u32>,
     /// Recent-offset queues of the latest nodes; older ones are never needed again, and a
     /// small ring stays in L1 cache.
-    queue: Box<[[u32; NUM_RECENT]; QUEUE_RING]>,
+    queue: Box<[PackedQueue; QUEUE_RING]>,
     costs: Costs,
     passes: u32,
 }
@@ -1027,10 +1097,9 @@ impl LzxEncoder {
             let p = Parser::Optimal(Box::new(Optimal {
                 mf: BtFinder::new(chunk),
                 cache: Vec::with_capacity(block * 5 + MAX_MATCHES_PER_POS),
-                cost: vec![0; block + 1],
-                item: vec![0; block + 1],
+                nodes: vec![Node::default(); block + 1],
                 gap: vec![0; block + 1],
-                queue: Box::new([[1; NUM_RECENT]; QUEUE_RING]),
+                queue: Box::new([PackedQueue::pack([1; NUM_RECENT]); QUEUE_RING]),
                 costs: Costs::new(),
                 passes,
             }));
@@ -1226,6 +1295,7 @@ fn compress_lazy(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn compress_optimal(
     p: &mut Optimal,
     d: &[u8],
@@ -1306,6 +1376,7 @@ fn compress_optimal(
 
 /// Chooses the items of block `start..end` by repeated min-cost path searches and leaves
 /// them in `seqs`. Returns the recent-offsets queue after the block.
+#[inline(never)]
 fn optimize_block(
     p: &mut Optimal,
     d: &[u8],
@@ -1341,7 +1412,7 @@ fn optimize_block(
                 // them, which costs a lot on text in multi-byte encodings.
                 let mut rep = (0, 0);
                 for (k, &r) in q.iter().enumerate() {
-                    let l = rep_len(d, pos, r as usize, max);
+                    let l = rep_len_if(d, pos, r as usize, (rep.1 + 1).max(MIN_MATCH), max);
                     if l > rep.1 {
                         rep = (k, l);
                     }
@@ -1387,11 +1458,68 @@ fn optimize_block(
     queue_out
 }
 
+/// A recent-offsets queue packed into one word: three 21-bit offsets (LZX offsets stay
+/// below `1 << MAX_WINDOW_ORDER`), the most recent in the low bits. Moving a 64-bit value
+/// around is what makes keeping a queue per node cheap.
+#[derive(Clone, Copy)]
+struct PackedQueue(u64);
+
+impl PackedQueue {
+    const BITS: u32 = 21;
+    const MASK: u64 = (1 << Self::BITS) - 1;
+
+    fn pack(q: [u32; NUM_RECENT]) -> Self {
+        Self(u64::from(q[0]) | u64::from(q[1]) << Self::BITS | u64::from(q[2]) << (2 * Self::BITS))
+    }
+
+    fn unpack(self) -> [u32; NUM_RECENT] {
+        [self.get(0), self.get(1), self.get(2)]
+    }
+
+    #[inline(always)]
+    fn get(self, k: usize) -> u32 {
+        ((self.0 >> (Self::BITS * k as u32)) & Self::MASK) as u32
+    }
+
+    /// The queue after an explicit match with `offset`.
+    #[inline(always)]
+    fn push(self, offset: u32) -> Self {
+        Self(((self.0 << Self::BITS) | u64::from(offset)) & ((1 << (3 * Self::BITS)) - 1))
+    }
+
+    /// The queue after a match with repeat offset `k`: that offset moves to the front.
+    #[inline(always)]
+    fn swap_front(self, k: usize) -> Self {
+        if k == 0 {
+            return self;
+        }
+        let shift = Self::BITS * k as u32;
+        let (r0, rk) = (self.0 & Self::MASK, (self.0 >> shift) & Self::MASK);
+        Self((self.0 & !(Self::MASK | Self::MASK << shift)) | rk | r0 << shift)
+    }
+}
+
+/// Length of the repeat match at `pos` with `offset` if it can reach `need` bytes (checked
+/// cheaply first: the first two bytes and the last needed one); 0 or something shorter than
+/// `need` otherwise. `need >= 2`.
+#[inline(always)]
+fn rep_len_if(d: &[u8], pos: usize, offset: usize, need: usize, max: usize) -> usize {
+    if offset > pos || need > max {
+        return 0;
+    }
+    let m = pos - offset;
+    if d[m + need - 1] != d[pos + need - 1] || d[m] != d[pos] || d[m + 1] != d[pos + 1] {
+        return 0;
+    }
+    extend(d, m, pos, 2, max)
+}
+
 /// Forward dynamic programming over the block: node `i` (byte `start + i`) gets the cheapest
 /// way found to reach it and the recent-offsets queue of that path. Each node relaxes a
 /// literal, the repeat offsets of its own queue, and the cached matches; for every length
 /// only the cheapest kind of offset is tried (repeat offsets first, then cached matches in
 /// order of increasing offset), which is where most of the speed comes from.
+#[inline(never)]
 fn min_cost_path(
     p: &mut Optimal,
     d: &[u8],
@@ -1400,134 +1528,158 @@ fn min_cost_path(
     queue_in: [u32; NUM_RECENT],
 ) -> [u32; NUM_RECENT] {
     let size = end - start;
-    let cost = &mut p.cost[..=size];
-    let item = &mut p.item[..=size];
+    let nodes = &mut p.nodes[..=size];
     let gap = &mut p.gap[..=size];
     let queue = &mut p.queue;
     let costs = &p.costs;
-    cost.fill(u32::MAX);
-    cost[0] = 0;
-    queue[0] = queue_in;
-    let mut ci = 0;
+    let d = &d[..end];
+    nodes.fill(Node {
+        cost: u32::MAX,
+        item: 0,
+    });
+    nodes[0].cost = 0;
+    queue[0] = PackedQueue::pack(queue_in);
+    let mut cache = &p.cache[..];
     for i in 0..size {
         let pos = start + i;
-        let base_cost = cost[i];
+        let base_cost = nodes[i].cost;
         let q = queue[i % QUEUE_RING];
-        let cnt = p.cache[ci].len as usize;
-        let matches = &p.cache[ci + 1..ci + 1 + cnt];
-        ci += cnt + 1;
+        let (head, rest) = cache.split_first().expect("an entry per position");
+        let (matches, rest) = rest.split_at(head.len as usize);
+        cache = rest;
         // The last few positions of a chunk have no cached matches, but repeat matches may
         // still end it.
-        if cnt > 0 || end - pos < 8 {
-            let max_len = (end - pos).min(MAX_MATCH);
-            let mut next_len = MIN_MATCH;
-            for (k, &r) in q.iter().enumerate() {
-                let l = rep_len(d, pos, r as usize, max_len);
-                if l < next_len {
-                    continue;
-                }
-                let row = &costs.matches[k * 256..k * 256 + 256];
-                relax::<true>(cost, item, i, next_len, l, base_cost, row, k as u32);
-                next_len = l + 1;
-            }
-            let mut longest = None;
-            for m in matches {
-                let l = (m.len as usize).min(max_len);
-                if l < next_len {
-                    continue;
-                }
-                let code = m.offset + 2;
-                let slot = slot_of(code);
-                let mut bc = base_cost;
-                if slot >= MIN_ALIGNED_SLOT {
-                    bc += costs.aligned[(code & 7) as usize];
-                }
-                let row = &costs.matches[slot * 256..slot * 256 + 256];
-                relax::<false>(cost, item, i, next_len, l, bc, row, code);
-                next_len = l + 1;
-                longest = Some((l, code, bc + row[l - MIN_MATCH]));
-            }
-            // The longest match may resume after one differing byte at the same offset
-            // (now rep0): try "match, literal, rep0 match" as a single step.
-            if let Some((l, code, c)) = longest {
-                let after = pos + l + 1;
-                let room = end.saturating_sub(after).min(QUEUE_RING - 2 - l);
-                let src = after - (code as usize - 2);
-                if room >= 2 && d[after] == d[src] && d[after + 1] == d[src + 1] {
-                    let r = extend(d, src, after, 2, room.min(MAX_MATCH));
-                    let c = c + costs.main[d[pos + l] as usize] + costs.matches[r - MIN_MATCH];
-                    let t = i + l + 1 + r;
-                    if c < cost[t] {
-                        cost[t] = c;
-                        item[t] = GAP | r as u32;
-                        gap[t] = (code << 9) | l as u32;
-                    }
-                }
-            }
+        if !matches.is_empty() || end - pos < 8 {
+            relax_matches(nodes, gap, costs, d, i, pos, base_cost, q, matches);
         }
         let c = base_cost + costs.main[d[pos] as usize];
         // Node i + 1 has now seen all its incoming edges: fix its path and queue.
-        if c <= cost[i + 1] {
-            cost[i + 1] = c;
-            item[i + 1] = 1;
-            queue[(i + 1) % QUEUE_RING] = q;
+        let next = &mut nodes[i + 1];
+        let nq = if c <= next.cost {
+            *next = Node { cost: c, item: 1 };
+            q
         } else {
-            let it = item[i + 1];
+            let it = next.item;
             let len = (it & 511) as usize;
             let code = it >> 9;
-            let mut nq = queue[(i + 1 - len) % QUEUE_RING];
             if it & GAP != 0 {
                 // Only the explicit match changes the queue; rep0 then reuses its offset.
                 let g = gap[i + 1];
                 let from = i + 1 - len - 1 - (g & 511) as usize;
-                let q0 = queue[from % QUEUE_RING];
-                nq = [(g >> 9) - 2, q0[0], q0[1]];
+                queue[from % QUEUE_RING].push((g >> 9) - 2)
             } else if code < NUM_RECENT as u32 {
-                nq.swap(0, code as usize);
+                queue[(i + 1 - len) % QUEUE_RING].swap_front(code as usize)
             } else {
-                nq = [code - 2, nq[0], nq[1]];
+                queue[(i + 1 - len) % QUEUE_RING].push(code - 2)
             }
-            queue[(i + 1) % QUEUE_RING] = nq;
+        };
+        queue[(i + 1) % QUEUE_RING] = nq;
+    }
+    queue[size % QUEUE_RING].unpack()
+}
+
+/// Relaxes the edges of node `i` (byte `pos`, reached at `base_cost` with queue `q`) other
+/// than the literal: its repeat-offset matches, its cached `matches` and the "match, literal,
+/// rep0 match" step after the longest of them. Kept out of line: the per-node loop then
+/// stays small enough to live in registers, and many nodes have no matches.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn relax_matches(
+    nodes: &mut [Node],
+    gap: &mut [u32],
+    costs: &Costs,
+    d: &[u8],
+    i: usize,
+    pos: usize,
+    base_cost: u32,
+    q: PackedQueue,
+    matches: &[Match],
+) {
+    let end = d.len();
+    let max_len = (end - pos).min(MAX_MATCH);
+    let mut next_len = MIN_MATCH;
+    for k in 0..NUM_RECENT {
+        let l = rep_len_if(d, pos, q.get(k) as usize, next_len, max_len);
+        if l < next_len {
+            continue;
+        }
+        let row = &costs.matches[k];
+        relax::<true>(nodes, i, next_len, l, base_cost, row, k as u32);
+        next_len = l + 1;
+    }
+    let mut longest = None;
+    for m in matches {
+        let l = (m.len as usize).min(max_len);
+        if l < next_len {
+            continue;
+        }
+        let code = m.offset + 2;
+        let slot = slot_of(code);
+        let mut bc = base_cost;
+        if slot >= MIN_ALIGNED_SLOT {
+            bc += costs.aligned[(code & 7) as usize];
+        }
+        let row = &costs.matches[slot];
+        relax::<false>(nodes, i, next_len, l, bc, row, code);
+        next_len = l + 1;
+        longest = Some((l, code, bc + row[l - MIN_MATCH]));
+    }
+    // The longest match may resume after one differing byte at the same offset (now rep0):
+    // try "match, literal, rep0 match" as a single step.
+    if let Some((l, code, c)) = longest {
+        let after = pos + l + 1;
+        let room = end.saturating_sub(after).min(QUEUE_RING - 2 - l);
+        let src = after - (code as usize - 2);
+        if room >= 2 && d[after] == d[src] && d[after + 1] == d[src + 1] {
+            let r = extend(d, src, after, 2, room.min(MAX_MATCH));
+            let c = c + costs.main[d[pos + l] as usize] + costs.matches[0][r - MIN_MATCH];
+            let t = i + l + 1 + r;
+            if c < nodes[t].cost {
+                nodes[t] = Node {
+                    cost: c,
+                    item: GAP | r as u32,
+                };
+                gap[t] = (code << 9) | l as u32;
+            }
         }
     }
-    queue[size % QUEUE_RING]
 }
 
 /// Offers nodes `i + from ..= i + to` the match of each of those lengths with offset code
 /// `code`, at `base` plus the length's price in `row`. Repeat offsets win ties (`TIE`):
 /// they leave the queue in a more useful state.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn relax<const TIE: bool>(
-    cost: &mut [u32],
-    item: &mut [u32],
+    nodes: &mut [Node],
     i: usize,
     from: usize,
     to: usize,
     base: u32,
-    row: &[u32],
+    row: &[u32; 256],
     code: u32,
 ) {
     // Equal-length slices up front let the loop run without bounds checks.
-    let cs = &mut cost[i + from..=i + to];
-    let its = &mut item[i + from..=i + to];
+    let ns = &mut nodes[i + from..=i + to];
     let rs = &row[from - MIN_MATCH..=to - MIN_MATCH];
     let first = (code << 9) | from as u32;
-    for (tag, ((c, it), &r)) in (first..).zip(cs.iter_mut().zip(its.iter_mut()).zip(rs)) {
+    for (tag, (n, &r)) in (first..).zip(ns.iter_mut().zip(rs)) {
         let nc = base + r;
-        if nc < *c || (TIE && nc == *c) {
-            *c = nc;
-            *it = tag;
+        if nc < n.cost || (TIE && nc == n.cost) {
+            *n = Node {
+                cost: nc,
+                item: tag,
+            };
         }
     }
 }
 
 /// Reads the chosen path back from the block's end into `seqs`, in stream order.
+#[inline(never)]
 fn trace_path(p: &Optimal, d: &[u8], start: usize, end: usize, seqs: &mut Vec<Seq>) {
     seqs.clear();
     let mut i = end - start;
     while i > 0 {
-        let it = p.item[i];
+        let it = p.nodes[i].item;
         let len = (it & 511) as usize;
         if it & GAP != 0 {
             let g = p.gap[i];

@@ -440,6 +440,15 @@ fn load_u32(data: &[u8], pos: usize) -> u32 {
     u32::from_le_bytes(data[pos..pos + 4].try_into().unwrap())
 }
 
+/// [`load_u32`] through a raw pointer, without a bounds check.
+///
+/// # Safety
+/// The four bytes at `p + at` must be readable.
+#[inline(always)]
+unsafe fn read_u32_raw(p: *const u8, at: usize) -> u32 {
+    u32::from_le(p.add(at).cast::<u32>().read_unaligned())
+}
+
 #[inline(always)]
 fn load_u64(data: &[u8], pos: usize) -> u64 {
     u64::from_le_bytes(data[pos..pos + 8].try_into().unwrap())
@@ -482,8 +491,10 @@ fn hash(seq: u32, bits: u32) -> usize {
 /// nothing. `prev` needs no clearing: a position's link is written when it is inserted,
 /// before anything can lead to it.
 struct HashChains {
-    head3: Box<[u16]>,
-    head4: Box<[u16]>,
+    /// Allocated at the largest size (16-bit hashes) so that masked hashes index them
+    /// without bounds checks; only the first `1 << hash*_bits` entries are used.
+    head3: Box<[u16; 1 << 15]>,
+    head4: Box<[u16; 1 << 16]>,
     prev: Box<[u16]>,
     hash3_bits: u32,
     hash4_bits: u32,
@@ -499,8 +510,14 @@ impl HashChains {
         // smaller tables, which are cleared for every chunk.
         let bits = (chunk_size.next_power_of_two().ilog2() + 1).clamp(10, 16);
         Self {
-            head3: vec![0; 1 << (bits - 1)].into_boxed_slice(),
-            head4: vec![0; 1 << bits].into_boxed_slice(),
+            head3: vec![0; 1 << 15]
+                .into_boxed_slice()
+                .try_into()
+                .expect("table size"),
+            head4: vec![0; 1 << 16]
+                .into_boxed_slice()
+                .try_into()
+                .expect("table size"),
             prev: vec![0; chunk_size].into_boxed_slice(),
             hash3_bits: bits - 1,
             hash4_bits: bits,
@@ -509,16 +526,18 @@ impl HashChains {
 
     /// Forgets the previous chunk.
     fn reset(&mut self) {
-        self.head3.fill(0);
-        self.head4.fill(0);
+        self.head3[..1 << self.hash3_bits].fill(0);
+        self.head4[..1 << self.hash4_bits].fill(0);
     }
 
     /// Adds `pos` to the tables; returns the previous heads of its 3- and 4-byte hash
     /// buckets.
     #[inline(always)]
     fn insert(&mut self, seq: u32, pos: usize) -> (usize, usize) {
-        let h3 = hash(seq << 8, self.hash3_bits);
-        let h4 = hash(seq, self.hash4_bits);
+        // The masks change nothing (the hashes have at most 15 and 16 bits); they only let
+        // the compiler see that the indexes are in range.
+        let h3 = hash(seq << 8, self.hash3_bits) & ((1 << 15) - 1);
+        let h4 = hash(seq, self.hash4_bits) & ((1 << 16) - 1);
         let c3 = std::mem::replace(&mut self.head3[h3], pos as u16);
         let c4 = std::mem::replace(&mut self.head4[h4], pos as u16);
         self.prev[pos] = c4;
@@ -529,8 +548,14 @@ impl HashChains {
     #[inline(always)]
     fn skip(&mut self, data: &[u8], from: usize, to: usize) {
         let to = to.min((data.len() + 1).saturating_sub(Self::MIN_BYTES));
+        if from >= to {
+            return;
+        }
+        // Views ending where the loop does, so that it runs without bounds checks.
+        let window = &data[..to + Self::MIN_BYTES - 1];
+        assert!(to <= self.prev.len());
         for pos in from..to {
-            self.insert(load_u32(data, pos), pos);
+            self.insert(load_u32(window, pos), pos);
         }
     }
 
@@ -599,34 +624,51 @@ impl HashChains {
         if best_len >= nice_len {
             return (best_len, best_offset);
         }
+        // The walks below read `data` and `prev` through raw pointers. SAFETY: every
+        // candidate they follow passes `cand.wrapping_sub(1) < pos - 1`, so `1 <= cand < pos`
+        // (chains only lead to earlier positions; the test makes that certain). Reads are
+        // four bytes at `cand` (`cand + 4 <= pos + 4 <= data.len()`, as `max_len >= 4`) and
+        // at `cand + best_len - 3` (ending at `cand + best_len + 1 <= cand + max_len <
+        // data.len()`, since `best_len < nice_len <= max_len`), and `prev[cand]` with
+        // `cand < pos < data.len() <= prev.len()`.
+        assert!(max_len >= HashChains::MIN_BYTES && nice_len <= max_len);
+        assert!(data.len() <= self.prev.len());
+        let dp = data.as_ptr();
+        let prev = self.prev.as_ptr();
+        let limit = pos.saturating_sub(1);
         // Until a 4-byte match turns up, any candidate whose first four bytes match will do;
         // after that, a candidate must also match the four bytes ending one past the best
         // length, which rejects most without extending them.
         if best_len < 4 {
             loop {
-                if cand == 0 || depth == 0 {
+                if cand.wrapping_sub(1) >= limit || depth == 0 {
                     return (best_len, best_offset);
                 }
                 depth -= 1;
-                if load_u32(data, cand) == seq {
+                // SAFETY: see above.
+                if unsafe { read_u32_raw(dp, cand) } == seq {
                     break;
                 }
-                cand = usize::from(self.prev[cand]);
+                // SAFETY: `cand < pos`, see above.
+                cand = usize::from(unsafe { *prev.add(cand) });
             }
             best_len = extend_match(data, cand, pos, 4, max_len);
             best_offset = pos - cand;
             if best_len >= nice_len {
                 return (best_len, best_offset);
             }
-            cand = usize::from(self.prev[cand]);
+            // SAFETY: `cand < pos`, see above.
+            cand = usize::from(unsafe { *prev.add(cand) });
         }
         // The four bytes ending one past the best length, reloaded only when it grows
         // (`best_len < nice_len <= max_len` here, so they are inside `data`).
         let mut tail = best_len - 3;
         let mut tail_seq = load_u32(data, pos + tail);
-        while cand != 0 && depth > 0 {
+        while cand.wrapping_sub(1) < limit && depth > 0 {
             depth -= 1;
-            if load_u32(data, cand + tail) == tail_seq && load_u32(data, cand) == seq {
+            // SAFETY: see above.
+            if unsafe { read_u32_raw(dp, cand + tail) == tail_seq && read_u32_raw(dp, cand) == seq }
+            {
                 let len = extend_match(data, cand, pos, 4, max_len);
                 if len > best_len {
                     best_len = len;
@@ -638,7 +680,8 @@ impl HashChains {
                     tail_seq = load_u32(data, pos + tail);
                 }
             }
-            cand = usize::from(self.prev[cand]);
+            // SAFETY: `cand < pos`, see above.
+            cand = usize::from(unsafe { *prev.add(cand) });
         }
         (best_len, best_offset)
     }

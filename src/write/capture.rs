@@ -49,7 +49,9 @@ struct FileData {
     path: PathBuf,
     size: u64,
     inode: usize,
-    hash: Sha1Hash,
+    /// Known before writing only for files that [`Scan::hash`] read: the others are hashed
+    /// while they are written, so their data is read once.
+    hash: Option<Sha1Hash>,
 }
 
 /// A walked tree: the image without file hashes yet, and the files to read.
@@ -67,12 +69,44 @@ impl Scan {
         self.files.iter().map(|f| f.size).sum()
     }
 
-    /// Hashes every file's data on the current rayon pool; `progress` gets bytes done.
-    pub fn hash(&mut self, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
-        self.files.par_iter_mut().try_for_each(|f| {
-            f.hash = hash_file(&f.path, f.size, progress)?;
-            Ok(())
-        })
+    /// Whether each file must be hashed before writing: with `all` (solid resources, where
+    /// a duplicate must be known before any of it is written) every file; otherwise only
+    /// files whose size another file shares, as only those can duplicate each other.
+    /// Writing hashes the rest, and recognises duplicates of blobs already in the WIM.
+    fn needs_hash(&self, all: bool) -> Vec<bool> {
+        if all {
+            return vec![true; self.files.len()];
+        }
+        let mut sizes: HashMap<u64, u32> = HashMap::with_capacity(self.files.len());
+        for f in &self.files {
+            *sizes.entry(f.size).or_insert(0) += 1;
+        }
+        self.files.iter().map(|f| sizes[&f.size] > 1).collect()
+    }
+
+    /// Bytes [`Scan::hash`] will read with the same `all`.
+    pub fn bytes_to_hash(&self, all: bool) -> u64 {
+        let need = self.needs_hash(all);
+        self.files
+            .iter()
+            .zip(need)
+            .filter(|(_, n)| *n)
+            .map(|(f, _)| f.size)
+            .sum()
+    }
+
+    /// Hashes, on the current rayon pool, the data of the files that need it before writing
+    /// (all of them if `all`, see [`Scan::bytes_to_hash`]); `progress` gets bytes done.
+    pub fn hash(&mut self, all: bool, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
+        let need = self.needs_hash(all);
+        self.files
+            .par_iter_mut()
+            .zip(need)
+            .filter(|(_, n)| *n)
+            .try_for_each(|(f, _)| {
+                f.hash = Some(hash_file(&f.path, f.size, progress)?);
+                Ok(())
+            })
     }
 
     /// Writes every distinct blob not yet in `writer` and returns the image.
@@ -101,15 +135,15 @@ impl Scan {
             .map(|f| BlobJob {
                 source: &f.path,
                 size: f.size,
-                expected: Some(f.hash),
+                expected: f.hash,
                 what: &f.path,
             })
             .collect();
-        writer.write_blobs(&jobs, progress)?;
-        for f in &self.files {
+        let hashes = writer.write_blobs(&jobs, progress)?;
+        for (f, hash) in self.files.iter().zip(hashes) {
             self.image.inodes[f.inode]
                 .streams
-                .insert(0, stream(StreamKind::Data, f.hash, f.size));
+                .insert(0, stream(StreamKind::Data, hash, f.size));
         }
         Ok(self.image)
     }
@@ -349,7 +383,7 @@ impl Scanner<'_> {
                     path: path.to_path_buf(),
                     size: m.size(),
                     inode: ino,
-                    hash: [0; 20],
+                    hash: None,
                 });
             }
             self.remember_link(&m, ino);
