@@ -7,7 +7,8 @@
 #   BENCH_DIR=/tmp/wimfs-bench FORMATS="xpress lzx lzms" RUNS=3 INJECT="DIR ..." \
 #   SOURCES="/usr/share:/share /usr/bin:/bin /usr/lib/x86_64-linux-gnu:/lib" scripts/bench-rw.sh
 # The base WIMs are the "usr" corpus of scripts/bench-mount.sh (shared through BENCH_DIR);
-# INJECT defaults to /usr/share/doc (~120 MB of small files, like a driver tree).
+# INJECT defaults to /usr/include (~130 MB, ~9000 mostly small files, like a driver tree, and
+# not in the base image, so a commit has new data to compress).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -19,7 +20,7 @@ formats=${FORMATS:-xpress lzx lzms}
 runs=${RUNS:-3}
 sources=${SOURCES:-/usr/share:/share /usr/bin:/bin /usr/lib/x86_64-linux-gnu:/lib}
 tag=${TAG:-usr}
-inject=${INJECT:-/usr/share/doc}
+inject=${INJECT:-/usr/include}
 mkdir -p "$dir"
 list="$dir/sources-$tag.txt"
 : > "$list"

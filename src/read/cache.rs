@@ -87,12 +87,27 @@ impl ChunkCache {
         self.inner.lock().lru.contains(key)
     }
 
+    /// Drops `key` from the cache (a reader is done with it); whether it was there.
+    pub fn remove(&self, key: &ChunkKey) -> bool {
+        let mut g = self.inner.lock();
+        match g.lru.pop(key) {
+            Some(v) => {
+                g.bytes -= v.len();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Returns the chunk for `key`, calling `load` at most once across concurrent callers.
-    pub fn get_or_load(
+    pub fn get_or_load<T>(
         &self,
         key: ChunkKey,
-        load: impl FnOnce() -> Result<Vec<u8>>,
-    ) -> Result<Arc<[u8]>> {
+        load: impl FnOnce() -> Result<T>,
+    ) -> Result<Arc<[u8]>>
+    where
+        T: Into<Arc<[u8]>>,
+    {
         let flight = {
             let mut g = self.inner.lock();
             if let Some(v) = g.lru.get(&key) {
@@ -114,7 +129,7 @@ impl ChunkCache {
                 }
             }
         };
-        let result: Loaded = load().map(Arc::from).map_err(Arc::new);
+        let result: Loaded = load().map(Into::into).map_err(Arc::new);
         {
             let mut g = self.inner.lock();
             g.inflight.remove(&key);
@@ -134,6 +149,27 @@ impl ChunkCache {
         *flight.result.lock() = Some(result.clone());
         flight.done.notify_all();
         result.map_err(Error::Shared)
+    }
+
+    /// Loads `key` with `load` unless it is cached or another thread is loading it; does
+    /// not wait for that other thread (for workers that have other chunks to decode).
+    pub fn load_unless_present<T>(
+        &self,
+        key: ChunkKey,
+        load: impl FnOnce() -> Result<T>,
+    ) -> Result<()>
+    where
+        T: Into<Arc<[u8]>>,
+    {
+        {
+            let g = self.inner.lock();
+            if g.lru.contains(&key) || g.inflight.contains_key(&key) {
+                return Ok(());
+            }
+        }
+        // Another thread may start the same load between the check and get_or_load; then
+        // this one waits for it, as any reader would.
+        self.get_or_load(key, load).map(|_| ())
     }
 
     fn wait(f: &Flight) -> Result<Arc<[u8]>> {
@@ -178,7 +214,47 @@ mod tests {
         let s = cache.stats();
         assert!(s.bytes <= 100, "{s:?}");
         assert!(!cache.contains(&(1, 0, 0)));
-        let e = cache.get_or_load((2, 0, 0), || Err(Error::NotFound("boom".into())));
+        let e = cache.get_or_load((2, 0, 0), || {
+            Err::<Vec<u8>, _>(Error::NotFound("boom".into()))
+        });
         assert!(e.unwrap_err().to_string().contains("boom"));
+    }
+
+    #[test]
+    fn load_unless_present_does_not_wait() {
+        let cache = Arc::new(ChunkCache::new(1000));
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let slow = {
+            let cache = Arc::clone(&cache);
+            std::thread::spawn(move || {
+                cache
+                    .get_or_load((1, 0, 0), || {
+                        started_tx.send(()).unwrap();
+                        release_rx.recv().unwrap();
+                        Ok(vec![1u8; 10])
+                    })
+                    .unwrap()
+            })
+        };
+        started_rx.recv().unwrap();
+        // In flight elsewhere: returns at once without loading.
+        cache
+            .load_unless_present((1, 0, 0), || -> Result<Vec<u8>> { panic!("loaded twice") })
+            .unwrap();
+        release_tx.send(()).unwrap();
+        assert_eq!(&*slow.join().unwrap(), &[1u8; 10][..]);
+        // Cached: nothing to do.
+        cache
+            .load_unless_present((1, 0, 0), || -> Result<Vec<u8>> { panic!("loaded twice") })
+            .unwrap();
+        // Absent: loaded.
+        cache
+            .load_unless_present((1, 0, 1), || Ok(vec![2u8; 10]))
+            .unwrap();
+        assert!(cache.contains(&(1, 0, 1)));
+        assert!(cache.remove(&(1, 0, 1)));
+        assert!(!cache.remove(&(1, 0, 1)));
+        assert_eq!(cache.stats().bytes, 10);
     }
 }

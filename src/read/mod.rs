@@ -11,4 +11,4 @@ pub mod wim;
 pub use blob::BlobReader;
 pub use cache::ChunkCache;
 pub use resource::{Resource, Storage};
-pub use wim::{BlobLocation, OpenOptions, Wim};
+pub use wim::{BlobLocation, ChunkSpan, OpenOptions, Wim};

@@ -167,7 +167,7 @@ fn decode_in_order(
     wim: &Wim,
     r: u32,
     table: &ChunkTable,
-    sink: &mut dyn FnMut(usize, Result<Vec<u8>>),
+    sink: &mut dyn FnMut(usize, Result<std::sync::Arc<[u8]>>),
 ) {
     let n = table.num_chunks();
     let workers = std::thread::available_parallelism()
@@ -181,7 +181,8 @@ fn decode_in_order(
     }
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Vec<u8>>)>(workers);
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<(usize, Result<std::sync::Arc<[u8]>>)>(workers);
         for _ in 0..workers {
             let (tx, next) = (tx.clone(), &next);
             scope.spawn(move || loop {

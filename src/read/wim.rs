@@ -37,6 +37,17 @@ pub struct BlobLocation {
     pub refcount: u32,
 }
 
+/// A run of chunks of one compressed resource (see [`Wim::chunk_span`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSpan {
+    pub resource: u32,
+    /// First and last chunk index, inclusive.
+    pub first: u64,
+    pub last: u64,
+    /// Uncompressed size of every chunk of the resource but possibly its last.
+    pub chunk_size: u32,
+}
+
 /// Options for [`Wim::open_with`].
 #[derive(Clone, Default)]
 pub struct OpenOptions {
@@ -580,18 +591,20 @@ impl Wim {
         res_idx: u32,
         table: &ChunkTable,
         i: usize,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Arc<[u8]>> {
         let res = &self.resources[res_idx as usize];
         let part = &self.parts[res.part];
         let (s, e) = table.chunk_range(i);
         let usize = table.chunk_usize(i) as usize;
-        let mut out = vec![0u8; usize];
+        // Allocated once, in its final place: converting a Vec would copy the chunk again.
+        let mut out: Arc<[u8]> = std::iter::repeat_n(0u8, usize).collect();
+        let buf = Arc::get_mut(&mut out).expect("just allocated");
         if (e - s) as usize == usize {
-            part.read_exact_at(&mut out, res.offset + s, "chunk")?;
+            part.read_exact_at(buf, res.offset + s, "chunk")?;
             return Ok(out);
         }
         let comp = part.read_vec(res.offset + s, e - s, "chunk")?;
-        self.decode_into(res, table, i, &comp, &mut out)?;
+        self.decode_into(res, table, i, &comp, buf)?;
         Ok(out)
     }
 
@@ -660,6 +673,77 @@ impl Wim {
             done += n;
         }
         Ok(())
+    }
+
+    /// The chunks of its resource that hold `len` bytes at `offset` of a blob; `None` if
+    /// the blob is stored uncompressed (nothing to decode) or the range is empty.
+    pub fn chunk_span(
+        &self,
+        loc: &BlobLocation,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<ChunkSpan>> {
+        let end = offset.saturating_add(len).min(loc.size);
+        let res = &self.resources[loc.resource as usize];
+        if offset >= end || matches!(res.storage, Storage::Raw) {
+            return Ok(None);
+        }
+        let table = self.chunk_table(loc.resource)?;
+        let cs = table.chunk_size as u64;
+        Ok(Some(ChunkSpan {
+            resource: loc.resource,
+            first: (loc.offset + offset) / cs,
+            last: (loc.offset + end - 1) / cs,
+            chunk_size: table.chunk_size,
+        }))
+    }
+
+    /// Drops chunks `first..last` (exclusive) of a resource from the cache, for a reader that
+    /// is done with them and knows nobody else needs them soon (e.g. a sequential reader of
+    /// a non-solid resource, whose data the kernel's page cache now holds). Frees the memory
+    /// for the chunks decoded next instead of growing the cache to its bound.
+    pub fn forget_chunks(&self, resource: u32, first: u64, last: u64) {
+        for i in first..last {
+            self.cache.remove(&(self.id, resource, i));
+        }
+    }
+
+    /// Whether a resource is solid (its chunks hold many blobs).
+    pub fn is_solid(&self, resource: u32) -> bool {
+        matches!(
+            self.resources[resource as usize].storage,
+            Storage::Solid { .. }
+        )
+    }
+
+    /// Number of chunks of a compressed resource (0 for an uncompressed one).
+    pub fn chunk_count(&self, resource: u32) -> Result<u64> {
+        if matches!(self.resources[resource as usize].storage, Storage::Raw) {
+            return Ok(0);
+        }
+        Ok(self.chunk_table(resource)?.num_chunks() as u64)
+    }
+
+    /// Whether chunk `i` of a resource is in the cache (its LRU position is not touched).
+    pub fn chunk_cached(&self, resource: u32, i: u64) -> bool {
+        self.cache.contains(&(self.id, resource, i))
+    }
+
+    /// Decodes chunk `i` of a resource into the cache unless it is there already or being
+    /// decoded by another thread (this does not wait for that one).
+    pub fn load_chunk(&self, resource: u32, i: u64) -> Result<()> {
+        if self.chunk_cached(resource, i) {
+            return Ok(());
+        }
+        let table = self.chunk_table(resource)?;
+        if i >= table.num_chunks() as u64 {
+            return Err(Error::Usage(format!(
+                "chunk {i} is past the end of its resource"
+            )));
+        }
+        self.cache.load_unless_present((self.id, resource, i), || {
+            self.decode_chunk(resource, &table, i as usize)
+        })
     }
 
     /// Decodes, in parallel, the chunks holding `len` bytes at `offset` of a blob into the
@@ -760,7 +844,7 @@ impl Wim {
                 vec![if solid {
                     self.cached_chunk(loc.resource, &table, ci)
                 } else {
-                    self.decode_chunk(loc.resource, &table, ci).map(Arc::from)
+                    self.decode_chunk(loc.resource, &table, ci)
                 }]
             } else {
                 (ci..end)
@@ -769,7 +853,7 @@ impl Wim {
                         if solid {
                             self.cached_chunk(loc.resource, &table, i)
                         } else {
-                            self.decode_chunk(loc.resource, &table, i).map(Arc::from)
+                            self.decode_chunk(loc.resource, &table, i)
                         }
                     })
                     .collect()

@@ -16,7 +16,15 @@ use sha1::{Digest, Sha1};
 use wimfs::image::InodeId;
 use wimfs::read::BlobLocation;
 
-use super::{Errno, Fs, FsResult, Kind, Node};
+use super::{readahead, Errno, Fs, FsResult, Kind, Node};
+
+/// How far (bytes) a read may start from the furthest one so far and still count as part
+/// of a sequential pass.
+const SEQ_SLACK: u64 = 4 << 20;
+
+/// Read-ahead of the files after an opened one: at most this many files and bytes.
+const SIBLING_FILES: usize = 16;
+const SIBLING_BYTES: u64 = 1 << 20;
 
 /// Out-of-order bytes held back for hashing before the check is given up for a handle.
 const MAX_PENDING: usize = 16 << 20;
@@ -35,10 +43,13 @@ struct Seq {
     hashed: u64,
     pending: BTreeMap<u64, Vec<u8>>,
     pending_bytes: usize,
-    /// End of the previous read, to spot sequential access.
+    /// Furthest end of a read so far, to spot sequential access.
     last_end: u64,
     /// Read-ahead has been started up to here.
     prefetched: u64,
+    /// Chunks of the resource before this one have been dropped from the cache (sequential
+    /// readers of non-solid resources only).
+    released: u64,
 }
 
 impl Fs {
@@ -66,16 +77,128 @@ impl Fs {
                 pending_bytes: 0,
                 last_end: 0,
                 prefetched: 0,
+                released: 0,
             }),
         };
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles.lock().insert(fh, Arc::new(h));
+        if loc.is_some() && self.opts.readahead > 0 {
+            // Two in a row, so that a random reader who happens to hit the next file once
+            // does not start it.
+            let streak = if self.listing_order(inode) {
+                self.order_streak.fetch_add(1, Ordering::Relaxed) + 1
+            } else {
+                self.order_streak.store(0, Ordering::Relaxed);
+                0
+            };
+            if streak >= 2 {
+                self.read_ahead_siblings(inode);
+            }
+        }
         Ok(fh)
+    }
+
+    /// Whether `inode` is opened right after a file listed shortly before it in the same
+    /// directory was read through to its end, i.e. by a reader going through the directory
+    /// in listing order (not a random reader, for whom the guess would be wasted work).
+    fn listing_order(&self, inode: InodeId) -> bool {
+        let Some(&d) = self.img.inodes[inode].dentries.first() else {
+            return false;
+        };
+        let prev = self.last_finished.load(Ordering::Relaxed);
+        prev != usize::MAX
+            && prev != d
+            && self.img.dentries[prev].parent == self.img.dentries[d].parent
+            && self.sibling_index[prev] < self.sibling_index[d]
+            && self.sibling_index[d] - self.sibling_index[prev] <= SIBLING_FILES as u32
+    }
+
+    /// Queues the start of the files listed after `inode` in its directory: programs that
+    /// read a whole tree (cp, tar, grep -r, find | xargs) open files in listing order, and
+    /// small files are otherwise decoded one at a time while the reader waits. Bounded to a
+    /// few small chunks' worth; solid resources (huge chunks) are left alone.
+    fn read_ahead_siblings(&self, inode: InodeId) {
+        let Some(&d) = self.img.inodes[inode].dentries.first() else {
+            return;
+        };
+        let parent = self.img.dentries[d].parent;
+        if parent == d {
+            return;
+        }
+        let siblings = &self.img.dentries[parent].children;
+        let start = self.sibling_index[d] as usize + 1;
+        let mut budget = SIBLING_BYTES;
+        for &c in siblings.iter().skip(start).take(SIBLING_FILES) {
+            let ino = &self.img.inodes[self.img.dentries[c].inode];
+            if ino.is_directory() {
+                continue;
+            }
+            let Some(loc) = ino.data_stream().and_then(|s| s.blob) else {
+                continue;
+            };
+            let len = loc.size.min(budget);
+            match self.wim.chunk_span(&loc, 0, len) {
+                Ok(Some(span)) if u64::from(span.chunk_size) <= SIBLING_BYTES => {
+                    self.readahead.ahead(readahead::SPECULATIVE, &span);
+                }
+                _ => {}
+            }
+            budget -= len;
+            if budget == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Drops the chunks a sequential reader has gone past from the cache: the kernel keeps
+    /// the file's pages, so they would only push out chunks others need, and reusing their
+    /// memory saves faulting in fresh pages for every chunk. Not for solid resources, whose
+    /// chunks other files share.
+    fn release_consumed(&self, s: &mut Seq, loc: &BlobLocation) {
+        if self.wim.is_solid(loc.resource) {
+            return;
+        }
+        let cs = u64::from(self.wim.resource(loc).chunk_size());
+        if cs == 0 {
+            return;
+        }
+        // Chunks wholly before `hashed` were delivered in order.
+        let upto = (loc.offset + s.hashed) / cs;
+        let from = s.released.max(loc.offset / cs);
+        if upto > from {
+            self.wim.forget_chunks(loc.resource, from, upto);
+            s.released = upto;
+        }
+    }
+
+    /// A read that has to decode a big chunk (solid resources: tens of MiB, a fraction of a
+    /// second) leaves a core idle while it waits: have a worker decode the resource's next
+    /// chunk meanwhile. Solid resources keep the files of a directory tree close together in
+    /// about the order they are listed, so whole-tree readers usually want it next. Only when
+    /// the cache holds several such chunks, so this cannot evict the one being read.
+    fn read_ahead_next_big_chunk(&self, span: &wimfs::read::ChunkSpan) {
+        let cs = u64::from(span.chunk_size);
+        if cs <= SIBLING_BYTES
+            || (self.wim.cache().capacity() as u64) < 4 * cs
+            || self.wim.chunk_cached(span.resource, span.last)
+        {
+            return;
+        }
+        let next = span.last + 1;
+        if self.wim.chunk_count(span.resource).is_ok_and(|n| next < n) {
+            let next = wimfs::read::ChunkSpan {
+                first: next,
+                last: next,
+                ..*span
+            };
+            self.readahead.ahead(readahead::SPECULATIVE, &next);
+        }
     }
 
     /// Closes a handle.
     pub fn release(&self, fh: u64) {
         self.handles.lock().remove(&fh);
+        self.readahead.cancel(fh);
     }
 
     /// Number of open handles (for status and tests).
@@ -96,50 +219,70 @@ impl Fs {
             return Ok(Vec::new());
         }
         let n = (size as u64).min(loc.size - offset) as usize;
-        let chunk = self.wim.resource(&loc).chunk_size() as usize;
-        if chunk > 0 && n > 2 * chunk {
-            // Decode the chunks of a large read in parallel; errors surface below.
-            let _ = self.wim.prefetch(&loc, offset, n as u64);
+        if let Ok(Some(span)) = self.wim.chunk_span(&loc, offset, n as u64) {
+            if span.last > span.first {
+                // The read-ahead workers decode the chunks of this read alongside this
+                // thread; errors surface below.
+                self.readahead.urgent(fh, &span);
+            }
+            self.read_ahead_next_big_chunk(&span);
         }
         let mut buf = vec![0u8; n];
         self.wim
             .read_blob_at(&loc, offset, &mut buf)
             .map_err(|e| self.read_failed(h.inode, &e))?;
-        self.after_read(&h, &loc, offset, &buf)?;
+        self.after_read(fh, &h, &loc, offset, &buf)?;
         Ok(buf)
     }
 
-    /// Feeds the hash check and starts read-ahead for sequential readers.
-    fn after_read(&self, h: &Handle, loc: &BlobLocation, offset: u64, buf: &[u8]) -> FsResult<()> {
+    /// Feeds the hash check and queues read-ahead for sequential readers.
+    fn after_read(
+        &self,
+        fh: u64,
+        h: &Handle,
+        loc: &BlobLocation,
+        offset: u64,
+        buf: &[u8],
+    ) -> FsResult<()> {
         let end = offset + buf.len() as u64;
-        let mut prefetch = None;
         let verdict = {
             let mut s = h.seq.lock();
-            let sequential = offset == s.last_end || offset == 0;
-            s.last_end = end;
+            // The kernel has several reads of a file in flight and they may finish here in
+            // any order: a read that starts near the furthest one so far is sequential.
+            let sequential = if s.last_end == 0 {
+                offset == 0
+            } else {
+                offset <= s.last_end.saturating_add(SEQ_SLACK)
+                    && offset.saturating_add(SEQ_SLACK) >= s.last_end
+            };
+            s.last_end = s.last_end.max(end);
             if sequential && self.opts.readahead > 0 && end < loc.size {
                 let want = (end + self.opts.readahead).min(loc.size);
-                if want > s.prefetched {
-                    let from = s.prefetched.max(end);
-                    // Only ask again once half the window has been consumed.
-                    if want - from >= self.opts.readahead / 2 || want == loc.size {
-                        prefetch = Some((from, want - from));
-                        s.prefetched = want;
+                let from = s.prefetched.max(end);
+                if want > from {
+                    // Queued a chunk at a time as the reader moves, so the workers stay a
+                    // window ahead of it.
+                    if let Ok(Some(span)) = self.wim.chunk_span(loc, from, want - from) {
+                        let taken = self.readahead.ahead(fh, &span);
+                        let cs = span.chunk_size as u64;
+                        let upto = (span.first + taken) * cs;
+                        // Blob offset up to which read-ahead is queued.
+                        let res_start = loc.offset;
+                        s.prefetched = upto.saturating_sub(res_start).clamp(from, want);
                     }
                 }
             }
             s.feed(offset, buf);
+            if sequential {
+                self.release_consumed(&mut s, loc);
+                if end == loc.size {
+                    if let Some(&d) = self.img.inodes[h.inode].dentries.first() {
+                        self.last_finished.store(d, Ordering::Relaxed);
+                    }
+                }
+            }
             s.finish(loc)
         };
-        if let Some((from, len)) = prefetch {
-            let wim = Arc::clone(&self.wim);
-            let loc = *loc;
-            rayon::spawn(move || {
-                if let Err(e) = wim.prefetch(&loc, from, len) {
-                    tracing::debug!("read-ahead failed: {e}");
-                }
-            });
-        }
         match verdict {
             Some(false) => {
                 self.bad.lock().insert(h.ino);

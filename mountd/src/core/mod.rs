@@ -11,6 +11,7 @@ mod attr;
 mod dir;
 mod handle;
 pub mod names;
+mod readahead;
 #[cfg(unix)]
 pub mod rw;
 pub mod wininfo;
@@ -23,7 +24,7 @@ mod tests;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -141,6 +142,13 @@ pub struct Fs {
     root: InodeId,
     /// Per directory inode: 2 + number of subdirectories; 0 for non-directories.
     dir_nlink: Vec<u32>,
+    /// Per dentry: its index among its parent's children (the listing order), for
+    /// read-ahead of the files listed after an opened one.
+    pub(crate) sibling_index: Vec<u32>,
+    /// The dentry of the file last read sequentially to its end (`usize::MAX`: none yet).
+    pub(crate) last_finished: AtomicUsize,
+    /// How many files in a row were opened in listing order (see `last_finished`).
+    pub(crate) order_streak: AtomicU32,
     /// Per directory inode: children in collation order, built on first lookup.
     names: Vec<OnceLock<Box<[DentryId]>>>,
     /// Per directory inode: children that have a DOS name, sorted by it ignoring case.
@@ -153,6 +161,8 @@ pub struct Fs {
     pub(crate) next_fh: AtomicU64,
     /// Inodes whose data failed its SHA-1 check: every later read gets EIO.
     pub(crate) bad: Mutex<HashSet<u64>>,
+    /// Decodes ahead of sequential readers.
+    pub(crate) readahead: readahead::ReadAhead,
     total_bytes: u64,
 }
 
@@ -172,6 +182,12 @@ impl Fs {
                 dir_nlink[i] = 2 + subdirs as u32;
             }
         }
+        let mut sibling_index = vec![0u32; img.dentries.len()];
+        for d in &img.dentries {
+            for (k, &c) in d.children.iter().enumerate() {
+                sibling_index[c] = k as u32;
+            }
+        }
         let mut stream_nodes = Vec::new();
         let mut stream_ino = HashMap::new();
         if opts.streams == StreamsInterface::Windows {
@@ -189,11 +205,15 @@ impl Fs {
         let names = (0..img.inodes.len()).map(|_| OnceLock::new()).collect();
         let short_names = (0..img.inodes.len()).map(|_| OnceLock::new()).collect();
         Fs {
+            readahead: readahead::ReadAhead::new(Arc::clone(&wim)),
             wim,
             img,
             opts,
             root,
             dir_nlink,
+            sibling_index,
+            last_finished: AtomicUsize::new(usize::MAX),
+            order_streak: AtomicU32::new(0),
             names,
             short_names,
             stream_nodes,

@@ -388,6 +388,95 @@ fn prefetch_warms_the_cache() {
     wim.prefetch(&loc, loc.size, 10).unwrap();
 }
 
+/// The blob of the file at `path` and whether all its chunks are cached.
+fn all_cached(fs: &Fs, path: &str) -> bool {
+    let a = resolve(fs, path);
+    let Node::Inode(i) = fs.node(a.ino).unwrap() else {
+        panic!()
+    };
+    let loc = fs.image().inodes[i].data_stream().unwrap().blob.unwrap();
+    let span = fs.wim().chunk_span(&loc, 0, loc.size).unwrap().unwrap();
+    (span.first..=span.last).all(|c| fs.wim().chunk_cached(span.resource, c))
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !f() {
+        assert!(t.elapsed().as_secs() < 20, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn sequential_reader_gets_read_ahead() {
+    let fx = fixture(&["--compress=lzx"]);
+    let fs = open_fs(&fx.wim, FsOptions::default());
+    let a = resolve(&fs, "dir/big.bin");
+    let fh = fs.open(a.ino, false).unwrap();
+    let want = fs::read(fx.src.join("dir/big.bin")).unwrap();
+    assert_eq!(fs.read(fh, 0, 4096).unwrap(), want[..4096]);
+    // The workers decode the rest of the (700 kB < 4 MiB window) file.
+    eventually("read-ahead", || all_cached(&fs, "dir/big.bin"));
+    let misses = fs.wim().cache().stats().misses;
+    let mut off = 4096u64;
+    while off < a.size {
+        let b = fs.read(fh, off, 100_000).unwrap();
+        assert_eq!(b, want[off as usize..off as usize + b.len()]);
+        off += b.len() as u64;
+    }
+    assert_eq!(fs.wim().cache().stats().misses, misses, "all hits");
+    fs.release(fh);
+
+    // A first read that is not at the start does not trigger read-ahead.
+    let fs = open_fs(&fx.wim, FsOptions::default());
+    let fh = fs.open(a.ino, false).unwrap();
+    assert_eq!(fs.read(fh, 300_000, 10).unwrap(), want[300_000..300_010]);
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(fs.wim().cache().stats().entries, 1);
+    fs.release(fh);
+}
+
+#[test]
+fn files_opened_in_listing_order_read_ahead_the_next_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    for k in 0..6u64 {
+        fs::write(src.join(format!("f{k}")), pattern(50_000, k + 1)).unwrap();
+    }
+    let wim = dir.path().join("t.wim");
+    capture(&src, &wim, &["--compress=lzx"]);
+    let fs = open_fs(&wim, FsOptions::default());
+    let listed = names(&fs, ROOT_INO);
+    let files: Vec<&String> = listed.iter().filter(|n| n.starts_with('f')).collect();
+    assert_eq!(files.len(), 6);
+    // Files opened without being read through: nothing speculative.
+    for f in &files[1..4] {
+        let a = resolve(&fs, f);
+        let fh = fs.open(a.ino, false).unwrap();
+        fs.read(fh, 1000, 10).unwrap();
+        fs.release(fh);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert!(!all_cached(&fs, files[4]));
+    // Read through in listing order: the ones after them are decoded before they are opened.
+    for f in &files[..3] {
+        let a = resolve(&fs, f);
+        let data = read_all(&fs, a.ino, 131072).unwrap();
+        assert_eq!(data, fs::read(src.join(f)).unwrap());
+    }
+    for f in &files[3..] {
+        eventually("sibling read-ahead", || all_cached(&fs, f));
+    }
+    for f in &files[2..] {
+        let a = resolve(&fs, f);
+        assert_eq!(
+            read_all(&fs, a.ino, 131072).unwrap(),
+            fs::read(src.join(f)).unwrap()
+        );
+    }
+}
+
 #[test]
 fn windows_streams_interface_and_none() {
     let fx = fixture(&[]);
