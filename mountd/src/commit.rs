@@ -6,6 +6,7 @@
 //! appends after the old end of the file and rewrites the header last, so a failed commit
 //! leaves the WIM as it was.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
@@ -253,21 +254,34 @@ pub fn commit(
         };
         sources.push((i, source, len, log.to_path_buf()));
     }
-    let hashes: Vec<Sha1Hash> = sources
+    // Only data that may already be in the WIM (or twice among the new data) is hashed
+    // before writing, to skip it: data of a size no blob has is read and hashed once,
+    // while it is compressed (the rule wimlib and capture use).
+    let mut sizes: HashMap<u64, u32> = HashMap::new();
+    for b in current.blobs() {
+        *sizes.entry(b.size).or_default() += 1;
+    }
+    for (_, _, len, _) in &sources {
+        *sizes.entry(*len).or_default() += 1;
+    }
+    let known: Vec<Option<Sha1Hash>> = sources
         .par_iter()
-        .map(|(_, src, len, what)| hash_source(&**src, *len, what))
+        .map(|(_, src, len, what)| match sizes[len] > 1 {
+            true => hash_source(&**src, *len, what).map(Some),
+            false => Ok(None),
+        })
         .collect::<Result<_>>()?;
     let jobs: Vec<BlobJob<'_>> = sources
         .iter()
-        .zip(&hashes)
+        .zip(&known)
         .map(|((_, src, len, what), h)| BlobJob {
             source: &**src,
             size: *len,
-            expected: Some(*h),
+            expected: *h,
             what,
         })
         .collect();
-    w.write_blobs(&jobs, &|_| {})?;
+    let hashes = w.write_blobs(&jobs, &|_| {})?;
     for ((i, _, len, _), h) in sources.iter().zip(&hashes) {
         snap.image.inodes[*i]
             .streams
