@@ -13,16 +13,8 @@ bash scripts/setup.sh
 cargo build --workspace --release --quiet
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 wimfs=$bin/wimfs
-dir=${BENCH_DIR:-/tmp/wimfs-bench}
 formats=${FORMATS:-lzx lzms solid}
-sources=${SOURCES:-/usr/share:/share /usr/bin:/bin /usr/lib/x86_64-linux-gnu:/lib}
-tag=${TAG:-usr}
-mkdir -p "$dir"
-list="$dir/sources-$tag.txt"
-: > "$list"
-for s in $sources; do
-    [ -d "${s%%:*}" ] && echo "${s%%:*} ${s##*:}" >> "$list"
-done
+. scripts/bench-corpus.sh
 ma="$dir/mnt-wimlib"
 mb="$dir/mnt-wimfs"
 mkdir -p "$ma" "$mb"
@@ -34,16 +26,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap "exit 130" INT TERM
-
-capture() { # name, args...
-    local name=$1; shift
-    local wim="$dir/$tag-$name.wim"
-    if [ ! -s "$wim" ]; then
-        echo "capturing $wim ..." >&2
-        wimlib-imagex capture "$list" "$wim" "$tag" --source-list --norpfix "$@" >/dev/null 2>&1
-    fi
-    echo "$wim"
-}
 
 now() { date +%s.%N; }
 

@@ -12,27 +12,9 @@ if [ -z "${WIMFS:-}" ]; then
     cargo build --release --quiet
 fi
 wimfs=${WIMFS:-$PWD/target/release/wimfs}
-dir=${BENCH_DIR:-/tmp/wimfs-bench}
 runs=${RUNS:-3}
 formats=${FORMATS:-xpress lzx lzms solid}
-mkdir -p "$dir"
-list="$dir/sources.txt"
-: > "$list"
-for s in ${SOURCES:-/usr/share:/share /usr/bin:/bin /usr/lib/x86_64-linux-gnu:/lib}; do
-    [ -d "${s%%:*}" ] && echo "${s%%:*} ${s##*:}" >> "$list"
-done
-
-capture() { # name, args...
-    local name=$1; shift
-    local wim="$dir/usr-$name.wim"
-    if [ ! -s "$wim" ]; then
-        echo "capturing $wim ..." >&2
-        wimlib-imagex capture "$list" "$wim" usr --source-list --norpfix "$@" >/dev/null 2>&1
-    fi
-    echo "$wim"
-}
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. scripts/bench-corpus.sh
 
 timeit() { # command... -> seconds
     local s e

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Read-write mount benchmark: `wimlib-imagex mountrw` against `wimfs mountrw` on copies of
-# the same WIM, in one run, per format: copy a tree of ~120 MB into the mount, then
+# the same WIM, in one run, per format: copy a tree of ~130 MB into the mount, then
 # `unmount --commit`. Prints median wall times of RUNS runs (default 3) and the ratios
 # wimlib/wimfs for copy-in and commit (above 1.0 = wimfs faster) and the size ratio of the
 # committed files wimfs/wimlib (goal: copy-in >= 3, commit >= 1, size <= 1.01).
@@ -15,18 +15,10 @@ bash scripts/setup.sh
 cargo build --workspace --release --quiet
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 wimfs=$bin/wimfs
-dir=${BENCH_DIR:-/tmp/wimfs-bench}
 formats=${FORMATS:-xpress lzx lzms}
 runs=${RUNS:-3}
-sources=${SOURCES:-/usr/share:/share /usr/bin:/bin /usr/lib/x86_64-linux-gnu:/lib}
-tag=${TAG:-usr}
 inject=${INJECT:-/usr/include}
-mkdir -p "$dir"
-list="$dir/sources-$tag.txt"
-: > "$list"
-for s in $sources; do
-    [ -d "${s%%:*}" ] && echo "${s%%:*} ${s##*:}" >> "$list"
-done
+. scripts/bench-corpus.sh
 work=$(mktemp -d "$dir/rw.XXXXXX")
 ma="$work/mnt-wimlib"
 mb="$work/mnt-wimfs"
@@ -40,18 +32,7 @@ cleanup() {
 trap cleanup EXIT
 trap "exit 130" INT TERM
 
-capture() { # name, args...
-    local name=$1; shift
-    local wim="$dir/$tag-$name.wim"
-    if [ ! -s "$wim" ]; then
-        echo "capturing $wim ..." >&2
-        wimlib-imagex capture "$list" "$wim" "$tag" --source-list --norpfix "$@" >/dev/null 2>&1
-    fi
-    echo "$wim"
-}
-
 now() { date +%s.%N; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 secs() { echo "$2 - $1" | bc -l; }
 
 # One copy-in + commit with tool $1 on a fresh copy of WIM $2; prints "copy commit size".
