@@ -961,11 +961,9 @@ impl RwFs {
             }
             n.inode.last_write_time = now;
         }
-        let log_now = small_done && n.open == 0;
-        if small_done && !log_now {
-            // Logged when the file is closed.
-            n.written = true;
-        }
+        // A cut small file is logged at once (not only when closed): replay has no other
+        // way to know what it holds after the cut.
+        let log_now = small_done;
         if unix_data && (a.mode.is_some() || a.uid.is_some() || a.gid.is_some()) {
             // Without --unix-data a WIM has nowhere to keep these; they are accepted and
             // dropped, as copying tools expect chmod to work.
@@ -1564,6 +1562,9 @@ impl RwFs {
                     files.insert(ino, *file);
                 }
                 Record::Data { path, offset, len } => {
+                    if *len > SMALL_FILE {
+                        return Err(format!("{r:?}: more data than a small file holds"));
+                    }
                     let ino = self.resolve(path)?;
                     let mut tree = self.tree.lock();
                     let n = tree.get_mut(ino).map_err(|e| fail(r, e))?;
@@ -1591,6 +1592,9 @@ impl RwFs {
                         let mut tree = self.tree.lock();
                         let n = tree.get_mut(ino).map_err(|e| fail(r, e))?;
                         if n.small.is_some() || (n.staged.is_none() && *size == 0) {
+                            if *size > SMALL_FILE {
+                                return Err(format!("{r:?}: bigger than a small file"));
+                            }
                             n.small = Some(match n.small.take() {
                                 Some(Small::Log { offset, len }) if *size <= len => {
                                     Small::Log { offset, len: *size }

@@ -333,7 +333,19 @@ fn small_files_use_the_data_log() {
     fs::write(e.join("open"), "still open").unwrap();
     // fsync logs it: a daemon killed now loses nothing.
     fs.fsync(open.ino).unwrap();
-    let _still_open = fh;
+    // A logged small file grown by a cut while open (never closed before the "crash").
+    let s10 = ino(&fs, "s10");
+    let fh10 = fs.open(s10, true, false).unwrap();
+    let grow = SetAttr {
+        size: Some(120),
+        ..SetAttr::default()
+    };
+    fs.setattr(s10, &grow).unwrap();
+    let mut want = "small 10\n".repeat(11).into_bytes();
+    want.resize(120, 0);
+    assert_eq!(read_all(&fs, "s10"), want);
+    fs::write(e.join("s10"), &want).unwrap();
+    let _still_open = (fh, fh10);
     replay_and_commit(&s, fs);
     check_committed(&s);
 }
