@@ -80,7 +80,13 @@ fn candidates(wim: Option<&Path>) -> Vec<PathBuf> {
         for e in rd.flatten() {
             if let Ok(p) = std::fs::read(e.path()) {
                 if let Ok(s) = String::from_utf8(p) {
-                    out.insert(PathBuf::from(s));
+                    let dir = PathBuf::from(s);
+                    if dir.exists() {
+                        out.insert(dir);
+                    } else {
+                        // Recovered, discarded or removed by hand: forget it.
+                        let _ = std::fs::remove_file(e.path());
+                    }
                 }
             }
         }
