@@ -791,9 +791,7 @@ fn wimlib(args: &[&std::ffi::OsStr]) -> String {
 #[test]
 fn cli_mountrw_streams_special_files_and_fallocate() {
     let Some(cli) = wimfs_cli() else { return };
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping: making a device node needs root");
+    if !is_root("device nodes and owners") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -1060,6 +1058,16 @@ fn mount_helper_mount_t_and_fstab() {
     };
     diff(&extra, &dir);
     assert!(Command::new("umount").arg(&dir).status().unwrap().success());
+}
+
+/// Whether the tests run as root; says what is skipped if not.
+fn is_root(needed_for: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root {
+        eprintln!("skipping: {needed_for} need root");
+    }
+    root
 }
 
 /// Runs `cmd`, asserting that it succeeds; returns its stdout.
@@ -1471,9 +1479,7 @@ fn unix_listing(root: &Path) -> String {
 #[test]
 fn cli_tar_extract_onto_unix_data_mount_round_trips() {
     let Some(cli) = wimfs_cli() else { return };
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping: needs root for device nodes and owners");
+    if !is_root("device nodes and owners") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
