@@ -55,6 +55,14 @@ fn capture_and_check(args: &[&str]) {
     ] {
         assert_eq!(field(&ours, key), field(&theirs, key));
     }
+    // Identical files are stored once, as wimlib stores them.
+    let blobs = |wim: &Path| {
+        ok(wimlib(["info", "--blobs"]).arg(wim))
+            .lines()
+            .filter(|l| l.starts_with("Hash"))
+            .count()
+    };
+    assert_eq!(blobs(&wim), blobs(&reference));
     assert!(field(&ours, "Name:").ends_with("My Image"));
     assert!(field(&ours, "Description:").ends_with("a description"));
     if args.contains(&"--check") {

@@ -19,7 +19,7 @@ use wimfs::format::Sha1Hash;
 use wimfs::read::BlobLocation;
 use wimfs::write::{
     BlobJob, BlobSource, ImageDescription, ResourceOptions, TargetLock, WimWriter, WriterOptions,
-    XmlImage,
+    XmlImage, SMALL_BLOB,
 };
 use wimfs::{Error, Result, Stream, StreamKind, Wim};
 
@@ -77,6 +77,37 @@ impl BlobSource for LogSlice {
         let mut f = File::open(&self.path)?;
         f.seek(std::io::SeekFrom::Start(self.offset))?;
         Ok(Box::new(f.take(self.len)))
+    }
+}
+
+/// Wall time of the phases of a commit, logged at debug level when it ends.
+struct Phases {
+    last: std::time::Instant,
+    done: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Phases {
+    fn start() -> Self {
+        Phases {
+            last: std::time::Instant::now(),
+            done: Vec::new(),
+        }
+    }
+
+    /// Ends phase `name` (begun when the previous one ended).
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.done.push((name, now - self.last));
+        self.last = now;
+    }
+
+    fn log(&self) {
+        let parts: Vec<String> = self
+            .done
+            .iter()
+            .map(|(n, d)| format!("{n} {} ms", d.as_millis()))
+            .collect();
+        tracing::debug!("commit phases: {}", parts.join(", "));
     }
 }
 
@@ -140,6 +171,7 @@ pub fn commit(
     staged_file: &dyn Fn(u64) -> PathBuf,
     log: &Path,
 ) -> Result<(u32, Sha1Hash)> {
+    let mut phases = Phases::start();
     let wim = fs.wim();
     let target: PathBuf = wim.path().to_path_buf();
     let index = fs.image_index();
@@ -164,7 +196,7 @@ pub fn commit(
         rp_fix: h.flags & FLAG_RP_FIX != 0,
     };
     // The file as it is now (earlier commits of this mount may have changed its XML).
-    let current = Wim::open(&target)?;
+    let current = Arc::new(Wim::open(&target)?);
     let desc = match current.xml().images.iter().find(|i| i.index == index) {
         Some(info) => ImageDescription {
             name: info.name.clone(),
@@ -173,14 +205,17 @@ pub fn commit(
         },
         None => ImageDescription::default(),
     };
+    phases.lap("open");
     let mut snap = fs.snapshot();
+    phases.lap("snapshot");
     let count = current.image_count();
     // With --rebuild, the images before the new one are copied first.
     let mut w = match (how.rebuild, how.new_image) {
-        (false, _) => WimWriter::append_locked(&target, opts, lock)?,
+        (false, _) => WimWriter::append_to(Arc::clone(&current), opts, lock)?,
         (true, false) => start_rebuild(&current, opts, lock, index)?,
         (true, true) => start_rebuild(&current, opts, lock, count + 1)?,
     };
+    phases.lap("writer start");
     if w.is_solid() {
         // An upper bound of what this image adds, so that it forms one solid resource.
         let staged: u64 = snap.staged.iter().map(|&(_, _, len)| len).sum::<u64>()
@@ -254,9 +289,10 @@ pub fn commit(
         };
         sources.push((i, source, len, log.to_path_buf()));
     }
-    // Only data that may already be in the WIM (or twice among the new data) is hashed
-    // before writing, to skip it: data of a size no blob has is read and hashed once,
-    // while it is compressed (the rule wimlib and capture use).
+    // Only large data that may already be in the WIM (or twice among the new data) is
+    // hashed before writing, to skip it: data of a size no blob has is read and hashed once,
+    // while it is compressed (the rule wimlib and capture use). Small data is read whole
+    // and hashed before it is compressed anyway, and not compressed if the WIM has it.
     let mut sizes: HashMap<u64, u32> = HashMap::new();
     for b in current.blobs() {
         *sizes.entry(b.size).or_default() += 1;
@@ -266,11 +302,14 @@ pub fn commit(
     }
     let known: Vec<Option<Sha1Hash>> = sources
         .par_iter()
-        .map(|(_, src, len, what)| match sizes[len] > 1 {
-            true => hash_source(&**src, *len, what).map(Some),
-            false => Ok(None),
-        })
+        .map(
+            |(_, src, len, what)| match *len > SMALL_BLOB && sizes[len] > 1 {
+                true => hash_source(&**src, *len, what).map(Some),
+                false => Ok(None),
+            },
+        )
         .collect::<Result<_>>()?;
+    phases.lap("pre-hash");
     let jobs: Vec<BlobJob<'_>> = sources
         .iter()
         .zip(&known)
@@ -282,6 +321,7 @@ pub fn commit(
         })
         .collect();
     let hashes = w.write_blobs(&jobs, &|_| {})?;
+    phases.lap("new data");
     for ((i, _, len, _), h) in sources.iter().zip(&hashes) {
         snap.image.inodes[*i]
             .streams
@@ -343,13 +383,14 @@ pub fn commit(
         w.replace_image(index, &snap.image, &desc)?;
         index
     };
+    phases.lap("metadata");
+    // The journal's next base.
+    let meta = w.metadata_hash(new_index).ok_or_else(|| {
+        Error::invalid(&target, format!("image {new_index} missing after commit"))
+    })?;
     w.finish()?;
-    // Read back what the header now names: the journal's next base.
-    let now = Wim::open(&target)?;
-    let meta = now
-        .metadata_location(new_index)
-        .ok_or_else(|| Error::invalid(&target, format!("image {new_index} missing after commit")))?
-        .hash;
+    phases.lap("tables and header");
+    phases.log();
     Ok((new_index, meta))
 }
 

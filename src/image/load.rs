@@ -182,21 +182,29 @@ fn make_inode(wim: &Wim, index: u32, rec: &DentryRecord, img: &Image, id: usize)
     Ok(inode)
 }
 
-/// Sort key matching how Windows orders names: case-insensitive first, then exact.
+/// Sort key matching how Windows orders names: case-insensitive first (UTF-16 code units,
+/// ASCII letters folded to upper case), then exact. Allocation-free: it sorts every directory
+/// of an image.
 pub fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
-    let fold = |s: &str| {
-        s.encode_utf16()
-            .map(|u| {
-                if (b'a' as u16..=b'z' as u16).contains(&u) {
-                    u - 32
-                } else {
-                    u
-                }
-            })
-            .collect::<Vec<u16>>()
+    if a.is_ascii() && b.is_ascii() {
+        // ASCII bytes order as their UTF-16 code units do.
+        let (x, y) = (a.as_bytes(), b.as_bytes());
+        return x
+            .iter()
+            .map(u8::to_ascii_uppercase)
+            .cmp(y.iter().map(u8::to_ascii_uppercase))
+            .then_with(|| x.cmp(y));
+    }
+    let fold = |u: u16| {
+        if (u16::from(b'a')..=u16::from(b'z')).contains(&u) {
+            u - 32
+        } else {
+            u
+        }
     };
-    fold(a)
-        .cmp(&fold(b))
+    a.encode_utf16()
+        .map(fold)
+        .cmp(b.encode_utf16().map(fold))
         .then_with(|| a.encode_utf16().cmp(b.encode_utf16()))
 }
 
@@ -244,4 +252,42 @@ fn validate(img: &mut Image, path: &Path) -> Result<()> {
         img.dentries[d].children = kids;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_order;
+    use proptest::prelude::*;
+    use std::cmp::Ordering;
+
+    /// The order spelled out: UTF-16 code units with ASCII letters upper-cased, then exact.
+    fn reference(a: &str, b: &str) -> Ordering {
+        let fold = |s: &str| {
+            s.encode_utf16()
+                .map(|u| if (97..=122).contains(&u) { u - 32 } else { u })
+                .collect::<Vec<u16>>()
+        };
+        let exact = |s: &str| s.encode_utf16().collect::<Vec<u16>>();
+        fold(a).cmp(&fold(b)).then_with(|| exact(a).cmp(&exact(b)))
+    }
+
+    #[test]
+    fn windows_order() {
+        assert_eq!(name_order("a", "B"), Ordering::Less);
+        // Equal but for case: upper case first (exact code units).
+        assert_eq!(name_order("B", "b"), Ordering::Less);
+        // '_' (0x5F) sorts after every letter folded to upper case.
+        assert_eq!(name_order("_", "a"), Ordering::Greater);
+        // Code units, not code points: a surrogate pair sorts before U+FFFF.
+        assert_eq!(name_order("\u{10000}", "\u{FFFF}"), Ordering::Less);
+        assert_eq!(name_order("é", "É"), Ordering::Greater);
+        assert_eq!(name_order("ab", "ab"), Ordering::Equal);
+    }
+
+    proptest! {
+        #[test]
+        fn matches_reference(a in "[a-cA-C_é\u{10000}\u{FFFF}]{0,5}", b in "[a-cA-C_é\u{10000}\u{FFFF}]{0,5}") {
+            prop_assert_eq!(name_order(&a, &b), reference(&a, &b));
+        }
+    }
 }

@@ -17,6 +17,8 @@ impl Image {
     /// where they are unique, else renumbered.
     pub fn to_metadata(&self) -> Vec<u8> {
         let mut used: HashSet<u64> = HashSet::new();
+        // Ids the image's inodes bring; a fresh id must be none of them.
+        let taken: HashSet<u64> = self.inodes.iter().map(|o| o.link_group).collect();
         let mut group = vec![0u64; self.inodes.len()];
         let mut fresh = 1u64;
         for (i, ino) in self.inodes.iter().enumerate() {
@@ -24,7 +26,7 @@ impl Image {
                 let id = if ino.link_group != 0 && used.insert(ino.link_group) {
                     ino.link_group
                 } else {
-                    while self.inodes.iter().any(|o| o.link_group == fresh) || !used.insert(fresh) {
+                    while taken.contains(&fresh) || !used.insert(fresh) {
                         fresh += 1;
                     }
                     fresh

@@ -71,8 +71,10 @@ impl Scan {
 
     /// Whether each file must be hashed before writing: with `all` (solid resources, where
     /// a duplicate must be known before any of it is written) every file; otherwise only
-    /// files whose size another file shares, as only those can duplicate each other.
-    /// Writing hashes the rest, and recognises duplicates of blobs already in the WIM.
+    /// large files whose size another file shares, as only those can duplicate each other.
+    /// Writing hashes the rest, and recognises duplicates of blobs already in the WIM (small
+    /// files are read whole and hashed before they are compressed, so a duplicate costs no
+    /// compression).
     fn needs_hash(&self, all: bool) -> Vec<bool> {
         if all {
             return vec![true; self.files.len()];
@@ -81,7 +83,10 @@ impl Scan {
         for f in &self.files {
             *sizes.entry(f.size).or_insert(0) += 1;
         }
-        self.files.iter().map(|f| sizes[&f.size] > 1).collect()
+        self.files
+            .iter()
+            .map(|f| f.size > super::writer::SMALL_BLOB && sizes[&f.size] > 1)
+            .collect()
     }
 
     /// Bytes [`Scan::hash`] will read with the same `all`.

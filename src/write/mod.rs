@@ -15,6 +15,6 @@ pub use lock::TargetLock;
 pub use resource::{BlobSource, ResourceOptions};
 pub use solid::DEFAULT_SOLID_CHUNK_SIZE;
 pub use writer::{
-    image_refs, solid_options_of, BlobJob, ImageDescription, WimWriter, WriterOptions,
+    image_refs, solid_options_of, BlobJob, ImageDescription, WimWriter, WriterOptions, SMALL_BLOB,
 };
 pub use xml::{ImageXml, XmlImage};

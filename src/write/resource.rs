@@ -236,11 +236,14 @@ impl Encoded {
 }
 
 /// Reads, hashes and compresses a whole blob on the calling thread (for blobs small enough
-/// to hold in memory; many of them are encoded side by side, one per worker).
+/// to hold in memory; many of them are encoded side by side, one per worker). Data whose
+/// hash `known` accepts (a blob the file already has) is not compressed: the result then
+/// holds the hash and no bytes.
 pub fn encode_small(
     source: &dyn BlobSource,
     size: u64,
     opts: &ResourceOptions,
+    known: &(dyn Fn(&Sha1Hash) -> bool + Sync),
 ) -> Result<Encoded, ResourceError> {
     let mut src = source.open().map_err(ResourceError::Read)?;
     let mut data = vec![0u8; size as usize];
@@ -248,6 +251,14 @@ pub fn encode_small(
     expect_eof(&mut *src, size)?;
     drop(src);
     let hash: Sha1Hash = Sha1::digest(&data).into();
+    if known(&hash) {
+        return Ok(Encoded {
+            bytes: Vec::new(),
+            compressed: false,
+            size,
+            hash,
+        });
+    }
     if opts.compression == Compression::None || size == 0 {
         return Ok(Encoded {
             bytes: data,

@@ -83,8 +83,16 @@ struct ImageSlot {
     reshdr: ResHdr,
     hash: Sha1Hash,
     xml: XmlImage,
-    /// References this image makes to each blob (one per name, as WIMGAPI counts them).
-    refs: HashMap<Sha1Hash, u32>,
+    refs: Refs,
+}
+
+/// References an image makes to each blob (one per name, as WIMGAPI counts them).
+enum Refs {
+    Counted(HashMap<Sha1Hash, u32>),
+    /// An image kept from the file appended to: counted from its metadata resource (at this
+    /// location of that file) only when the blob table is written, so that an image that is
+    /// replaced or deleted is never decoded.
+    Kept(BlobLocation),
 }
 
 /// Whether the writer makes a new file or appends to its target.
@@ -111,6 +119,8 @@ pub struct WimWriter {
     /// Uncompressed bytes announced with [`WimWriter::plan_solid`] and not yet written.
     solid_plan: u64,
     images: Vec<ImageSlot>,
+    /// The file appended to, as it was opened (for the metadata of kept images).
+    kept_from: Option<Arc<Wim>>,
     boot_index: u32,
     /// GUID for a new file (random unless set, e.g. to keep a joined split set's).
     guid: Option<[u8; 16]>,
@@ -173,12 +183,23 @@ impl WimWriter {
     /// flock from the same process would conflict with it), e.g. a read-write mount's.
     pub fn append_locked(
         target: &Path,
+        opts: WriterOptions,
+        lock: Arc<TargetLock>,
+    ) -> Result<WimWriter> {
+        Self::append_to(Arc::new(Wim::open(target)?), opts, lock)
+    }
+
+    /// [`WimWriter::append_locked`] to `wim`, opened by the caller (under `lock`) and not
+    /// changed since.
+    pub fn append_to(
+        wim: Arc<Wim>,
         mut opts: WriterOptions,
         lock: Arc<TargetLock>,
     ) -> Result<WimWriter> {
+        let target = wim.path().to_path_buf();
+        let target = target.as_path();
         check_solid_options(&opts)?;
         check_lock(&lock, target)?;
-        let wim = Wim::open(target)?;
         let old = wim.header().clone();
         if old.total_parts != 1 {
             return Err(Error::invalid(
@@ -222,6 +243,7 @@ impl WimWriter {
             old.boot_index,
         )?;
         let end = w.keep_contents(&wim)?;
+        w.kept_from = Some(Arc::clone(&wim));
         if w.opts.solid.is_none() {
             // A solid file (an ESD) stays solid, as wimlib keeps it.
             w.opts.solid = solid_options_of(&wim);
@@ -288,17 +310,10 @@ impl WimWriter {
                 .expect("index within the image count");
             let res = wim.resource(&loc);
             end = end.max(res.offset + res.size_in_wim);
-            let meta = wim.read_blob(&loc, true)?;
-            let mut refs = image_refs(&meta).map_err(|e| {
-                Error::invalid(wim.path(), format!("image {index}: metadata resource: {e}"))
-            })?;
-            // An image of the old file that already lacked a blob keeps lacking it; that is
-            // not this write's doing and must not stop it.
-            refs.retain(|h, _| self.blobs.contains_key(h));
             let xml = match wim.xml().images.get(index as usize - 1) {
                 Some(info) => XmlImage::Kept(info.element.clone()),
                 None => XmlImage::New(ImageXml::from_image(
-                    &Image::from_metadata(wim, index, &meta)?,
+                    &Image::from_metadata(wim, index, &wim.read_blob(&loc, true)?)?,
                     None,
                     None,
                     crate::time::now_filetime(),
@@ -313,7 +328,7 @@ impl WimWriter {
                 },
                 hash: loc.hash,
                 xml,
-                refs,
+                refs: Refs::Kept(loc),
             });
         }
         Ok(end)
@@ -342,6 +357,7 @@ impl WimWriter {
             open_solid: None,
             solid_plan: 0,
             images: Vec::new(),
+            kept_from: None,
             boot_index,
             guid: None,
             finished: false,
@@ -486,6 +502,12 @@ impl WimWriter {
         Ok(())
     }
 
+    /// The hash of image `index`'s (1-based) metadata resource in the file being written.
+    pub fn metadata_hash(&self, index: u32) -> Option<Sha1Hash> {
+        let i = (index as usize).checked_sub(1)?;
+        self.images.get(i).map(|slot| slot.hash)
+    }
+
     /// Whether a blob with this hash is already in the file.
     pub fn has_blob(&self, hash: &Sha1Hash) -> bool {
         self.blobs.contains_key(hash)
@@ -600,12 +622,17 @@ impl WimWriter {
             return Ok(());
         }
         let opts = self.opts.resources;
+        let blobs = &self.blobs;
+        // Data the file already holds, or that another blob of this batch holds, is hashed
+        // but not compressed again.
+        let claimed = parking_lot::Mutex::new(HashSet::new());
+        let known = |h: &Sha1Hash| blobs.contains_key(h) || !claimed.lock().insert(*h);
         let encoded: Vec<Result<Encoded>> = self.pool.install(|| {
             batch
                 .par_iter()
                 .map(|&i| {
                     let j = &jobs[i];
-                    let e = encode_small(j.source, j.size, &opts)
+                    let e = encode_small(j.source, j.size, &opts, &known)
                         .map_err(|e| resource_error(j.what, e))?;
                     if j.expected.is_some_and(|h| h != e.hash) {
                         return Err(changed(j.what));
@@ -614,11 +641,17 @@ impl WimWriter {
                 })
                 .collect()
         });
+        let mut copies = Vec::new();
         for (&i, e) in batch.iter().zip(encoded) {
             let e = e?;
             out[i] = e.hash;
             progress(e.size);
             if self.blobs.contains_key(&e.hash) {
+                continue;
+            }
+            if e.bytes.is_empty() && e.size > 0 {
+                // A copy of data a later blob of the batch brings.
+                copies.push((jobs[i].what, e.hash));
                 continue;
             }
             let reshdr = e.reshdr(self.pos);
@@ -628,6 +661,14 @@ impl WimWriter {
             self.pos += e.bytes.len() as u64;
             self.blobs.insert(e.hash, Placement::Plain(reshdr));
             self.order.push(e.hash);
+        }
+        for (what, hash) in copies {
+            if !self.blobs.contains_key(&hash) {
+                return Err(Error::invalid(
+                    what,
+                    "its data was read as a copy of another file's, which was not written",
+                ));
+            }
         }
         // One write per batch rather than whenever the buffer fills.
         self.out
@@ -883,18 +924,40 @@ impl WimWriter {
             reshdr: written.reshdr,
             hash: written.hash,
             xml,
-            refs,
+            refs: Refs::Counted(refs),
         });
         Ok(())
     }
 
     /// The blob table: metadata resources, then non-solid blobs, then every solid resource
     /// followed by its blobs (offsets counted across all solid resources, as WIMGAPI expects).
-    fn blob_table(&self) -> Vec<u8> {
+    fn blob_table(&self) -> Result<Vec<u8>> {
         let mut counts: HashMap<Sha1Hash, u32> = HashMap::new();
-        for img in &self.images {
-            for (h, n) in &img.refs {
-                *counts.entry(*h).or_default() += n;
+        for (i, img) in self.images.iter().enumerate() {
+            let kept;
+            let refs = match &img.refs {
+                Refs::Counted(refs) => refs,
+                Refs::Kept(loc) => {
+                    let wim = self
+                        .kept_from
+                        .as_ref()
+                        .expect("kept images come from a file");
+                    let meta = wim.read_blob(loc, true)?;
+                    kept = image_refs(&meta).map_err(|e| {
+                        Error::invalid(
+                            wim.path(),
+                            format!("image {}: metadata resource: {e}", i + 1),
+                        )
+                    })?;
+                    &kept
+                }
+            };
+            for (h, n) in refs {
+                // An image of the old file that already lacked a blob keeps lacking it;
+                // that is not this write's doing and must not stop it.
+                if self.blobs.contains_key(h) {
+                    *counts.entry(*h).or_default() += n;
+                }
             }
         }
         let mut table = Vec::new();
@@ -940,14 +1003,14 @@ impl WimWriter {
             }
             logical += res.uncompressed_size;
         }
-        table
+        Ok(table)
     }
 
     /// Writes the blob table, XML and integrity table, syncs, then writes the header and
     /// syncs again; a new file is then renamed over the target.
     pub fn finish(mut self) -> Result<()> {
         self.close_solid()?;
-        let table = self.blob_table();
+        let table = self.blob_table()?;
         let has_solid = table
             .chunks(crate::format::blob_table::BLOB_ENTRY_SIZE)
             .any(|e| e[7] & RESHDR_FLAG_SOLID != 0);
@@ -1161,7 +1224,7 @@ pub struct BlobJob<'a> {
 }
 
 /// Blobs up to this size are encoded whole, one per worker; larger ones chunk by chunk.
-const SMALL_BLOB: u64 = 1 << 20;
+pub const SMALL_BLOB: u64 = 1 << 20;
 /// Bounds of one batch of small blobs held in memory.
 const BATCH_BYTES: u64 = 32 << 20;
 const BATCH_BLOBS: usize = 4096;
