@@ -13,6 +13,20 @@ pub mod xpress_enc;
 
 use thiserror::Error;
 
+/// Hints the CPU to start loading the cache line holding `x`; no effect on results.
+#[inline(always)]
+pub(crate) fn prefetch<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch only hints the cache; it never faults (and `x` is a valid
+        // reference anyway) and changes no program state.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 /// A failure to decode one chunk. Corrupt or truncated data never panics; it yields this.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CodecError {

@@ -125,7 +125,7 @@ impl XpressEncoder {
         self.freqs = [0; NUM_SYMBOLS];
         self.extra_bytes = 0;
         self.items.clear();
-        self.chains.reset();
+        self.chains.reset(input.len());
         match self.parser {
             Parser::Greedy => self.parse_greedy(input),
             Parser::Lazy => self.parse_lazy(input),
@@ -504,11 +504,16 @@ impl HashChains {
     /// Positions closer than this to the end are not searched: the hashes read 4 bytes.
     const MIN_BYTES: usize = 4;
 
+    /// Hash bits for an input of `len` bytes: two buckets per position keep false candidates
+    /// rare (chains are walked with a depth limit, so collisions cost matches, not just
+    /// time), and a small input gets small tables, as they are cleared for every input (a
+    /// tree of small files would otherwise spend much of its time clearing them).
+    fn bits_for(len: usize) -> u32 {
+        (len.next_power_of_two().ilog2() + 1).clamp(10, 16)
+    }
+
     fn new(chunk_size: usize) -> Self {
-        // Two buckets per position keep false candidates rare (chains are walked with a
-        // depth limit, so collisions cost matches, not just time); smaller chunks get
-        // smaller tables, which are cleared for every chunk.
-        let bits = (chunk_size.next_power_of_two().ilog2() + 1).clamp(10, 16);
+        let bits = Self::bits_for(chunk_size);
         Self {
             head3: vec![0; 1 << 15]
                 .into_boxed_slice()
@@ -524,8 +529,11 @@ impl HashChains {
         }
     }
 
-    /// Forgets the previous chunk.
-    fn reset(&mut self) {
+    /// Forgets the previous chunk and sizes the tables for an input of `len` bytes.
+    fn reset(&mut self, len: usize) {
+        let bits = Self::bits_for(len);
+        self.hash3_bits = bits - 1;
+        self.hash4_bits = bits;
         self.head3[..1 << self.hash3_bits].fill(0);
         self.head4[..1 << self.hash4_bits].fill(0);
     }
@@ -542,6 +550,17 @@ impl HashChains {
         let c4 = std::mem::replace(&mut self.head4[h4], pos as u16);
         self.prev[pos] = c4;
         (usize::from(c3), usize::from(c4))
+    }
+
+    /// Hints the cache to load the buckets that position `pos` will use, if it is not
+    /// too close to the end (searching the current position hides the latency).
+    #[inline(always)]
+    fn prefetch_buckets(&self, data: &[u8], pos: usize) {
+        if let Some(b) = data.get(pos..pos + 4) {
+            let seq = u32::from_le_bytes(b.try_into().expect("four bytes"));
+            super::prefetch(&self.head3[hash(seq << 8, self.hash3_bits) & ((1 << 15) - 1)]);
+            super::prefetch(&self.head4[hash(seq, self.hash4_bits) & ((1 << 16) - 1)]);
+        }
     }
 
     /// Inserts positions `from..to` without searching, stopping short of the input's end.
@@ -615,6 +634,7 @@ impl HashChains {
         let max_len = data.len() - pos;
         let seq = load_u32(data, pos);
         let (cand3, mut cand) = self.insert(seq, pos);
+        self.prefetch_buckets(data, pos + 1);
         let mut best_offset = 0;
         if best_len < MIN_MATCH_LEN && cand3 != 0 && (load_u32(data, cand3) ^ seq) & 0xFF_FFFF == 0
         {
