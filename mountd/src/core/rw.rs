@@ -1661,13 +1661,15 @@ impl RwFs {
     /// in the result for the caller to write and fill in.
     pub(crate) fn snapshot(&self) -> Snapshot {
         let tree = self.tree.lock();
+        // Sized up front: growing these by doubling would touch twice the memory.
+        let names = tree.nodes.values().map(|n| n.children.len()).sum::<usize>() + 1;
         let mut img = Image {
             index: self.image_index(),
             security: self.security.clone(),
-            dentries: Vec::new(),
-            inodes: Vec::new(),
+            dentries: Vec::with_capacity(names),
+            inodes: Vec::with_capacity(tree.nodes.len()),
         };
-        let mut inode_of: HashMap<u64, usize> = HashMap::new();
+        let mut inode_of: HashMap<u64, usize> = HashMap::with_capacity(tree.nodes.len());
         let mut staged = Vec::new();
         let mut small = Vec::new();
         let mut reparse = Vec::new();
