@@ -9,7 +9,8 @@
 //! * higher levels: a binary-tree match finder caches the matches of every position of a
 //!   block, then a min-cost path search over those matches (plus the repeat offsets the path
 //!   itself produces) runs a few times, each pass pricing symbols with the Huffman code
-//!   lengths the previous pass would produce. Almost all of the ratio comes from this.
+//!   lengths the previous pass would produce (the passes that only gather these statistics
+//!   are cut short). Almost all of the ratio comes from this.
 
 use super::lzx::{
     DEFAULT_BLOCK_SIZE, E8_FILE_SIZE, E8_TAIL, MAX_MAIN_SYMS, MAX_SLOTS, MAX_WINDOW_ORDER,
@@ -45,6 +46,10 @@ const QUEUE_RING: usize = 512;
 
 /// Flags a node reached by "explicit match, literal, rep0 match".
 const GAP: u32 = 1 << 31;
+/// The parser's passes before the last only gather statistics to price the next one with, so
+/// they are cut short: they cover the first this many eighths of the block and try just the
+/// longest cached match of each position. The last pass covers it all, with every match.
+const STATS_PASS_EIGHTHS: usize = 6;
 
 /// Fixed-point scale of the parser's cost model: one bit costs this much.
 const BIT: u32 = 64;
@@ -351,19 +356,6 @@ unsafe fn extend_unchecked(d: *const u8, a: usize, b: usize, mut len: usize, max
     len
 }
 
-/// Hints the CPU to start loading the cache line holding `x`; no effect on results.
-#[inline(always)]
-fn prefetch<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: a prefetch only hints the cache; it never faults (and `x` is a valid
-        // reference anyway) and changes no program state.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((x as *const T).cast::<i8>()) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
-}
 
 /// One cached match, or (in the entry before a position's matches) their count in `len`.
 #[derive(Clone, Copy, Default)]
@@ -507,9 +499,9 @@ impl BtFinder {
         // cache: start loading them now, while this position's tree walk runs.
         if pos + 5 <= d.len() {
             let next = load_u32(d, pos + 1);
-            prefetch(&self.hash3[hash(next & 0xff_ffff, BT_HASH3_BITS)]);
+            super::prefetch(&self.hash3[hash(next & 0xff_ffff, BT_HASH3_BITS)]);
             if let Some(slot) = self.hash4.get(hash(next, self.hash4_bits)) {
-                prefetch(slot);
+                super::prefetch(slot);
             }
         }
         // Without matches to report, nothing past `nice_len` matters: the walk ends there.
@@ -735,13 +727,18 @@ impl Coder {
         }
     }
 
+    #[inline(always)]
+    fn tally_seq(&mut self, s: Seq) {
+        if s.len == 1 {
+            self.main_freq[s.code as usize] += 1;
+        } else {
+            self.tally_match(s.len as usize, s.code);
+        }
+    }
+
     fn tally(&mut self, seqs: &[Seq]) {
-        for s in seqs {
-            if s.len == 1 {
-                self.main_freq[s.code as usize] += 1;
-            } else {
-                self.tally_match(s.len as usize, s.code);
-            }
+        for &s in seqs {
+            self.tally_seq(s);
         }
     }
 
@@ -1312,59 +1309,7 @@ fn compress_optimal(
     let mut pos = 0;
     while pos < n {
         let block_start = pos;
-        let max_end = n.min(pos + MAX_BLOCK);
-        p.cache.clear();
-        let mut split = SplitStats::default();
-        let mut next_search = pos;
-        let mut next_observe = pos;
-        while pos < max_end {
-            if p.cache.len() + MAX_MATCHES_PER_POS > p.cache.capacity() {
-                break;
-            }
-            let max_len = (n - pos).min(MAX_MATCH);
-            let head = p.cache.len();
-            p.cache.push(Match::default());
-            if max_len < 8 {
-                // Too close to the end to bother; the parser codes these as literals.
-            } else if pos >= next_search {
-                let nice_len = nice.min(max_len);
-                let best = p.mf.advance(
-                    d,
-                    pos,
-                    max_len,
-                    nice_len,
-                    depth,
-                    max_offset,
-                    Some(&mut p.cache),
-                );
-                p.cache[head].len = (p.cache.len() - head - 1) as u32;
-                if pos >= next_observe {
-                    if best >= 3 {
-                        split.matched(best);
-                        next_observe = pos + best;
-                    } else {
-                        split.literal(d[pos]);
-                        next_observe = pos + 1;
-                    }
-                }
-                // After a long match, the positions it covers are not searched (only
-                // inserted): highly redundant data would otherwise yield huge numbers of
-                // matches for little gain.
-                if best >= nice_len {
-                    next_search = pos + best;
-                }
-            } else {
-                p.mf.advance(d, pos, max_len, nice.min(max_len), depth, max_offset, None);
-            }
-            pos += 1;
-            if split.recent_total >= SplitStats::CHECK_EVERY
-                && pos - block_start >= MIN_BLOCK
-                && max_end - pos >= MIN_BLOCK
-                && split.should_split()
-            {
-                break;
-            }
-        }
+        pos = find_block_matches(&mut p.mf, &mut p.cache, d, pos, depth, nice, max_offset);
         queue = optimize_block(p, d, block_start, pos, queue, seqs, coder);
         coder.write_block(w, seqs, pos - block_start);
         if w.len() >= n {
@@ -1372,6 +1317,71 @@ fn compress_optimal(
         }
     }
     true
+}
+
+/// Runs the match finder from `pos` to where the next block should end (at most
+/// `MAX_BLOCK` bytes on, earlier when the data changes), caching the matches of every
+/// position in `cache`: a count, then the matches by increasing length. Returns the block's
+/// end. The finder and the cache come as separate borrows so that the loop can keep their
+/// fields in registers.
+#[inline(never)]
+fn find_block_matches(
+    mf: &mut BtFinder,
+    cache: &mut Vec<Match>,
+    d: &[u8],
+    mut pos: usize,
+    depth: u32,
+    nice: usize,
+    max_offset: usize,
+) -> usize {
+    let n = d.len();
+    let block_start = pos;
+    let max_end = n.min(pos + MAX_BLOCK);
+    cache.clear();
+    let mut split = SplitStats::default();
+    let mut next_search = pos;
+    let mut next_observe = pos;
+    while pos < max_end {
+        if cache.len() + MAX_MATCHES_PER_POS > cache.capacity() {
+            break;
+        }
+        let max_len = (n - pos).min(MAX_MATCH);
+        let head = cache.len();
+        cache.push(Match::default());
+        if max_len < 8 {
+            // Too close to the end to bother; the parser codes these as literals.
+        } else if pos >= next_search {
+            let nice_len = nice.min(max_len);
+            let best = mf.advance(d, pos, max_len, nice_len, depth, max_offset, Some(cache));
+            cache[head].len = (cache.len() - head - 1) as u32;
+            if pos >= next_observe {
+                if best >= 3 {
+                    split.matched(best);
+                    next_observe = pos + best;
+                } else {
+                    split.literal(d[pos]);
+                    next_observe = pos + 1;
+                }
+            }
+            // After a long match, the positions it covers are not searched (only
+            // inserted): highly redundant data would otherwise yield huge numbers of
+            // matches for little gain.
+            if best >= nice_len {
+                next_search = pos + best;
+            }
+        } else {
+            mf.advance(d, pos, max_len, nice.min(max_len), depth, max_offset, None);
+        }
+        pos += 1;
+        if split.recent_total >= SplitStats::CHECK_EVERY
+            && pos - block_start >= MIN_BLOCK
+            && max_end - pos >= MIN_BLOCK
+            && split.should_split()
+        {
+            break;
+        }
+    }
+    pos
 }
 
 /// Chooses the items of block `start..end` by repeated min-cost path searches and leaves
@@ -1402,7 +1412,11 @@ fn optimize_block(
                 Match::default()
             };
             ci += cnt + 1;
-            if pos >= skip_to {
+            if pos >= skip_to && cnt == 0 && end - pos >= 8 {
+                // As in the path search, positions without cached matches get no repeat
+                // matches either.
+                coder.main_freq[d[pos] as usize] += 1;
+            } else if pos >= skip_to {
                 let max = (end - pos).min(MAX_MATCH);
                 let len = (m.len as usize).min(max);
                 // The longest repeat-offset match wins unless the explicit match is longer
@@ -1444,17 +1458,18 @@ fn optimize_block(
     coder.build_codes();
     p.costs.set_from_codes(coder);
 
-    let mut queue_out = queue_in;
-    for pass in 0..p.passes {
-        queue_out = min_cost_path(p, d, start, end, queue_in);
-        trace_path(p, d, start, end, seqs);
-        if pass + 1 < p.passes {
-            coder.reset_freqs();
-            coder.tally(seqs);
-            coder.build_codes();
-            p.costs.set_from_codes(coder);
-        }
+    // Statistics passes (see `STATS_PASS_EIGHTHS`), each pricing the next pass by the codes
+    // its path would produce; only their statistics matter, tallied straight from the nodes.
+    for _ in 1..p.passes {
+        let stats_end = start + (end - start) * STATS_PASS_EIGHTHS / 8;
+        min_cost_path::<false>(p, d, start, stats_end, queue_in);
+        coder.reset_freqs();
+        walk_path(p, d, start, stats_end, |s| coder.tally_seq(s));
+        coder.build_codes();
+        p.costs.set_from_codes(coder);
     }
+    let queue_out = min_cost_path::<true>(p, d, start, end, queue_in);
+    trace_path(p, d, start, end, seqs);
     queue_out
 }
 
@@ -1518,9 +1533,10 @@ fn rep_len_if(d: &[u8], pos: usize, offset: usize, need: usize, max: usize) -> u
 /// way found to reach it and the recent-offsets queue of that path. Each node relaxes a
 /// literal, the repeat offsets of its own queue, and the cached matches; for every length
 /// only the cheapest kind of offset is tried (repeat offsets first, then cached matches in
-/// order of increasing offset), which is where most of the speed comes from.
+/// order of increasing offset), which is where most of the speed comes from. Without
+/// `ALL_MATCHES`, only the longest cached match of each node is tried (with all its lengths).
 #[inline(never)]
-fn min_cost_path(
+fn min_cost_path<const ALL_MATCHES: bool>(
     p: &mut Optimal,
     d: &[u8],
     start: usize,
@@ -1539,20 +1555,34 @@ fn min_cost_path(
     });
     nodes[0].cost = 0;
     queue[0] = PackedQueue::pack(queue_in);
-    let mut cache = &p.cache[..];
-    for i in 0..size {
+    let cache = &p.cache[..];
+    let mut ci = 0;
+    for (i, &lit) in d[start..].iter().enumerate() {
         let pos = start + i;
         let base_cost = nodes[i].cost;
         let q = queue[i % QUEUE_RING];
-        let (head, rest) = cache.split_first().expect("an entry per position");
-        let (matches, rest) = rest.split_at(head.len as usize);
-        cache = rest;
+        let count = cache[ci].len as usize;
+        let matches = &cache[ci + 1..ci + 1 + count];
+        ci += 1 + count;
         // The last few positions of a chunk have no cached matches, but repeat matches may
         // still end it.
-        if !matches.is_empty() || end - pos < 8 {
-            relax_matches(nodes, gap, costs, d, i, pos, base_cost, q, matches);
+        if count != 0 || end - pos < 8 {
+            // SAFETY: `nodes` and `gap` have `size + 1` entries, so `end - pos + 1` from `i`
+            // on; the cache holds the match finder's matches, by increasing length and each
+            // reaching back at most to the chunk's start.
+            unsafe {
+                relax_matches::<ALL_MATCHES>(
+                    nodes.as_mut_ptr().add(i),
+                    gap.as_mut_ptr().add(i),
+                    costs,
+                    d,
+                    pos,
+                    q,
+                    matches,
+                );
+            }
         }
-        let c = base_cost + costs.main[d[pos] as usize];
+        let c = base_cost + costs.main[usize::from(lit)];
         // Node i + 1 has now seen all its incoming edges: fix its path and queue.
         let next = &mut nodes[i + 1];
         let nq = if c <= next.cost {
@@ -1578,36 +1608,66 @@ fn min_cost_path(
     queue[size % QUEUE_RING].unpack()
 }
 
-/// Relaxes the edges of node `i` (byte `pos`, reached at `base_cost` with queue `q`) other
-/// than the literal: its repeat-offset matches, its cached `matches` and the "match, literal,
-/// rep0 match" step after the longest of them. Kept out of line: the per-node loop then
-/// stays small enough to live in registers, and many nodes have no matches.
-#[allow(clippy::too_many_arguments)]
+/// Relaxes the edges of one node other than the literal: its repeat-offset matches, its
+/// cached `matches` (only the longest unless `ALL_MATCHES`) and the "match, literal, rep0
+/// match" step after the longest of them. `ns` and `gs` point at the node (byte `pos`,
+/// reached with queue `q`) in the node and gap arrays, which run to the end of `d`. Kept out
+/// of line and with raw accesses: the per-node loop then stays small enough to live in
+/// registers, many nodes have no matches, and this is the parser's hottest code.
+///
+/// # Safety
+/// `pos < d.len()`; `ns` and `gs` must be valid for `d.len() - pos + 1` entries; `matches`
+/// must be ordered by increasing length and every one must reach back at most `pos` bytes.
 #[inline(never)]
-fn relax_matches(
-    nodes: &mut [Node],
-    gap: &mut [u32],
+unsafe fn relax_matches<const ALL_MATCHES: bool>(
+    ns: *mut Node,
+    gs: *mut u32,
     costs: &Costs,
     d: &[u8],
-    i: usize,
     pos: usize,
-    base_cost: u32,
     q: PackedQueue,
     matches: &[Match],
 ) {
-    let end = d.len();
-    let max_len = (end - pos).min(MAX_MATCH);
+    let avail = d.len() - pos;
+    if avail < MIN_MATCH {
+        return;
+    }
+    let base_cost = (*ns).cost;
+    let max_len = avail.min(MAX_MATCH);
+    let dp = d.as_ptr();
+    let here = dp.add(pos);
+    let head = here.cast::<u16>().read_unaligned();
     let mut next_len = MIN_MATCH;
     for k in 0..NUM_RECENT {
-        let l = rep_len_if(d, pos, q.get(k) as usize, next_len, max_len);
+        let offset = q.get(k) as usize;
+        if offset > pos {
+            continue;
+        }
+        let there = here.sub(offset);
+        // Cheap rejections first: the first two bytes, then the last byte a useful match
+        // needs (`next_len <= max_len` holds: a repeat match reaching `max_len` returns).
+        if there.cast::<u16>().read_unaligned() != head
+            || *there.add(next_len - 1) != *here.add(next_len - 1)
+        {
+            continue;
+        }
+        let l = extend_unchecked(dp, pos - offset, pos, 2, max_len);
         if l < next_len {
             continue;
         }
-        let row = &costs.matches[k];
-        relax::<true>(nodes, i, next_len, l, base_cost, row, k as u32);
+        relax::<true>(ns, next_len, l, base_cost, &costs.matches[k], k as u32);
+        if l == max_len {
+            // Nothing longer remains for the cached matches, nor a gap step after them.
+            return;
+        }
         next_len = l + 1;
     }
     let mut longest = None;
+    let matches = if ALL_MATCHES {
+        matches
+    } else {
+        &matches[matches.len().saturating_sub(1)..]
+    };
     for m in matches {
         let l = (m.len as usize).min(max_len);
         if l < next_len {
@@ -1620,7 +1680,7 @@ fn relax_matches(
             bc += costs.aligned[(code & 7) as usize];
         }
         let row = &costs.matches[slot];
-        relax::<false>(nodes, i, next_len, l, bc, row, code);
+        relax::<false>(ns, next_len, l, bc, row, code);
         next_len = l + 1;
         longest = Some((l, code, bc + row[l - MIN_MATCH]));
     }
@@ -1628,42 +1688,47 @@ fn relax_matches(
     // try "match, literal, rep0 match" as a single step.
     if let Some((l, code, c)) = longest {
         let after = pos + l + 1;
-        let room = end.saturating_sub(after).min(QUEUE_RING - 2 - l);
-        let src = after - (code as usize - 2);
-        if room >= 2 && d[after] == d[src] && d[after + 1] == d[src + 1] {
-            let r = extend(d, src, after, 2, room.min(MAX_MATCH));
-            let c = c + costs.main[d[pos + l] as usize] + costs.matches[0][r - MIN_MATCH];
-            let t = i + l + 1 + r;
-            if c < nodes[t].cost {
-                nodes[t] = Node {
-                    cost: c,
-                    item: GAP | r as u32,
-                };
-                gap[t] = (code << 9) | l as u32;
+        let room = d.len().saturating_sub(after).min(QUEUE_RING - 2 - l);
+        if room >= 2 {
+            let src = after - (code as usize - 2);
+            if dp.add(after).cast::<u16>().read_unaligned()
+                == dp.add(src).cast::<u16>().read_unaligned()
+            {
+                let r = extend_unchecked(dp, src, after, 2, room.min(MAX_MATCH));
+                let c = c + costs.main[*dp.add(pos + l) as usize] + costs.matches[0][r - MIN_MATCH];
+                let t = l + 1 + r;
+                let n = &mut *ns.add(t);
+                if c < n.cost {
+                    *n = Node {
+                        cost: c,
+                        item: GAP | r as u32,
+                    };
+                    *gs.add(t) = (code << 9) | l as u32;
+                }
             }
         }
     }
 }
 
-/// Offers nodes `i + from ..= i + to` the match of each of those lengths with offset code
+/// Offers nodes `from ..= to` after `ns` the match of each of those lengths with offset code
 /// `code`, at `base` plus the length's price in `row`. Repeat offsets win ties (`TIE`):
 /// they leave the queue in a more useful state.
+///
+/// # Safety
+/// `ns` must point to at least `to + 1` nodes; `MIN_MATCH <= from` and `to <= MAX_MATCH`.
 #[inline(always)]
-fn relax<const TIE: bool>(
-    nodes: &mut [Node],
-    i: usize,
+unsafe fn relax<const TIE: bool>(
+    ns: *mut Node,
     from: usize,
     to: usize,
     base: u32,
     row: &[u32; 256],
     code: u32,
 ) {
-    // Equal-length slices up front let the loop run without bounds checks.
-    let ns = &mut nodes[i + from..=i + to];
-    let rs = &row[from - MIN_MATCH..=to - MIN_MATCH];
     let first = (code << 9) | from as u32;
-    for (tag, (n, &r)) in (first..).zip(ns.iter_mut().zip(rs)) {
-        let nc = base + r;
+    for (tag, len) in (first..).zip(from..=to) {
+        let n = &mut *ns.add(len);
+        let nc = base + *row.get_unchecked(len - MIN_MATCH);
         if nc < n.cost || (TIE && nc == n.cost) {
             *n = Node {
                 cost: nc,
@@ -1677,6 +1742,13 @@ fn relax<const TIE: bool>(
 #[inline(never)]
 fn trace_path(p: &Optimal, d: &[u8], start: usize, end: usize, seqs: &mut Vec<Seq>) {
     seqs.clear();
+    walk_path(p, d, start, end, |s| seqs.push(s));
+    seqs.reverse();
+}
+
+/// Hands the items of the chosen path to `f`, from the block's end backwards.
+#[inline(always)]
+fn walk_path(p: &Optimal, d: &[u8], start: usize, end: usize, mut f: impl FnMut(Seq)) {
     let mut i = end - start;
     while i > 0 {
         let it = p.nodes[i].item;
@@ -1684,15 +1756,15 @@ fn trace_path(p: &Optimal, d: &[u8], start: usize, end: usize, seqs: &mut Vec<Se
         if it & GAP != 0 {
             let g = p.gap[i];
             let l = (g & 511) as usize;
-            seqs.push(Seq {
+            f(Seq {
                 len: len as u32,
                 code: 0,
             });
-            seqs.push(Seq {
+            f(Seq {
                 len: 1,
                 code: u32::from(d[start + i - len - 1]),
             });
-            seqs.push(Seq {
+            f(Seq {
                 len: l as u32,
                 code: g >> 9,
             });
@@ -1700,19 +1772,18 @@ fn trace_path(p: &Optimal, d: &[u8], start: usize, end: usize, seqs: &mut Vec<Se
             continue;
         }
         if len == 1 {
-            seqs.push(Seq {
+            f(Seq {
                 len: 1,
                 code: u32::from(d[start + i - 1]),
             });
         } else {
-            seqs.push(Seq {
+            f(Seq {
                 len: len as u32,
                 code: it >> 9,
             });
         }
         i -= len;
     }
-    seqs.reverse();
 }
 
 #[cfg(test)]
