@@ -11,9 +11,9 @@
 //! the cheapest path found to it, so repeat matches and context-dependent bit prices are exact
 //! along that path. After each stretch the chosen items are coded, which updates the
 //! probabilities and codes the next stretch is priced with. Candidates come from a binary-tree
-//! match finder, the path's repeat offsets, and (from level [`MIN_DELTA_LEVEL`]) a hash table
-//! of delta matches; a few two- and three-item steps ("match, literal, rep0") catch matches
-//! interrupted by one differing byte.
+//! match finder, the path's repeat offsets, and (from level [`MIN_DELTA_LEVEL`], except behind
+//! a long and near LZ match) a hash table of delta matches; a few two- and three-item steps
+//! ("match, literal, rep0") catch matches interrupted by one differing byte.
 
 use std::sync::OnceLock;
 
@@ -42,6 +42,12 @@ const DELTA_HASH_BITS: u32 = 17;
 const DELTA_POWERS: u32 = 6;
 /// Bytes a delta hash covers, and so the shortest explicit delta match.
 const DELTA_MIN_LEN: usize = 3;
+/// Delta matches are not looked for where the longest LZ match has at least
+/// `DELTA_SKIP_LZ_LEN` bytes and an offset of at most `DELTA_SKIP_LZ_OFFSET`: there they are
+/// hardly ever the cheaper choice, and searching for them costs about as much as the rest of
+/// the parser. (Behind a far LZ match, as in solid resources, they still often pay off.)
+const DELTA_SKIP_LZ_LEN: usize = 8;
+const DELTA_SKIP_LZ_OFFSET: u32 = 4096;
 /// Largest raw delta offset an `Item` can hold beside the power.
 const MAX_DELTA_RAW: u32 = (1 << 28) - 3;
 
@@ -644,6 +650,8 @@ struct DeltaFinder {
     table: Box<[u32; 1 << DELTA_HASH_BITS]>,
     base: u32,
     prev_len: usize,
+    /// Candidates `(power, offset)` of the latest search.
+    found: [(u32, usize); DELTA_POWERS as usize],
 }
 
 impl DeltaFinder {
@@ -655,6 +663,7 @@ impl DeltaFinder {
                 .expect("table size"),
             base: 1,
             prev_len: 0,
+            found: [(0, 0); DELTA_POWERS as usize],
         }
     }
 
@@ -677,51 +686,61 @@ impl DeltaFinder {
         (v.wrapping_mul(0x9E37_79B1) >> (32 - DELTA_HASH_BITS)) as usize
     }
 
-    /// Inserts `pos` for every span; with `found`, also reports the previous position of
-    /// each hash as a candidate `(power, offset)`.
+    /// Inserts `pos` for every span; `heads` is what `delta_heads` gave for `pos`. With
+    /// `SEARCH`, also stores the previous position of each hash in `self.found` as a
+    /// candidate `(power, offset)` and returns how many there are; a candidate's first bytes
+    /// may still differ (hashes collide).
     #[inline(always)]
-    fn insert(&mut self, d: &[u8], pos: usize, mut found: Option<&mut Vec<(u32, usize)>>) {
+    fn insert<const SEARCH: bool>(
+        &mut self,
+        d: &[u8],
+        pos: usize,
+        heads: Option<&[u32; DELTA_POWERS as usize]>,
+    ) -> usize {
         if pos + DELTA_MIN_LEN > d.len() {
-            return;
+            return 0;
         }
-        // The bytes at `pos` are the same for every span: load them once.
-        let word = (pos + 4 <= d.len()).then(|| load_u32(d, pos));
-        for power in 0..DELTA_POWERS {
+        let mut num = 0;
+        let found = &mut self.found;
+        let mut add = |table: &mut [u32; 1 << DELTA_HASH_BITS], power: u32, diffs: u32| {
             let span = 1usize << power;
-            if pos < span {
-                break;
-            }
-            let diffs = match word {
-                Some(a) => delta_diffs(a, load_u32(d, pos - span)) & 0xff_ffff,
-                None => {
-                    let diff = |k: usize| d[pos + k].wrapping_sub(d[pos + k - span]) as u32;
-                    diff(0) | (diff(1) << 8) | (diff(2) << 16)
-                }
-            };
             let h = Self::hash(diffs, pos, span);
-            let old = std::mem::replace(&mut self.table[h], self.base + pos as u32);
-            if let Some(f) = found.as_deref_mut() {
-                if old >= self.base {
-                    // Another span's entry for this very position may share the hash.
-                    let off = pos - (old - self.base) as usize;
-                    if off != 0 && off & (span - 1) == 0 {
-                        f.push((power, off));
-                    }
+            let old = std::mem::replace(&mut table[h], self.base + pos as u32);
+            if SEARCH {
+                // Another span's entry for this very position may share the hash: the
+                // offset must be nonzero and a multiple of the span. Stale entries (of
+                // earlier chunks) give offsets beyond `pos`, which the caller rejects.
+                let off = pos.wrapping_sub(old.wrapping_sub(self.base) as usize);
+                found[num] = (power, off);
+                num += (off != 0 && off & (span - 1) == 0) as usize;
+            }
+        };
+        if let Some(heads) = heads {
+            for (power, &head) in (0..).zip(heads) {
+                add(&mut self.table, power, head & 0xff_ffff);
+            }
+        } else {
+            for power in 0..DELTA_POWERS {
+                let span = 1usize << power;
+                if pos < span {
+                    break;
                 }
+                let diff = |k: usize| d[pos + k].wrapping_sub(d[pos + k - span]) as u32;
+                add(
+                    &mut self.table,
+                    power,
+                    diff(0) | (diff(1) << 8) | (diff(2) << 16),
+                );
             }
         }
+        num
     }
 }
 
-/// Whether the first `k` bytes of the delta match at `pos` with `offset` and `span` agree,
-/// that is `delta_len(d, pos, offset, span, 0, k) == k` (needs `offset + span <= pos` and
-/// `pos + k <= d.len()`).
+/// The two bytes at `i`, for comparing two positions' first bytes at once.
 #[inline(always)]
-fn delta_agrees(d: &[u8], pos: usize, offset: usize, span: usize, k: usize) -> bool {
-    let m = pos - offset;
-    (0..k).all(|i| {
-        d[pos + i].wrapping_sub(d[pos + i - span]) == d[m + i].wrapping_sub(d[m + i - span])
-    })
+fn load_u16(d: &[u8], i: usize) -> u16 {
+    u16::from_le_bytes(d[i..i + 2].try_into().unwrap())
 }
 
 /// The bytewise differences `a - b` of the four bytes of two words.
@@ -732,41 +751,93 @@ fn delta_diffs(a: u32, b: u32) -> u32 {
     ((a | HIGH) - (b & !HIGH)) ^ ((a ^ !b) & HIGH)
 }
 
-/// Length of the delta match at `pos` with `offset` and `span`, at most `max`, given that
-/// its first `len` bytes already agree.
+/// The first four bytes of the delta stream at `pos` for each span (the differences to the
+/// bytes one span earlier), as one little-endian word per power; `None` within the widest
+/// span of the start or four bytes of the end.
 #[inline(always)]
-fn delta_len(
+fn delta_heads(d: &[u8], pos: usize) -> Option<[u32; DELTA_POWERS as usize]> {
+    const BACK: usize = 1 << (DELTA_POWERS - 1);
+    // One view of the bytes every span reads: the loads below need no bounds checks.
+    let w: &[u8; BACK + 4] = d.get(pos.checked_sub(BACK)?..pos + 4)?.try_into().ok()?;
+    let word = |at: usize| u32::from_le_bytes(w[at..at + 4].try_into().unwrap());
+    let cur = word(BACK);
+    Some(std::array::from_fn(|power| {
+        delta_diffs(cur, word(BACK - (1 << power)))
+    }))
+}
+
+/// Length of the delta match at `pos` with `offset` and `span`, at most `max`, or 0 if it
+/// is shorter than `min` (at most 4). `head` is `pos`'s word of `delta_heads` for `span`, if
+/// there is one: it settles most candidates with one comparison. Needs `offset + span <=
+/// pos` and `pos + max <= d.len()`.
+#[inline(always)]
+fn delta_match(
     d: &[u8],
     pos: usize,
     offset: usize,
     span: usize,
-    mut len: usize,
+    head: Option<u32>,
+    min: usize,
     max: usize,
 ) -> usize {
-    let m = pos - offset;
+    let len = match head {
+        Some(head) => {
+            // `delta_heads` had four bytes at `pos`, so `max >= 4`.
+            let m = pos - offset;
+            let x = head ^ delta_diffs(load_u32(d, m), load_u32(d, m - span));
+            if x != 0 {
+                (x.trailing_zeros() / 8) as usize
+            } else {
+                delta_len(d, pos, offset, span, 4, max)
+            }
+        }
+        None => delta_len(d, pos, offset, span, 0, max),
+    };
+    if len >= min {
+        len
+    } else {
+        0
+    }
+}
+
+/// Length of the delta match at `pos` with `offset` and `span`, at most `max`, given that
+/// its first `len` bytes agree (needs `offset + span <= pos` and `pos + max <= d.len()`).
+#[inline(always)]
+fn delta_len(d: &[u8], pos: usize, offset: usize, span: usize, len: usize, max: usize) -> usize {
     // Byte k agrees when d[pos+k] - d[pos+k-span] == d[m+k] - d[m+k-span], that is when
     // d[pos+k] + d[m+k-span] == d[m+k] + d[pos+k-span] (mod 256): eight bytes at a time with
     // additions that keep carries inside each byte.
     const LOW: u64 = 0x7F7F_7F7F_7F7F_7F7F;
     let add = |a: u64, b: u64| ((a & LOW) + (b & LOW)) ^ ((a ^ b) & !LOW);
-    // Equal-length views up front: the loops below then need no bounds checks.
-    let cur = &d[pos..pos + max];
-    let cur_base = &d[pos - span..pos - span + max];
-    let src = &d[m..m + max];
-    let src_base = &d[m - span..m - span + max];
-    let load = |v: &[u8], at: usize| u64::from_le_bytes(v[at..at + 8].try_into().unwrap());
-    while len + 8 <= max {
-        let x = add(load(cur, len), load(src_base, len)) ^ add(load(src, len), load(cur_base, len));
+    // The four streams as equal-length views from `len` on: zipped, their words and bytes
+    // need no bounds checks.
+    let view = |at: usize| &d[at + len..at + max];
+    let m = pos - offset;
+    let (cur, cur_base, src, src_base) = (view(pos), view(pos - span), view(m), view(m - span));
+    fn words(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
+        v.chunks_exact(8)
+            .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
+    }
+    let streams = words(cur)
+        .zip(words(cur_base))
+        .zip(words(src))
+        .zip(words(src_base));
+    let mut done = 0;
+    for (((a, a_base), b), b_base) in streams {
+        let x = add(a, b_base) ^ add(b, a_base);
         if x != 0 {
-            return len + (x.trailing_zeros() / 8) as usize;
+            return len + done + (x.trailing_zeros() / 8) as usize;
         }
-        len += 8;
+        done += 8;
     }
-    while len < max && cur[len].wrapping_sub(cur_base[len]) == src[len].wrapping_sub(src_base[len])
-    {
-        len += 1;
-    }
-    len
+    let tail = cur[done..].iter().zip(&cur_base[done..]);
+    let tail = tail.zip(src[done..].iter().zip(&src_base[done..]));
+    len + done
+        + tail
+            .take_while(|&((a, a_base), (b, b_base))| {
+                a.wrapping_sub(*a_base) == b.wrapping_sub(*b_base)
+            })
+            .count()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -822,7 +893,6 @@ pub struct LzmsEncoder {
     coder: Box<Coder>,
     nodes: Vec<Node>,
     matches: Vec<Match>,
-    delta_matches: Vec<(u32, usize)>,
     items: Vec<Item>,
 }
 
@@ -860,7 +930,6 @@ impl LzmsEncoder {
             coder: Box::new(Coder::new()),
             nodes: vec![Node::EMPTY; NUM_NODES],
             matches: Vec::with_capacity(MAX_FAST_LEN + 8),
-            delta_matches: Vec::with_capacity(DELTA_POWERS as usize),
             items: Vec::with_capacity(NUM_NODES),
         })
     }
@@ -899,7 +968,6 @@ impl LzmsEncoder {
             coder: &mut self.coder,
             nodes: &mut self.nodes,
             matches: &mut self.matches,
-            delta_matches: &mut self.delta_matches,
             items: &mut self.items,
             out,
             limit,
@@ -935,6 +1003,15 @@ impl Compressor for LzmsEncoder {
     }
 }
 
+/// The delta-match candidates at one position: the length of each repeat pair's match (0 for
+/// none) and `(power, raw offset, length)` of the explicit matches.
+#[derive(Default)]
+struct DeltaCandidates {
+    rep_lens: [usize; 3],
+    explicit: [(u32, u32, usize); DELTA_POWERS as usize],
+    num_explicit: usize,
+}
+
 /// One chunk's parse: the data, match finders, coder and parser scratch.
 struct Parse<'a> {
     d: &'a [u8],
@@ -944,7 +1021,6 @@ struct Parse<'a> {
     coder: &'a mut Coder,
     nodes: &'a mut [Node],
     matches: &'a mut Vec<Match>,
-    delta_matches: &'a mut Vec<(u32, usize)>,
     items: &'a mut Vec<Item>,
     out: &'a mut Vec<u8>,
     limit: usize,
@@ -956,6 +1032,7 @@ impl Parse<'_> {
         let d = self.d;
         let n = d.len();
         let nice = self.params.nice;
+        let mut dm = DeltaCandidates::default();
         let mut pos = 0;
         while pos < n {
             // A new stretch starts at `pos`, in the coder's state.
@@ -968,7 +1045,8 @@ impl Parse<'_> {
                 let state = self.nodes[cur].state;
 
                 // Gather the candidates, cheapest to find first. A long one is taken at once
-                // (by priority: repeat LZ, repeat delta, explicit LZ, explicit delta), and
+                // (by priority: repeat LZ, explicit LZ, repeat delta, explicit delta; see
+                // `delta_candidates` for an exception), and
                 // then the costlier searches are not run: the finders only insert `pos`.
                 // `inserted` tracks whether both finders have seen `pos` already.
                 let mut early = None;
@@ -977,7 +1055,7 @@ impl Parse<'_> {
                 if remaining >= 2 {
                     for (idx, l) in rep_lens.iter_mut().enumerate() {
                         let off = state.lz_rep(idx) as usize;
-                        if off <= pos && d[pos] == d[pos - off] && d[pos + 1] == d[pos + 1 - off] {
+                        if off <= pos && load_u16(d, pos) == load_u16(d, pos - off) {
                             *l = extend(d, pos - off, pos, 2, remaining);
                         }
                     }
@@ -988,35 +1066,21 @@ impl Parse<'_> {
                         src: idx as u32,
                     });
                 }
-                let mut delta_rep_lens = [0usize; 3];
-                if early.is_none() && self.params.delta && remaining >= 2 {
-                    for (idx, l) in delta_rep_lens.iter_mut().enumerate() {
-                        let pair = state.delta_rep(idx);
-                        let span = 1usize << (pair >> 28);
-                        let off = ((pair & ((1 << 28) - 1)) as usize) << (pair >> 28);
-                        if off + span <= pos && delta_agrees(d, pos, off, span, 2) {
-                            *l = delta_len(d, pos, off, span, 2, remaining);
-                        }
-                    }
-                    if let Some(idx) = delta_rep_lens.iter().position(|&l| l >= nice) {
-                        early = Some(Item {
-                            len: delta_rep_lens[idx] as u32,
-                            src: DELTA | idx as u32,
-                        });
-                    }
-                }
                 self.matches.clear();
-                if early.is_none() && remaining >= 4 {
-                    let max_len = remaining.min(MAX_FAST_LEN);
-                    self.mf.advance(
-                        d,
-                        pos,
-                        max_len,
-                        nice.min(max_len),
-                        self.params.depth,
-                        usize::MAX,
-                        Some(&mut *self.matches),
-                    );
+                if early.is_none() {
+                    inserted = true;
+                    if remaining >= 4 {
+                        let max_len = remaining.min(MAX_FAST_LEN);
+                        self.mf.advance(
+                            d,
+                            pos,
+                            max_len,
+                            nice.min(max_len),
+                            self.params.depth,
+                            usize::MAX,
+                            Some(&mut *self.matches),
+                        );
+                    }
                     if let Some(m) = self.matches.last() {
                         if m.len as usize >= nice.min(remaining) {
                             let off = m.offset as usize;
@@ -1025,43 +1089,16 @@ impl Parse<'_> {
                                 len: len as u32,
                                 src: m.offset + 2,
                             });
-                            if self.params.delta {
-                                self.delta.insert(d, pos, None);
-                            }
-                            inserted = true;
                         }
                     }
                 }
-                self.delta_matches.clear();
-                // (power, raw offset, length) of each explicit delta match.
-                let mut deltas = [(0u32, 0u32, 0usize); DELTA_POWERS as usize];
-                let mut num_deltas = 0;
-                if early.is_none() {
-                    inserted = true;
-                    if self.params.delta {
-                        self.delta.insert(d, pos, Some(&mut *self.delta_matches));
-                        for &(power, off) in self.delta_matches.iter() {
-                            let span = 1usize << power;
-                            let raw = (off >> power) as u32;
-                            if off + span > pos || raw > MAX_DELTA_RAW {
-                                continue;
-                            }
-                            if delta_agrees(d, pos, off, span, DELTA_MIN_LEN) {
-                                let len = delta_len(d, pos, off, span, DELTA_MIN_LEN, remaining);
-                                if len >= nice {
-                                    early = Some(Item {
-                                        len: len as u32,
-                                        src: DELTA | (((power << 28) | raw) + 2),
-                                    });
-                                    break;
-                                }
-                                deltas[num_deltas] = (power, raw, len);
-                                num_deltas += 1;
-                            }
-                        }
-                    }
+                dm.rep_lens = [0; 3];
+                dm.num_explicit = 0;
+                if inserted && self.params.delta {
+                    self.delta_candidates(pos, &state, &mut early, &mut dm);
                 }
-                let deltas = &deltas[..num_deltas];
+                let delta_rep_lens = dm.rep_lens;
+                let deltas = &dm.explicit[..dm.num_explicit];
 
                 if let Some(it) = early {
                     if !self.flush(cur) {
@@ -1162,7 +1199,7 @@ impl Parse<'_> {
                     s.apply(lit);
                     let off = s.lz_rep(0) as usize;
                     let p1 = pos + 1;
-                    if off <= p1 && d[p1] == d[p1 - off] && d[p1 + 1] == d[p1 + 1 - off] {
+                    if off <= p1 && load_u16(d, p1) == load_u16(d, p1 - off) {
                         let max = (n - p1).min(nice);
                         let len = extend(d, p1 - off, p1, 2, max);
                         let cost = lit_cost + c.lz_rep_item_cost(&s, 0, len);
@@ -1207,6 +1244,78 @@ impl Parse<'_> {
         true
     }
 
+    /// Finds the delta-match candidates at `pos` for a path in `state` and inserts `pos`
+    /// into the delta finder; `early` (an explicit LZ match to take at once, if any) may be
+    /// replaced by a long delta match. Behind a long and near LZ match (see
+    /// `DELTA_SKIP_LZ_LEN`) delta matches are not looked for, except that a repeat delta
+    /// match as long as an explicit LZ match taken at once is the cheaper of the two.
+    /// Kept out of line, which measured slightly cheaper than inlining it into the parser
+    /// loop.
+    #[inline(never)]
+    fn delta_candidates(
+        &mut self,
+        pos: usize,
+        state: &State,
+        early: &mut Option<Item>,
+        out: &mut DeltaCandidates,
+    ) {
+        let d = self.d;
+        let nice = self.params.nice;
+        let remaining = d.len() - pos;
+        let heads = delta_heads(d, pos);
+        let covered = self.matches.last().is_some_and(|m| {
+            m.len as usize >= DELTA_SKIP_LZ_LEN && m.offset <= DELTA_SKIP_LZ_OFFSET
+        });
+        let search = early.is_none() && !covered;
+        if (search || early.is_some()) && remaining >= 2 {
+            for (idx, l) in out.rep_lens.iter_mut().enumerate() {
+                let pair = state.delta_rep(idx);
+                let power = pair >> 28;
+                let span = 1usize << power;
+                let off = ((pair & ((1 << 28) - 1)) as usize) << power;
+                if off + span <= pos {
+                    // Spans past the widest searched one have no head word.
+                    let head = heads.as_ref().and_then(|h| h.get(power as usize));
+                    *l = delta_match(d, pos, off, span, head.copied(), 2, remaining);
+                }
+            }
+        }
+        if let Some(idx) = out.rep_lens.iter().position(|&l| l >= nice) {
+            if early.is_none_or(|e| out.rep_lens[idx] >= e.len as usize) {
+                *early = Some(Item {
+                    len: out.rep_lens[idx] as u32,
+                    src: DELTA | idx as u32,
+                });
+            }
+        }
+        if early.is_some() || !search {
+            self.delta.insert::<false>(d, pos, heads.as_ref());
+        } else {
+            let num = self.delta.insert::<true>(d, pos, heads.as_ref());
+            for &(power, off) in &self.delta.found[..num] {
+                let span = 1usize << power;
+                let raw = (off >> power) as u32;
+                if off > pos - span || raw > MAX_DELTA_RAW {
+                    continue;
+                }
+                let head = heads.as_ref().map(|h| h[power as usize]);
+                let len = delta_match(d, pos, off, span, head, DELTA_MIN_LEN, remaining);
+                if len == 0 {
+                    continue;
+                }
+                if len >= nice {
+                    *early = Some(Item {
+                        len: len as u32,
+                        src: DELTA | (((power << 28) | raw) + 2),
+                    });
+                    break;
+                }
+                out.explicit[out.num_explicit] = (power, raw, len);
+                out.num_explicit += 1;
+            }
+        }
+    }
+
     /// Codes the cheapest path to node `to` of the current stretch. False if the output
     /// has reached the limit.
     fn flush(&mut self, to: usize) -> bool {
@@ -1241,7 +1350,8 @@ impl Parse<'_> {
                     .advance(d, pos, max_len, nice, self.params.depth, usize::MAX, None);
             }
             if self.params.delta {
-                self.delta.insert(d, pos, None);
+                let heads = delta_heads(d, pos);
+                self.delta.insert::<false>(d, pos, heads.as_ref());
             }
         }
     }
@@ -1307,7 +1417,7 @@ fn try_lit_rep0(
 ) {
     let len = first.len as usize;
     let after = pos + len + 1;
-    if after + 2 > d.len() || d[after] != d[after - off] || d[after + 1] != d[after + 1 - off] {
+    if after + 2 > d.len() || load_u16(d, after) != load_u16(d, after - off) {
         return;
     }
     let max = (d.len() - after).min(MAX_FAST_LEN);
