@@ -132,6 +132,9 @@ pub enum Record {
 pub struct Journal {
     file: File,
     path: PathBuf,
+    /// Whether the journal's replacement of the previous one is on disk yet (made so by the
+    /// first [`Journal::sync`]).
+    durable: std::sync::atomic::AtomicBool,
     /// Set after a failed write: later lines would not replay correctly, so none are written.
     broken: bool,
 }
@@ -147,7 +150,10 @@ fn flock(file: &File, how: libc::c_int) -> io::Result<()> {
 
 impl Journal {
     /// Starts a journal at `dir/journal` (replacing one there atomically) whose first line is
-    /// `base` and whose next lines are `lines`; it is synced before it replaces the old one.
+    /// `base` and whose next lines are `lines`. It is not synced yet: until the first
+    /// [`Journal::sync`] a crash may leave the previous journal, which only happens to hold
+    /// nothing that needs saving (none at mount time; after a commit, one that ends with that
+    /// commit, which reached the WIM).
     pub fn start(dir: &Path, base: &Record, lines: &[Record]) -> io::Result<Journal> {
         let path = dir.join(JOURNAL_NAME);
         let tmp = dir.join(format!("{JOURNAL_NAME}.new"));
@@ -164,12 +170,11 @@ impl Journal {
             text.push('\n');
         }
         file.write_all(text.as_bytes())?;
-        file.sync_all()?;
         std::fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()?;
         Ok(Journal {
             file,
             path,
+            durable: std::sync::atomic::AtomicBool::new(false),
             broken: false,
         })
     }
@@ -202,9 +207,19 @@ impl Journal {
         self.broken = true;
     }
 
-    /// Flushes the journal to disk.
+    /// Flushes the journal to disk (the first time, with the directory entry that makes it
+    /// the journal).
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        use std::sync::atomic::Ordering;
+        if self.durable.load(Ordering::Acquire) {
+            return self.file.sync_data();
+        }
+        self.file.sync_all()?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        self.durable.store(true, Ordering::Release);
+        Ok(())
     }
 }
 

@@ -188,7 +188,10 @@ mod unix {
             unsafe { File::from_raw_fd(fd) }
         });
         let code = match run(args, &mut ready) {
-            Ok(()) => 0,
+            Ok(()) => {
+                tracing::debug!("exiting");
+                0
+            }
             Err(e) => {
                 tracing::error!("{e:#}");
                 if let Some(mut r) = ready.take() {
@@ -354,8 +357,10 @@ mod unix {
                 });
                 let adapter = FuseRwFs::new(Arc::clone(&fs));
                 let result = serve(adapter, served, &dir, &config, control, status, ready);
+                let t = std::time::Instant::now();
                 fs.overlay().discard();
                 wimfs_mountd::recover::unregister(&staging);
+                tracing::debug!("staging removed in {} ms", t.elapsed().as_millis());
                 result
             }
         }

@@ -67,7 +67,8 @@ pub struct Wim {
     xml: WimXml,
     xml_raw: Vec<u8>,
     pub(crate) resources: Vec<Resource>,
-    blobs: HashMap<Sha1Hash, BlobLocation>,
+    /// By hash (a fast hasher: SHA-1 hashes are evenly spread already).
+    blobs: rustc_hash::FxHashMap<Sha1Hash, BlobLocation>,
     metadata: Vec<BlobLocation>,
     pub(crate) cache: Arc<ChunkCache>,
     decoders: Mutex<DecoderPool>,
@@ -168,7 +169,7 @@ impl Wim {
             xml: WimXml::default(),
             xml_raw: Vec::new(),
             resources: Vec::new(),
-            blobs: HashMap::new(),
+            blobs: rustc_hash::FxHashMap::default(),
             metadata: Vec::new(),
             cache,
             decoders: Mutex::new(HashMap::new()),

@@ -9,6 +9,8 @@
 //! off by the next append and reclaimed by `optimize`.
 
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::FxHashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -88,7 +90,7 @@ struct ImageSlot {
 
 /// References an image makes to each blob (one per name, as WIMGAPI counts them).
 enum Refs {
-    Counted(HashMap<Sha1Hash, u32>),
+    Counted(FxHashMap<Sha1Hash, u32>),
     /// An image kept from the file appended to: counted from its metadata resource (at this
     /// location of that file) only when the blob table is written, so that an image that is
     /// replaced or deleted is never decoded.
@@ -110,7 +112,7 @@ pub struct WimWriter {
     pos: u64,
     opts: WriterOptions,
     pool: rayon::ThreadPool,
-    blobs: HashMap<Sha1Hash, Placement>,
+    blobs: FxHashMap<Sha1Hash, Placement>,
     /// Blob hashes in table order: kept ones first, then new ones as written.
     order: Vec<Sha1Hash>,
     /// Finished solid resources (kept and new), in table order.
@@ -351,7 +353,7 @@ impl WimWriter {
             pos: 0,
             pool: new_pool(opts.threads)?,
             opts,
-            blobs: HashMap::new(),
+            blobs: FxHashMap::default(),
             order: Vec::new(),
             solid: Vec::new(),
             open_solid: None,
@@ -475,15 +477,20 @@ impl WimWriter {
         desc: &ImageDescription,
     ) -> Result<()> {
         let now = crate::time::now_filetime();
-        ImageXml::from_image(image, None, None, now).update_element(&mut el);
+        let ((xml, refs), meta) = self.pool.install(|| {
+            rayon::join(
+                || (ImageXml::from_image(image, None, None, now), image_refs_of(image)),
+                || image.to_metadata(),
+            )
+        });
+        xml.update_element(&mut el);
         if desc.name.is_some() {
             el.set_child_text("NAME", desc.name.as_deref());
         }
         if desc.description.is_some() {
             el.set_child_text("DESCRIPTION", desc.description.as_deref());
         }
-        let refs = image_refs_of(image);
-        self.add_metadata(&image.to_metadata(), XmlImage::Kept(el), refs)?;
+        self.add_metadata(&meta, XmlImage::Kept(el), refs)?;
         if desc.boot {
             self.boot_index = self.images.len() as u32;
         }
@@ -879,15 +886,23 @@ impl WimWriter {
     /// Writes an image's metadata resource and records its XML info. Every non-empty stream
     /// of the image must already have been written with [`WimWriter::write_blob`].
     pub fn add_image(&mut self, image: &Image, desc: &ImageDescription) -> Result<()> {
-        let refs = image_refs_of(image);
         let now = crate::time::now_filetime();
-        let xml = XmlImage::New(ImageXml::from_image(
-            image,
-            desc.name.clone(),
-            desc.description.clone(),
-            now,
-        ));
-        self.add_metadata(&image.to_metadata(), xml, refs)?;
+        // The counts, the references and the metadata resource are independent walks.
+        let ((xml, refs), meta) = self.pool.install(|| {
+            rayon::join(
+                || {
+                    let xml = ImageXml::from_image(
+                        image,
+                        desc.name.clone(),
+                        desc.description.clone(),
+                        now,
+                    );
+                    (xml, image_refs_of(image))
+                },
+                || image.to_metadata(),
+            )
+        });
+        self.add_metadata(&meta, XmlImage::New(xml), refs)?;
         if desc.boot {
             self.boot_index = self.images.len() as u32;
         }
@@ -898,7 +913,7 @@ impl WimWriter {
         &mut self,
         meta: &[u8],
         xml: XmlImage,
-        refs: HashMap<Sha1Hash, u32>,
+        refs: FxHashMap<Sha1Hash, u32>,
     ) -> Result<()> {
         if let Some(missing) = refs.keys().find(|h| !self.blobs.contains_key(*h)) {
             return Err(Error::invalid(
@@ -932,7 +947,7 @@ impl WimWriter {
     /// The blob table: metadata resources, then non-solid blobs, then every solid resource
     /// followed by its blobs (offsets counted across all solid resources, as WIMGAPI expects).
     fn blob_table(&self) -> Result<Vec<u8>> {
-        let mut counts: HashMap<Sha1Hash, u32> = HashMap::new();
+        let mut counts: FxHashMap<Sha1Hash, u32> = FxHashMap::default();
         for (i, img) in self.images.iter().enumerate() {
             let kept;
             let refs = match &img.refs {
@@ -1190,8 +1205,8 @@ impl Drop for WimWriter {
 }
 
 /// References `image` makes to each blob: one per name of each inode with the stream.
-fn image_refs_of(image: &Image) -> HashMap<Sha1Hash, u32> {
-    let mut refs: HashMap<Sha1Hash, u32> = HashMap::new();
+fn image_refs_of(image: &Image) -> FxHashMap<Sha1Hash, u32> {
+    let mut refs: FxHashMap<Sha1Hash, u32> = FxHashMap::default();
     for ino in &image.inodes {
         for s in &ino.streams {
             if !is_zero_hash(&s.hash) {
@@ -1262,9 +1277,9 @@ fn changed(what: &Path) -> Error {
 
 /// Counts the references an image's metadata makes to each blob: every stream of every
 /// name (hard links repeat their streams on each name, which is how WIMGAPI counts).
-pub fn image_refs(meta: &[u8]) -> std::result::Result<HashMap<Sha1Hash, u32>, String> {
+pub fn image_refs(meta: &[u8]) -> std::result::Result<FxHashMap<Sha1Hash, u32>, String> {
     let tree = parse_metadata(meta).map_err(|e| e.to_string())?;
-    let mut refs: HashMap<Sha1Hash, u32> = HashMap::new();
+    let mut refs: FxHashMap<Sha1Hash, u32> = FxHashMap::default();
     for d in &tree.dentries {
         let mut seen: Vec<&Sha1Hash> = Vec::new();
         for h in std::iter::once(&d.main_hash).chain(d.streams.iter().map(|s| &s.hash)) {

@@ -150,7 +150,8 @@ impl RwNode {
 }
 
 pub(crate) struct Tree {
-    pub(crate) nodes: HashMap<u64, RwNode>,
+    /// By inode number (a fast hasher: the tree is walked by number all the time).
+    pub(crate) nodes: rustc_hash::FxHashMap<u64, RwNode>,
     next_ino: u64,
     handles: HashMap<u64, u64>,
     next_fh: u64,
@@ -348,7 +349,7 @@ fn system_to_filetime(t: SystemTime) -> u64 {
 impl RwFs {
     /// Builds the mutable tree over image `img` of `wim`, staging data in `overlay`.
     pub fn new(wim: Arc<Wim>, img: Image, opts: FsOptions, overlay: Overlay) -> RwFs {
-        let mut nodes: HashMap<u64, RwNode> = HashMap::new();
+        let mut nodes: rustc_hash::FxHashMap<u64, RwNode> = rustc_hash::FxHashMap::default();
         let mut ino_of: HashMap<usize, u64> = HashMap::new();
         let mut next_ino = ROOT_INO + 1;
         let root_inode = img.dentries[Image::ROOT].inode;
@@ -1669,7 +1670,8 @@ impl RwFs {
             dentries: Vec::with_capacity(names),
             inodes: Vec::with_capacity(tree.nodes.len()),
         };
-        let mut inode_of: HashMap<u64, usize> = HashMap::with_capacity(tree.nodes.len());
+        let mut inode_of: rustc_hash::FxHashMap<u64, usize> =
+            rustc_hash::FxHashMap::with_capacity_and_hasher(tree.nodes.len(), Default::default());
         let mut staged = Vec::new();
         let mut small = Vec::new();
         let mut reparse = Vec::new();

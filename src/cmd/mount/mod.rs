@@ -454,7 +454,7 @@ pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
                     m.pid
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
     Ok(0)
