@@ -356,7 +356,6 @@ unsafe fn extend_unchecked(d: *const u8, a: usize, b: usize, mut len: usize, max
     len
 }
 
-
 /// One cached match, or (in the entry before a position's matches) their count in `len`.
 #[derive(Clone, Copy, Default)]
 pub(super) struct Match {

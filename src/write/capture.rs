@@ -134,24 +134,50 @@ impl Scan {
                 data.len() as u64,
             ));
         }
-        let jobs: Vec<BlobJob<'_>> = self
-            .files
+        // A solid resource compresses best with similar files side by side: they go in
+        // order of file name extension, then name (as wimlib orders them); otherwise in the
+        // order of the walk.
+        let mut order: Vec<usize> = (0..self.files.len()).collect();
+        if writer.is_solid() {
+            let keys: Vec<(String, String)> =
+                self.files.iter().map(|f| solid_key(&f.path)).collect();
+            order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+        }
+        let jobs: Vec<BlobJob<'_>> = order
             .iter()
-            .map(|f| BlobJob {
-                source: &f.path,
-                size: f.size,
-                expected: f.hash,
-                what: &f.path,
+            .map(|&i| {
+                let f = &self.files[i];
+                BlobJob {
+                    source: &f.path,
+                    size: f.size,
+                    expected: f.hash,
+                    what: &f.path,
+                }
             })
             .collect();
         let hashes = writer.write_blobs(&jobs, progress)?;
-        for (f, hash) in self.files.iter().zip(hashes) {
+        for (&i, hash) in order.iter().zip(hashes) {
+            let f = &self.files[i];
             self.image.inodes[f.inode]
                 .streams
                 .insert(0, stream(StreamKind::Data, hash, f.size));
         }
         Ok(self.image)
     }
+}
+
+/// Sort key of a file's data in a solid resource: its name's extension, then its name,
+/// both folded to lower case.
+fn solid_key(path: &Path) -> (String, String) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let ext = match name.rfind('.') {
+        Some(dot) => name[dot + 1..].to_string(),
+        None => String::new(),
+    };
+    (ext, name)
 }
 
 fn stream(kind: StreamKind, hash: Sha1Hash, size: u64) -> Stream {

@@ -479,7 +479,12 @@ impl WimWriter {
         let now = crate::time::now_filetime();
         let ((xml, refs), meta) = self.pool.install(|| {
             rayon::join(
-                || (ImageXml::from_image(image, None, None, now), image_refs_of(image)),
+                || {
+                    (
+                        ImageXml::from_image(image, None, None, now),
+                        image_refs_of(image),
+                    )
+                },
                 || image.to_metadata(),
             )
         });
