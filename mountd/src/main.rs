@@ -254,6 +254,11 @@ mod unix {
             .iter()
             .find(|i| i.index == index)
             .and_then(|i| i.name.clone());
+        let mut wim = wim;
+        // Each solid chunk is decoded once for the life of the mount (kept on disk after).
+        if let Err(e) = wim.keep_solid_chunks_in(&std::env::temp_dir()) {
+            tracing::warn!("{e}");
+        }
         let wim = Arc::new(wim);
         let opts = FsOptions {
             unix_data: args.unix_data,

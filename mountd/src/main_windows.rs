@@ -142,6 +142,11 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
         .find(|i| i.index == index)
         .and_then(|i| i.name.clone());
     let created = img.inode_of(Image::ROOT).creation_time;
+    let mut wim = wim;
+    // Each solid chunk is decoded once for the life of the mount (kept on disk after).
+    if let Err(e) = wim.keep_solid_chunks_in(&std::env::temp_dir()) {
+        tracing::warn!("{e}");
+    }
     let wim = Arc::new(wim);
     let opts = FsOptions {
         streams: StreamsInterface::Windows,

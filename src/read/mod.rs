@@ -5,6 +5,7 @@ pub mod blob;
 pub mod cache;
 pub mod file;
 pub mod resource;
+mod spill;
 pub mod verify;
 pub mod wim;
 

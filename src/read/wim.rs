@@ -72,6 +72,8 @@ pub struct Wim {
     metadata: Vec<BlobLocation>,
     pub(crate) cache: Arc<ChunkCache>,
     decoders: Mutex<DecoderPool>,
+    /// Where decoded solid chunks are kept once decoded, if anywhere (mounts).
+    spill: Option<super::spill::Spill>,
 }
 
 impl std::fmt::Debug for Wim {
@@ -173,6 +175,7 @@ impl Wim {
             metadata: Vec::new(),
             cache,
             decoders: Mutex::new(HashMap::new()),
+            spill: None,
         };
         for (i, h) in headers.iter().enumerate() {
             wim.load_blob_table(i, h)?;
@@ -586,7 +589,44 @@ impl Wim {
         }
     }
 
-    /// Reads and decodes chunk `i` of a resource (not through the cache).
+    /// Keeps every solid chunk, once decoded, in a scratch file in `dir` (unlinked: it goes
+    /// when the WIM is closed), so that it is never decoded twice however little memory
+    /// the cache has. For a mount of a solid image (an ESD), whose files are read in an
+    /// order that has nothing to do with their place in the solid chunks. Needs up to the
+    /// uncompressed size of the solid resources on disk; a failure to write there is logged
+    /// and reads go on decoding. Does nothing for a WIM without solid resources.
+    pub fn keep_solid_chunks_in(&mut self, dir: &Path) -> Result<()> {
+        if !self
+            .resources
+            .iter()
+            .any(|r| matches!(r.storage, Storage::Solid { .. }))
+        {
+            return Ok(());
+        }
+        let spill = super::spill::Spill::create(dir)
+            .map_err(|e| Error::io(dir, "creating a scratch file for decoded solid chunks", e))?;
+        self.spill = Some(spill);
+        Ok(())
+    }
+
+    /// Drops a solid chunk kept on disk from the memory cache: reads take just their bytes
+    /// from the disk copy, so the memory goes to the chunks of other resources.
+    fn drop_if_kept(&self, res: u32, i: u64) {
+        if self
+            .spill_of(res)
+            .is_some_and(|sp| sp.find(res, i).is_some())
+        {
+            self.cache.remove(&(self.id, res, i));
+        }
+    }
+
+    /// The spill store if resource `res` is solid and one is kept.
+    fn spill_of(&self, res: u32) -> Option<&super::spill::Spill> {
+        self.spill.as_ref().filter(|_| self.is_solid(res))
+    }
+
+    /// Reads and decodes chunk `i` of a resource (not through the cache), or reads it back
+    /// from the spill store.
     pub(crate) fn decode_chunk(
         &self,
         res_idx: u32,
@@ -600,12 +640,22 @@ impl Wim {
         // Allocated once, in its final place: converting a Vec would copy the chunk again.
         let mut out: Arc<[u8]> = std::iter::repeat_n(0u8, usize).collect();
         let buf = Arc::get_mut(&mut out).expect("just allocated");
+        let spill = self.spill_of(res_idx);
+        if let Some(at) = spill.and_then(|sp| sp.find(res_idx, i as u64)) {
+            let sp = spill.expect("found in it");
+            if sp.read(at, 0, buf).is_ok() {
+                return Ok(out);
+            }
+        }
         if (e - s) as usize == usize {
             part.read_exact_at(buf, res.offset + s, "chunk")?;
             return Ok(out);
         }
         let comp = part.read_vec(res.offset + s, e - s, "chunk")?;
         self.decode_into(res, table, i, &comp, buf)?;
+        if let Some(sp) = spill {
+            sp.put(res_idx, i as u64, buf);
+        }
         Ok(out)
     }
 
@@ -668,7 +718,20 @@ impl Wim {
             let pos = start + done as u64;
             let ci = (pos / cs) as usize;
             let within = (pos % cs) as usize;
+            // A solid chunk that left the cache but was kept on disk: read just these bytes.
+            if let Some(sp) = self.spill_of(loc.resource) {
+                if !self.cache.contains(&(self.id, loc.resource, ci as u64)) {
+                    if let Some(at) = sp.find(loc.resource, ci as u64) {
+                        let n = (table.chunk_usize(ci) as usize - within).min(buf.len() - done);
+                        if sp.read(at, within as u64, &mut buf[done..done + n]).is_ok() {
+                            done += n;
+                            continue;
+                        }
+                    }
+                }
+            }
             let chunk = self.cached_chunk(loc.resource, &table, ci)?;
+            self.drop_if_kept(loc.resource, ci as u64);
             let n = (chunk.len() - within).min(buf.len() - done);
             buf[done..done + n].copy_from_slice(&chunk[within..within + n]);
             done += n;
@@ -725,9 +788,13 @@ impl Wim {
         Ok(self.chunk_table(resource)?.num_chunks() as u64)
     }
 
-    /// Whether chunk `i` of a resource is in the cache (its LRU position is not touched).
+    /// Whether chunk `i` of a resource is in the cache (its LRU position is not touched), or
+    /// kept decoded on disk.
     pub fn chunk_cached(&self, resource: u32, i: u64) -> bool {
         self.cache.contains(&(self.id, resource, i))
+            || self
+                .spill_of(resource)
+                .is_some_and(|sp| sp.find(resource, i).is_some())
     }
 
     /// Decodes chunk `i` of a resource into the cache unless it is there already or being
@@ -744,7 +811,9 @@ impl Wim {
         }
         self.cache.load_unless_present((self.id, resource, i), || {
             self.decode_chunk(resource, &table, i as usize)
-        })
+        })?;
+        self.drop_if_kept(resource, i);
+        Ok(())
     }
 
     /// Decodes, in parallel, the chunks holding `len` bytes at `offset` of a blob into the

@@ -22,6 +22,8 @@ use super::{readahead, Errno, Fs, FsResult, Kind, Node};
 /// of a sequential pass.
 const SEQ_SLACK: u64 = 4 << 20;
 
+/// How far past a big chunk being decoded to look for the next one not decoded yet.
+const NEXT_BIG_CHUNKS: u64 = 16;
 /// Read-ahead of the files after an opened one: at most this many files and bytes.
 const SIBLING_FILES: usize = 16;
 const SIBLING_BYTES: u64 = 1 << 20;
@@ -173,9 +175,10 @@ impl Fs {
 
     /// A read that has to decode a big chunk (solid resources: tens of MiB, a fraction of a
     /// second) leaves a core idle while it waits: have a worker decode the resource's next
-    /// chunk meanwhile. Solid resources keep the files of a directory tree close together in
-    /// about the order they are listed, so whole-tree readers usually want it next. Only when
-    /// the cache holds several such chunks, so this cannot evict the one being read.
+    /// chunk not decoded yet meanwhile (chunks once decoded are kept on disk, so this work
+    /// is never lost). Solid resources keep related files close together, so whole-tree
+    /// readers usually want it soon. Only when the cache holds several such chunks, so this
+    /// cannot evict the one being read.
     fn read_ahead_next_big_chunk(&self, span: &wimfs::read::ChunkSpan) {
         let cs = u64::from(span.chunk_size);
         if cs <= SIBLING_BYTES
@@ -184,8 +187,12 @@ impl Fs {
         {
             return;
         }
-        let next = span.last + 1;
-        if self.wim.chunk_count(span.resource).is_ok_and(|n| next < n) {
+        let Ok(count) = self.wim.chunk_count(span.resource) else {
+            return;
+        };
+        let next = (span.last + 1..count.min(span.last + 1 + NEXT_BIG_CHUNKS))
+            .find(|&i| !self.wim.chunk_cached(span.resource, i));
+        if let Some(next) = next {
             let next = wimfs::read::ChunkSpan {
                 first: next,
                 last: next,

@@ -207,6 +207,47 @@ fn solid_wim_reads() {
 }
 
 #[test]
+fn solid_chunks_are_decoded_once_and_kept() {
+    // Small solid chunks and a cache of one chunk: reading files out of order keeps
+    // returning to chunks the cache dropped, which then come from the disk copy.
+    let fx = fixture(&["--solid", "--solid-chunk-size=65536"]);
+    let scratch = tempfile::tempdir().unwrap();
+    let mut wim = Wim::open_with(
+        &fx.wim,
+        OpenOptions {
+            cache: Some(Arc::new(ChunkCache::new(65536))),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    wim.keep_solid_chunks_in(scratch.path()).unwrap();
+    let wim = Arc::new(wim);
+    let img = Image::load(&wim, 1).unwrap();
+    let fs = Fs::new(Arc::clone(&wim), img, FsOptions::default());
+    let mut paths = vec!["dir/big.bin", "huge/f00000", "dir/sub/small", "huge/f02999"];
+    for round in 0..2 {
+        for p in &paths {
+            let a = resolve(&fs, p);
+            assert_eq!(
+                read_all(&fs, a.ino, 4096).unwrap(),
+                fs::read(fx.src.join(p)).unwrap(),
+                "{p}, round {round}"
+            );
+        }
+        paths.reverse();
+    }
+    // Every chunk holding big.bin was decoded; each is kept although the cache holds one.
+    use sha1::Digest;
+    let hash: [u8; 20] = sha1::Sha1::digest(fs::read(fx.src.join("dir/big.bin")).unwrap()).into();
+    let loc = *wim.blob(&hash).unwrap();
+    let span = wim.chunk_span(&loc, 0, loc.size).unwrap().unwrap();
+    assert!(span.last > span.first);
+    for i in span.first..=span.last {
+        assert!(wim.chunk_cached(span.resource, i), "chunk {i} not kept");
+    }
+}
+
+#[test]
 fn absolute_links_point_into_the_mountpoint() {
     let fx = fixture(&[]);
     let wim = Wim::open(&fx.wim).unwrap();
