@@ -64,7 +64,7 @@ impl Spill {
 
     /// Reads `buf.len()` bytes at `offset` of a stored chunk that starts at `at`.
     pub(crate) fn read(&self, at: u64, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        read_at(&self.file, buf, at + offset)
+        super::file::read_at(&self.file, buf, at + offset)
     }
 }
 
@@ -72,12 +72,6 @@ impl Spill {
 fn write_at(file: &File, data: &[u8], at: u64) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
     file.write_all_at(data, at)
-}
-
-#[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.read_exact_at(buf, at)
 }
 
 #[cfg(windows)]
@@ -90,21 +84,6 @@ fn write_at(file: &File, mut data: &[u8], mut at: u64) -> std::io::Result<()> {
         }
         data = &data[n..];
         at += n as u64;
-    }
-    Ok(())
-}
-
-#[cfg(windows)]
-fn read_at(file: &File, mut buf: &mut [u8], mut at: u64) -> std::io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        match file.seek_read(buf, at)? {
-            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-            n => {
-                buf = &mut buf[n..];
-                at += n as u64;
-            }
-        }
     }
     Ok(())
 }
