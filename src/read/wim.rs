@@ -653,10 +653,53 @@ impl Wim {
         }
         let comp = part.read_vec(res.offset + s, e - s, "chunk")?;
         self.decode_into(res, table, i, &comp, buf)?;
+        #[cfg(windows)]
         if let Some(sp) = spill {
             sp.put(res_idx, i as u64, buf);
         }
         Ok(out)
+    }
+
+    /// Loads chunk `i` of a resource for the cache: decoded into memory, or, for a solid
+    /// chunk kept on disk, decoded straight into the spill store, which the empty result
+    /// then stands for ([`Wim::drop_if_kept`] takes that out of the cache again).
+    fn load_for_cache(&self, res_idx: u32, table: &ChunkTable, i: usize) -> Result<Arc<[u8]>> {
+        #[cfg(unix)]
+        if let Some(sp) = self.spill_of(res_idx) {
+            let res = &self.resources[res_idx as usize];
+            let part = &self.parts[res.part];
+            let (s, e) = table.chunk_range(i);
+            let len = table.chunk_usize(i) as usize;
+            let comp = part.read_vec(res.offset + s, e - s, "chunk")?;
+            let kept = sp.decode_into(res_idx, i as u64, len, |buf| {
+                if comp.len() == len {
+                    buf.copy_from_slice(&comp);
+                    Ok(())
+                } else {
+                    self.decode_into(res, table, i, &comp, buf)
+                }
+            })?;
+            if kept {
+                return Ok(Arc::from(&[][..]));
+            }
+        }
+        self.decode_chunk(res_idx, table, i)
+    }
+
+    /// Copies bytes `within..` of solid chunk `i` from the spill store into `buf` (as many
+    /// as the chunk and `buf` have); `None` if it is not kept there or cannot be read.
+    fn read_kept(
+        &self,
+        res_idx: u32,
+        table: &ChunkTable,
+        i: usize,
+        within: usize,
+        buf: &mut [u8],
+    ) -> Option<usize> {
+        let sp = self.spill_of(res_idx)?;
+        let at = sp.find(res_idx, i as u64)?;
+        let n = (table.chunk_usize(i) as usize - within).min(buf.len());
+        sp.read(at, within as u64, &mut buf[..n]).ok().map(|()| n)
     }
 
     fn decode_into(
@@ -689,9 +732,15 @@ impl Wim {
         table: &ChunkTable,
         i: usize,
     ) -> Result<Arc<[u8]>> {
-        self.cache.get_or_load((self.id, res_idx, i as u64), || {
-            self.decode_chunk(res_idx, table, i)
-        })
+        let chunk = self.cache.get_or_load((self.id, res_idx, i as u64), || {
+            self.load_for_cache(res_idx, table, i)
+        })?;
+        if chunk.is_empty() {
+            // Kept on disk: read back whole.
+            self.drop_if_kept(res_idx, i as u64);
+            return self.decode_chunk(res_idx, table, i);
+        }
+        Ok(chunk)
     }
 
     /// Reads `buf.len()` bytes at `offset` of a blob, decoding only the chunks touched.
@@ -718,20 +767,29 @@ impl Wim {
             let pos = start + done as u64;
             let ci = (pos / cs) as usize;
             let within = (pos % cs) as usize;
-            // A solid chunk that left the cache but was kept on disk: read just these bytes.
-            if let Some(sp) = self.spill_of(loc.resource) {
-                if !self.cache.contains(&(self.id, loc.resource, ci as u64)) {
-                    if let Some(at) = sp.find(loc.resource, ci as u64) {
-                        let n = (table.chunk_usize(ci) as usize - within).min(buf.len() - done);
-                        if sp.read(at, within as u64, &mut buf[done..done + n]).is_ok() {
-                            done += n;
-                            continue;
-                        }
-                    }
+            let key = (self.id, loc.resource, ci as u64);
+            // A solid chunk kept on disk (and not in memory): read just these bytes.
+            if !self.cache.contains(&key) {
+                if let Some(n) = self.read_kept(loc.resource, &table, ci, within, &mut buf[done..])
+                {
+                    done += n;
+                    continue;
                 }
             }
-            let chunk = self.cached_chunk(loc.resource, &table, ci)?;
+            let mut chunk = self
+                .cache
+                .get_or_load(key, || self.load_for_cache(loc.resource, &table, ci))?;
             self.drop_if_kept(loc.resource, ci as u64);
+            if chunk.is_empty() {
+                // Decoded straight to disk.
+                if let Some(n) = self.read_kept(loc.resource, &table, ci, within, &mut buf[done..])
+                {
+                    done += n;
+                    continue;
+                }
+                // The disk copy cannot be read back: decode again, into memory.
+                chunk = self.decode_chunk(loc.resource, &table, ci)?;
+            }
             let n = (chunk.len() - within).min(buf.len() - done);
             buf[done..done + n].copy_from_slice(&chunk[within..within + n]);
             done += n;
@@ -810,7 +868,7 @@ impl Wim {
             )));
         }
         self.cache.load_unless_present((self.id, resource, i), || {
-            self.decode_chunk(resource, &table, i as usize)
+            self.load_for_cache(resource, &table, i as usize)
         })?;
         self.drop_if_kept(resource, i);
         Ok(())
@@ -840,10 +898,16 @@ impl Wim {
     /// Reads a whole blob, decoding its chunks in parallel; checks its SHA-1 when `verify`.
     pub fn read_blob(&self, loc: &BlobLocation, verify: bool) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(loc.size as usize);
-        self.stream_blob(loc, &mut |piece| {
-            out.extend_from_slice(piece);
-            Ok(())
-        })?;
+        if self.spill_of(loc.resource).is_some() {
+            // Just this blob's bytes of the solid chunks, not whole chunks.
+            out.resize(loc.size as usize, 0);
+            self.read_blob_at(loc, 0, &mut out)?;
+        } else {
+            self.stream_blob(loc, &mut |piece| {
+                out.extend_from_slice(piece);
+                Ok(())
+            })?;
+        }
         if verify {
             self.check_hash(loc, &Sha1::digest(&out).into())?;
         }
