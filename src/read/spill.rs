@@ -145,3 +145,46 @@ fn write_at(file: &File, mut data: &[u8], mut at: u64) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn chunks_decode_into_the_file_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = Spill::create(dir.path()).unwrap();
+        let pattern = |n: usize, seed: u8| -> Vec<u8> {
+            (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+        };
+        // Sizes that are not page multiples, so regions must be aligned apart.
+        for (i, len) in [(0u64, 10_000usize), (1, 4096), (2, 70_001)] {
+            let want = pattern(len, i as u8);
+            let kept = sp
+                .decode_into(0, i, len, |buf| {
+                    buf.copy_from_slice(&want);
+                    Ok(())
+                })
+                .unwrap();
+            assert!(kept);
+        }
+        for (i, len) in [(0u64, 10_000usize), (1, 4096), (2, 70_001)] {
+            let at = sp.find(0, i).expect("kept");
+            assert_eq!(at % 4096, 0);
+            let mut back = vec![0u8; len - 100];
+            sp.read(at, 100, &mut back).unwrap();
+            assert_eq!(back, pattern(len, i as u8)[100..]);
+        }
+        // Kept already: nothing is decoded again.
+        assert!(sp
+            .decode_into(0, 1, 4096, |_| panic!("decoded twice"))
+            .unwrap());
+        // A failed decode is reported and leaves nothing behind.
+        let e = sp
+            .decode_into(1, 0, 5000, |_| Err(Error::NotFound("bad chunk".into())))
+            .unwrap_err();
+        assert!(e.to_string().contains("bad chunk"));
+        assert!(sp.find(1, 0).is_none());
+    }
+}
