@@ -301,18 +301,34 @@ fn writes_fail_with_erofs() {
     assert_eq!(fs::read(m.p("hello.txt")).unwrap(), b"hello\n");
 }
 
+/// Eight threads read random ranges of one file and whole small files at once: of an LZX
+/// image through a cache smaller than the file, and of a solid image in 1 MiB chunks, whose
+/// chunks are decoded into the scratch file while other threads wait for them.
 #[test]
 fn eight_concurrent_readers_read_correct_bytes() {
     let tmp = tempfile::tempdir().unwrap();
     let src = tmp.path().join("src");
     make_tree(&src);
-    let wim = tmp.path().join("t.wim");
-    capture(&src, &wim, &["--compress=lzx"]);
-    let m = Mount::start(&wim, &tmp.path().join("mnt"), &["--cache-size", "4M"]);
+    for (name, args) in [
+        ("lzx", &["--compress=lzx"][..]),
+        ("solid", &["--solid", "--solid-chunk-size=1M"]),
+    ] {
+        let wim = tmp.path().join(format!("{name}.wim"));
+        capture(&src, &wim, args);
+        let m = Mount::start(
+            &wim,
+            &tmp.path().join(format!("mnt-{name}")),
+            &["--cache-size", "4M"],
+        );
+        read_concurrently(&m, &src);
+    }
+}
+
+fn read_concurrently(m: &Mount, src: &Path) {
     let want = pattern(5 << 20, 3);
     std::thread::scope(|s| {
         for t in 0..8u64 {
-            let (m, want, src) = (&m, &want, &src);
+            let want = &want;
             s.spawn(move || {
                 let mut f = fs::File::open(m.p("dir/big.bin")).unwrap();
                 let mut x = t * 7919 + 1;
