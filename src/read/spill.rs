@@ -24,6 +24,9 @@ pub(crate) struct Spill {
     end: AtomicU64,
     /// Set after a failed write (a full disk, say): nothing more is stored.
     off: AtomicBool,
+    /// Set when the file system cannot reserve space ahead (no `fallocate`): chunks are
+    /// then decoded into memory and copied in with [`Spill::put`].
+    copy_in: AtomicBool,
 }
 
 impl Spill {
@@ -34,6 +37,7 @@ impl Spill {
             index: RwLock::new(FxHashMap::default()),
             end: AtomicU64::new(0),
             off: AtomicBool::new(false),
+            copy_in: AtomicBool::new(false),
         })
     }
 
@@ -44,12 +48,11 @@ impl Spill {
 
     /// Stores a decoded chunk (unless it is stored already). A failure stops the store, and is
     /// logged once: reads then decode as they would without it.
-    #[cfg(windows)]
     pub(crate) fn put(&self, res: u32, i: u64, data: &[u8]) {
         if self.off.load(Ordering::Relaxed) || self.find(res, i).is_some() {
             return;
         }
-        let at = self.end.fetch_add(data.len() as u64, Ordering::Relaxed);
+        let at = self.reserve(data.len());
         match write_at(&self.file, data, at) {
             // Listed only once written, so a reader never sees a chunk before its bytes.
             Ok(()) => {
@@ -61,8 +64,9 @@ impl Spill {
 
     /// Decodes chunk `i` of resource `res` (`len` bytes) straight into the store: `decode`
     /// fills the mapped file region, so the bytes go to the page cache without a copy.
-    /// `Ok(false)` if the store cannot take it (it is off, or has no room): the caller
-    /// decodes into memory instead. An error from `decode` is returned as is.
+    /// `Ok(false)` if the store cannot take it this way (it is off, has no room, or its file
+    /// system cannot reserve space): the caller decodes into memory instead (and offers the
+    /// result to [`Spill::put`]). An error from `decode` is returned as is.
     #[cfg(unix)]
     pub(crate) fn decode_into(
         &self,
@@ -72,37 +76,37 @@ impl Spill {
         decode: impl FnOnce(&mut [u8]) -> crate::error::Result<()>,
     ) -> crate::error::Result<bool> {
         use std::os::fd::AsRawFd;
-        if self.off.load(Ordering::Relaxed) {
+        if self.off.load(Ordering::Relaxed) || self.copy_in.load(Ordering::Relaxed) {
             return Ok(false);
         }
         if self.find(res, i).is_some() {
             return Ok(true);
         }
-        // Regions start on page boundaries, as mappings must.
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-        let at = self
-            .end
-            .fetch_add((len as u64).next_multiple_of(page), Ordering::Relaxed);
+        let at = self.reserve(len);
         // Blocks are reserved before the mapping is written: a full disk is an error here,
         // not a SIGBUS in the middle of decoding.
-        let reserved = match (i64::try_from(at), i64::try_from(len)) {
-            // SAFETY: plain system call on a file descriptor this store owns.
-            (Ok(off), Ok(n)) => unsafe { libc::fallocate(self.file.as_raw_fd(), 0, off, n) == 0 },
-            _ => false,
+        let (Ok(off), Ok(n)) = (i64::try_from(at), i64::try_from(len)) else {
+            return Ok(false);
         };
-        let map = if reserved {
-            // SAFETY: the file is this store's own unlinked scratch file, never truncated;
-            // regions handed out by `end` do not overlap, so nothing else writes this one.
-            unsafe {
-                memmap2::MmapOptions::new()
-                    .offset(at)
-                    .len(len)
-                    .populate()
-                    .map_mut(&self.file)
+        // SAFETY: plain system call on a file descriptor this store owns.
+        if unsafe { libc::fallocate(self.file.as_raw_fd(), 0, off, n) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EOPNOTSUPP) || e.raw_os_error() == Some(libc::ENOSYS)
+            {
+                self.copy_in.store(true, Ordering::Relaxed);
+            } else {
+                self.stop(&e);
             }
-        } else {
-            Err(std::io::Error::last_os_error())
+            return Ok(false);
+        }
+        // SAFETY: the file is this store's own unlinked scratch file, never truncated;
+        // regions handed out by `end` do not overlap, so nothing else writes this one.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .offset(at)
+                .len(len)
+                .populate()
+                .map_mut(&self.file)
         };
         let mut map = match map {
             Ok(m) => m,
@@ -115,6 +119,18 @@ impl Spill {
         drop(map);
         self.index.write().insert((res, i), at);
         Ok(true)
+    }
+
+    /// Hands out the offset of a new region of `len` bytes. Regions start on page
+    /// boundaries, as mappings must.
+    fn reserve(&self, len: usize) -> u64 {
+        #[cfg(unix)]
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+        #[cfg(not(unix))]
+        let page = 4096;
+        self.end
+            .fetch_add((len as u64).next_multiple_of(page), Ordering::Relaxed)
     }
 
     fn stop(&self, e: &std::io::Error) {
@@ -130,6 +146,12 @@ impl Spill {
     pub(crate) fn read(&self, at: u64, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         super::file::read_at(&self.file, buf, at + offset)
     }
+}
+
+#[cfg(unix)]
+fn write_at(file: &File, data: &[u8], at: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(data, at)
 }
 
 #[cfg(windows)]
@@ -186,5 +208,20 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("bad chunk"));
         assert!(sp.find(1, 0).is_none());
+
+        // Copied in (as where space cannot be reserved ahead): still page-aligned, so that
+        // mapped regions can follow.
+        let odd = pattern(5555, 9);
+        sp.put(2, 0, &odd);
+        sp.copy_in.store(true, Ordering::Relaxed);
+        assert!(!sp.decode_into(2, 1, 10, |_| panic!("not mapped")).unwrap());
+        sp.put(2, 1, &odd[..10]);
+        for (i, len) in [(0u64, 5555usize), (1, 10)] {
+            let at = sp.find(2, i).expect("kept");
+            assert_eq!(at % 4096, 0);
+            let mut back = vec![0u8; len];
+            sp.read(at, 0, &mut back).unwrap();
+            assert_eq!(back, odd[..len]);
+        }
     }
 }

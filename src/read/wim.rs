@@ -653,7 +653,6 @@ impl Wim {
         }
         let comp = part.read_vec(res.offset + s, e - s, "chunk")?;
         self.decode_into(res, table, i, &comp, buf)?;
-        #[cfg(windows)]
         if let Some(sp) = spill {
             sp.put(res_idx, i as u64, buf);
         }
