@@ -365,16 +365,16 @@ pub(super) struct Match {
 
 /// Positions in the match finders are stored as `base + pos`; anything below `base` is
 /// empty. Raising `base` by the chunk length empties all tables at once, so they only need
-/// clearing when the counter would overflow.
+/// clearing when the counter would overflow the stored width (`max`).
 struct Generation {
     base: u32,
 }
 
 impl Generation {
     /// Starts a chunk of `len` bytes; returns true if the tables must be cleared first.
-    fn start(&mut self, prev_len: usize, len: usize) -> bool {
+    fn start(&mut self, prev_len: usize, len: usize, max: u32) -> bool {
         let next = u64::from(self.base) + prev_len as u64;
-        if next + len as u64 + 1 >= u64::from(u32::MAX) {
+        if next + len as u64 + 1 >= u64::from(max) {
             self.base = 1;
             true
         } else {
@@ -387,51 +387,92 @@ impl Generation {
 const BT_HASH2_BITS: u32 = 12;
 const BT_HASH3_BITS: u32 = 15;
 
+/// How the binary-tree finder stores positions: `u32` in general, `u16` for buffers of up
+/// to [`SMALL_WINDOW`] bytes. The narrow form halves the tables, whose cache misses are what
+/// the search mostly waits for; the price is clearing the hash tables (about 200 KiB) once
+/// the buffers since the last clearing reach 64 KiB, so for nearly every full 32 KiB chunk.
+pub(super) trait Pos: Copy + Default + std::fmt::Debug + 'static {
+    /// Stored values stay below this.
+    const MAX: u32;
+    fn get(self) -> u32;
+    /// `v < Self::MAX`.
+    fn new(v: u32) -> Self;
+}
+
+impl Pos for u32 {
+    const MAX: u32 = u32::MAX;
+    #[inline(always)]
+    fn get(self) -> u32 {
+        self
+    }
+    #[inline(always)]
+    fn new(v: u32) -> Self {
+        v
+    }
+}
+
+impl Pos for u16 {
+    const MAX: u32 = u16::MAX as u32;
+    #[inline(always)]
+    fn get(self) -> u32 {
+        u32::from(self)
+    }
+    #[inline(always)]
+    fn new(v: u32) -> Self {
+        v as u16
+    }
+}
+
+/// Largest buffer a `BtFinder<u16>` takes: a chunk of it and its generation base stay below
+/// `u16::MAX`.
+const SMALL_WINDOW: usize = 1 << 15;
+
 /// Binary-tree match finder: hash tables give the most recent length-2 and length-3
 /// candidates, and a binary tree per 4-byte hash, kept sorted by the suffixes that follow,
 /// yields the longest matches with the smallest offsets at each length.
-pub(super) struct BtFinder {
+pub(super) struct BtFinder<P: Pos = u32> {
     gen: Generation,
     prev_len: usize,
     hash4_bits: u32,
     // Fixed sizes: hashes of these widths index them without bounds checks.
-    hash2: Box<[u32; 1 << BT_HASH2_BITS]>,
-    hash3: Box<[[u32; 2]; 1 << BT_HASH3_BITS]>,
-    hash4: Vec<u32>,
+    hash2: Box<[P; 1 << BT_HASH2_BITS]>,
+    hash3: Box<[[P; 2]; 1 << BT_HASH3_BITS]>,
+    hash4: Vec<P>,
     /// Left (smaller) and right (larger) children of each position's node.
-    child: Vec<[u32; 2]>,
+    child: Vec<[P; 2]>,
 }
 
-impl BtFinder {
+impl<P: Pos> BtFinder<P> {
     fn new(window: usize) -> Self {
         Self::with_hash_bits(window, window.trailing_zeros().clamp(15, 17))
     }
 
     /// A finder for buffers of up to `window` bytes with `1 << hash4_bits` tree roots.
     pub(super) fn with_hash_bits(window: usize, hash4_bits: u32) -> Self {
+        assert!(P::MAX == u32::MAX || window <= SMALL_WINDOW);
         Self {
             gen: Generation { base: 1 },
             prev_len: 0,
             hash4_bits,
-            hash2: vec![0; 1 << BT_HASH2_BITS]
+            hash2: vec![P::default(); 1 << BT_HASH2_BITS]
                 .into_boxed_slice()
                 .try_into()
                 .expect("table size"),
-            hash3: vec![[0; 2]; 1 << BT_HASH3_BITS]
+            hash3: vec![[P::default(); 2]; 1 << BT_HASH3_BITS]
                 .into_boxed_slice()
                 .try_into()
                 .expect("table size"),
-            hash4: vec![0; 1 << hash4_bits],
-            child: vec![[0; 2]; window],
+            hash4: vec![P::default(); 1 << hash4_bits],
+            child: vec![[P::default(); 2]; window],
         }
     }
 
     /// Starts a new buffer of `len` bytes: earlier positions are forgotten.
     pub(super) fn start(&mut self, len: usize) {
-        if self.gen.start(self.prev_len, len) {
-            self.hash2.fill(0);
-            self.hash3.fill([0; 2]);
-            self.hash4.fill(0);
+        if self.gen.start(self.prev_len, len, P::MAX) {
+            self.hash2.fill(P::default());
+            self.hash3.fill([P::default(); 2]);
+            self.hash4.fill(P::default());
         }
         self.prev_len = len;
     }
@@ -462,14 +503,22 @@ impl BtFinder {
         let valid = |c: u32| cur.wrapping_sub(c).wrapping_sub(1) < lim;
 
         let h2 = hash(seq & 0xffff, BT_HASH2_BITS);
-        let c2 = std::mem::replace(&mut self.hash2[h2], cur);
+        let c2 = std::mem::replace(&mut self.hash2[h2], P::new(cur)).get();
         let h3 = hash(seq & 0xff_ffff, BT_HASH3_BITS);
         let [c3a, c3b] = self.hash3[h3];
-        self.hash3[h3] = [cur, c3a];
+        self.hash3[h3] = [P::new(cur), c3a];
+        let (c3a, c3b) = (c3a.get(), c3b.get());
         if let Some(out) = out.as_deref_mut() {
+            // The first bytes of a valid candidate `m` (`m < pos`, and `pos + 4 <= d.len()`
+            // as `load_u32` above proved), XORed with those at `pos`.
+            let differ = |m: usize| {
+                // SAFETY: `m + 4 <= pos + 4 <= d.len()`.
+                let x = unsafe { d.as_ptr().add(m).cast::<u32>().read_unaligned() };
+                u32::from_le(x) ^ seq
+            };
             if valid(c2) {
-                let m = (c2 - base) as usize;
-                if d[m] == d[pos] && d[m + 1] == d[pos + 1] {
+                let m = pos - cur.wrapping_sub(c2) as usize;
+                if differ(m) & 0xffff == 0 {
                     best = 2;
                     out.push(Match {
                         len: 2,
@@ -479,8 +528,8 @@ impl BtFinder {
             }
             for c in [c3a, c3b] {
                 if valid(c) {
-                    let m = (c - base) as usize;
-                    if load_u32(d, m) & 0xff_ffff == seq & 0xff_ffff {
+                    let m = pos - cur.wrapping_sub(c) as usize;
+                    if differ(m) & 0xff_ffff == 0 {
                         best = 3;
                         out.push(Match {
                             len: 3,
@@ -493,7 +542,7 @@ impl BtFinder {
         }
 
         let h4 = hash(seq, self.hash4_bits);
-        let mut node = std::mem::replace(&mut self.hash4[h4], cur);
+        let mut node = std::mem::replace(&mut self.hash4[h4], P::new(cur)).get();
         // The next position's buckets are random accesses into tables bigger than the L1
         // cache: start loading them now, while this position's tree walk runs.
         if pos + 5 <= d.len() {
@@ -509,12 +558,15 @@ impl BtFinder {
         // (once per call) and the per-node distance test are what make that sound.
         assert!(nice_len <= max_len && max_len <= d.len() - pos && d.len() <= self.child.len());
         let dp = d.as_ptr();
-        let child = self.child.as_mut_ptr() as *mut u32;
+        let child = self.child.as_mut_ptr() as *mut P;
+        // SAFETY: `pos < d.len() <= self.child.len()` (checked above).
+        let here = unsafe { dp.add(pos) };
         // Where the next smaller / larger subtree hangs: slot 2 * position + side.
-        let (mut lt, mut gt) = (2 * pos, 2 * pos + 1);
+        // SAFETY: as `here`.
+        let (mut lt, mut gt) = unsafe { (child.add(2 * pos), child.add(2 * pos + 1)) };
         let (mut best_lt, mut best_gt) = (0usize, 0usize);
         let mut len = 0;
-        // SAFETY: `child` has `2 * self.child.len()` u32 slots and every slot index used is
+        // SAFETY: `child` has `2 * self.child.len()` slots and every slot index used is
         // `2 * p + side` for a position `p <= pos < d.len() <= self.child.len()`: `pos`
         // itself, or a node `m` that passed the check at the top of the loop (`1 <= pos - m`,
         // so `m < pos`). Byte reads are at `m + len` and `pos + len` with `m < pos` and
@@ -525,13 +577,14 @@ impl BtFinder {
             loop {
                 let dist = cur.wrapping_sub(node).wrapping_sub(1);
                 if dist >= lim || depth == 0 {
-                    *child.add(lt) = 0;
-                    *child.add(gt) = 0;
+                    *lt = P::default();
+                    *gt = P::default();
                     return best;
                 }
                 depth -= 1;
                 let m = pos - 1 - dist as usize;
-                if *dp.add(m + len) == *dp.add(pos + len) {
+                let there = dp.add(m);
+                if *there.add(len) == *here.add(len) {
                     len = extend_unchecked(dp, m, pos, len + 1, max_len);
                     if len > best {
                         best = len;
@@ -545,21 +598,21 @@ impl BtFinder {
                     if len >= nice_len {
                         // The new node takes over the old one's subtrees; the old node (an
                         // equal suffix, as far as the tree looks) drops out of the tree.
-                        *child.add(lt) = *child.add(2 * m);
-                        *child.add(gt) = *child.add(2 * m + 1);
+                        *lt = *child.add(2 * m);
+                        *gt = *child.add(2 * m + 1);
                         return best;
                     }
                 }
-                if *dp.add(m + len) < *dp.add(pos + len) {
-                    *child.add(lt) = node;
-                    lt = 2 * m + 1;
-                    node = *child.add(lt);
+                if *there.add(len) < *here.add(len) {
+                    *lt = P::new(node);
+                    lt = child.add(2 * m + 1);
+                    node = (*lt).get();
                     best_lt = len;
                     len = len.min(best_gt);
                 } else {
-                    *child.add(gt) = node;
-                    gt = 2 * m;
-                    node = *child.add(gt);
+                    *gt = P::new(node);
+                    gt = child.add(2 * m);
+                    node = (*gt).get();
                     best_gt = len;
                     len = len.min(best_lt);
                 }
@@ -589,7 +642,7 @@ impl HcFinder {
     }
 
     fn start(&mut self, len: usize) {
-        if self.gen.start(self.prev_len, len) {
+        if self.gen.start(self.prev_len, len, u32::MAX) {
             self.head.fill(0);
         }
         self.prev_len = len;
@@ -1020,9 +1073,16 @@ struct Node {
     item: u32,
 }
 
+/// The near-optimal parser's match finder, with positions as narrow as the chunk size
+/// allows.
+enum OptimalFinder {
+    Small(BtFinder<u16>),
+    Large(BtFinder<u32>),
+}
+
 /// Working memory of the near-optimal parser, sized once for the largest block.
 struct Optimal {
-    mf: BtFinder,
+    mf: OptimalFinder,
     cache: Vec<Match>,
     nodes: Vec<Node>,
     gap: Vec<u32>,
@@ -1091,7 +1151,11 @@ impl LzxEncoder {
             let block = chunk.min(MAX_BLOCK);
             let passes = 1 + u32::from(level >= 45) + u32::from(level >= 70);
             let p = Parser::Optimal(Box::new(Optimal {
-                mf: BtFinder::new(chunk),
+                mf: if chunk <= SMALL_WINDOW {
+                    OptimalFinder::Small(BtFinder::new(chunk))
+                } else {
+                    OptimalFinder::Large(BtFinder::new(chunk))
+                },
                 cache: Vec::with_capacity(block * 5 + MAX_MATCHES_PER_POS),
                 nodes: vec![Node::default(); block + 1],
                 gap: vec![0; block + 1],
@@ -1303,12 +1367,22 @@ fn compress_optimal(
     max_offset: usize,
 ) -> bool {
     let n = d.len();
-    p.mf.start(n);
+    match &mut p.mf {
+        OptimalFinder::Small(mf) => mf.start(n),
+        OptimalFinder::Large(mf) => mf.start(n),
+    }
     let mut queue = [1u32; NUM_RECENT];
     let mut pos = 0;
     while pos < n {
         let block_start = pos;
-        pos = find_block_matches(&mut p.mf, &mut p.cache, d, pos, depth, nice, max_offset);
+        pos = match &mut p.mf {
+            OptimalFinder::Small(mf) => {
+                find_block_matches(mf, &mut p.cache, d, pos, depth, nice, max_offset)
+            }
+            OptimalFinder::Large(mf) => {
+                find_block_matches(mf, &mut p.cache, d, pos, depth, nice, max_offset)
+            }
+        };
         queue = optimize_block(p, d, block_start, pos, queue, seqs, coder);
         coder.write_block(w, seqs, pos - block_start);
         if w.len() >= n {
@@ -1324,8 +1398,8 @@ fn compress_optimal(
 /// end. The finder and the cache come as separate borrows so that the loop can keep their
 /// fields in registers.
 #[inline(never)]
-fn find_block_matches(
-    mf: &mut BtFinder,
+fn find_block_matches<P: Pos>(
+    mf: &mut BtFinder<P>,
     cache: &mut Vec<Match>,
     d: &[u8],
     mut pos: usize,
