@@ -23,5 +23,20 @@ if grep -q '^name = "winfsp' Cargo.lock 2>/dev/null; then
     fi
     export BINDGEN_EXTRA_CLANG_ARGS_x86_64_pc_windows_msvc="$args"
 fi
-cargo check --workspace --lib --bins --target "$target" --target-dir target/windows-check
+# A type-check never links, so the C sources that -sys crates build with cc-rs (libsais) need
+# no real Windows compiler here: stand-ins for cl.exe and lib.exe only create the object and
+# library files cc-rs expects, empty.
+tools=$(mktemp -d)
+trap 'rm -rf "$tools"' EXIT
+cat > "$tools/cl" <<'SH'
+#!/bin/sh
+for a in "$@"; do case $a in -Fo*|/Fo*) : > "${a#???}" ;; esac; done
+SH
+cat > "$tools/lib" <<'SH'
+#!/bin/sh
+for a in "$@"; do case $a in -out:*|/OUT:*) : > "${a#*:}" ;; esac; done
+SH
+chmod +x "$tools/cl" "$tools/lib"
+CC_x86_64_pc_windows_msvc="$tools/cl" AR_x86_64_pc_windows_msvc="$tools/lib" \
+    cargo check --workspace --lib --bins --target "$target" --target-dir target/windows-check
 echo "check-windows: workspace type-checks for $target"

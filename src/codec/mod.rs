@@ -6,6 +6,7 @@
 
 pub mod lzms;
 pub mod lzms_enc;
+mod lzms_mf;
 pub mod lzx;
 pub mod lzx_enc;
 pub mod xpress;
