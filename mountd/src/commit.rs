@@ -73,7 +73,7 @@ struct LogSlice {
 }
 
 impl BlobSource for LogSlice {
-    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+    fn open(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
         let mut f = File::open(&self.path)?;
         f.seek(std::io::SeekFrom::Start(self.offset))?;
         Ok(Box::new(f.take(self.len)))

@@ -50,17 +50,17 @@ pub enum ResourceError {
 /// turns out no smaller than the data is rewritten uncompressed from a second read).
 pub trait BlobSource: Sync {
     /// A fresh reader positioned at the first byte.
-    fn open(&self) -> std::io::Result<Box<dyn Read + '_>>;
+    fn open(&self) -> std::io::Result<Box<dyn Read + Send + '_>>;
 }
 
 impl BlobSource for Vec<u8> {
-    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+    fn open(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
         Ok(Box::new(self.as_slice()))
     }
 }
 
 impl BlobSource for std::path::PathBuf {
-    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+    fn open(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
         Ok(Box::new(std::fs::File::open(self)?))
     }
 }
@@ -146,20 +146,34 @@ pub fn write_resource<W: Write + Seek>(
 
     let mut src = source.open().map_err(ResourceError::Read)?;
     let mut hasher = Sha1::new();
-    let batch = rayon::current_num_threads().max(1) * CHUNKS_PER_THREAD;
+    let batch_bytes = chunk * (rayon::current_num_threads().max(1) * CHUNKS_PER_THREAD) as u64;
     let mut starts: Vec<u64> = Vec::with_capacity(count as usize);
     let mut written = 0u64;
     let mut done = 0u64;
-    let mut data = Vec::new();
+    // Reads (and hashes) the batch that starts at `from` into `buf`.
+    let mut read_batch = |buf: &mut Vec<u8>, from: u64| -> Result<(), ResourceError> {
+        buf.resize((size - from).min(batch_bytes) as usize, 0);
+        fill(&mut *src, buf, size)?;
+        hasher.update(&buf[..]);
+        Ok(())
+    };
+    let (mut data, mut next) = (Vec::new(), Vec::new());
+    read_batch(&mut data, 0)?;
     while done < size {
-        let take = (size - done).min(chunk * batch as u64) as usize;
-        data.resize(take, 0);
-        fill(&mut *src, &mut data, size)?;
-        hasher.update(&data);
-        let results: Vec<Result<Option<Vec<u8>>, ResourceError>> = data
-            .par_chunks(opts.chunk_size as usize)
-            .map(|c| compress_chunk(opts, c))
-            .collect();
+        let take = data.len();
+        // The next batch is read and hashed while this one compresses, so the workers do
+        // not wait for the disk between batches.
+        let (results, read) = rayon::join(
+            || {
+                data.par_chunks(opts.chunk_size as usize)
+                    .map(|c| compress_chunk(opts, c))
+                    .collect::<Vec<_>>()
+            },
+            || match done + take as u64 {
+                from if from < size => read_batch(&mut next, from),
+                _ => Ok(()),
+            },
+        );
         for (raw, res) in data.chunks(opts.chunk_size as usize).zip(results) {
             let bytes = res?;
             starts.push(written);
@@ -167,8 +181,10 @@ pub fn write_resource<W: Write + Seek>(
             out.write_all(bytes).map_err(ResourceError::Write)?;
             written += bytes.len() as u64;
         }
+        read?;
         done += take as u64;
         progress(take as u64);
+        std::mem::swap(&mut data, &mut next);
     }
     expect_eof(&mut *src, size)?;
     drop(src);

@@ -1336,7 +1336,7 @@ struct WimBlob<'a> {
 }
 
 impl BlobSource for WimBlob<'_> {
-    fn open(&self) -> std::io::Result<Box<dyn Read + '_>> {
+    fn open(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
         Ok(Box::new(BlobReader::new(self.wim, Some(self.loc))))
     }
 }
