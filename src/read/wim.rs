@@ -665,6 +665,9 @@ impl Wim {
     fn load_for_cache(&self, res_idx: u32, table: &ChunkTable, i: usize) -> Result<Arc<[u8]>> {
         #[cfg(unix)]
         if let Some(sp) = self.spill_of(res_idx) {
+            if sp.find(res_idx, i as u64).is_some() {
+                return Ok(Arc::from(&[][..]));
+            }
             let res = &self.resources[res_idx as usize];
             let part = &self.parts[res.part];
             let (s, e) = table.chunk_range(i);
