@@ -5,6 +5,7 @@
 pub mod capture;
 pub mod config;
 mod lock;
+mod pipeline;
 pub mod resource;
 pub mod solid;
 pub mod split;

@@ -137,18 +137,10 @@ pub fn write_resource<W: Write + Seek>(
         return Ok(stored(offset, size, meta_flag, hash));
     }
     let chunk = opts.chunk_size as u64;
-    let count = num_chunks(size, opts.chunk_size);
-    // Same threshold as the reader: 8-byte entries only for resources of 4 GiB or more.
-    let entry = if size > u32::MAX as u64 { 8 } else { 4 };
-    let table_len = (count - 1) * entry;
-    out.write_all(&vec![0u8; table_len as usize])
-        .map_err(ResourceError::Write)?;
-
+    let mut res = Chunked::begin(out, offset, size, opts.chunk_size)?;
     let mut src = source.open().map_err(ResourceError::Read)?;
     let mut hasher = Sha1::new();
     let batch_bytes = chunk * (rayon::current_num_threads().max(1) * CHUNKS_PER_THREAD) as u64;
-    let mut starts: Vec<u64> = Vec::with_capacity(count as usize);
-    let mut written = 0u64;
     let mut done = 0u64;
     // Reads (and hashes) the batch that starts at `from` into `buf`.
     let mut read_batch = |buf: &mut Vec<u8>, from: u64| -> Result<(), ResourceError> {
@@ -174,12 +166,8 @@ pub fn write_resource<W: Write + Seek>(
                 _ => Ok(()),
             },
         );
-        for (raw, res) in data.chunks(opts.chunk_size as usize).zip(results) {
-            let bytes = res?;
-            starts.push(written);
-            let bytes: &[u8] = bytes.as_deref().unwrap_or(raw);
-            out.write_all(bytes).map_err(ResourceError::Write)?;
-            written += bytes.len() as u64;
+        for (raw, r) in data.chunks(opts.chunk_size as usize).zip(results) {
+            res.push(out, r?.as_deref().unwrap_or(raw))?;
         }
         read?;
         done += take as u64;
@@ -188,41 +176,98 @@ pub fn write_resource<W: Write + Seek>(
     }
     expect_eof(&mut *src, size)?;
     drop(src);
-    let hash: Sha1Hash = hasher.finalize().into();
-    let total = table_len + written;
-    if total >= size {
-        // Compression did not pay: store the data plainly, as wimlib does, so readers never
-        // see a "compressed" resource that is larger than its contents.
+    res.finish(out, source, size, hasher.finalize().into(), meta_flag)
+}
+
+/// A chunked, compressed resource being written: a chunk table's worth of zeros first, then
+/// the chunks in order, then the table over the zeros.
+pub(super) struct Chunked {
+    offset: u64,
+    table_len: u64,
+    /// Bytes per table entry.
+    entry: usize,
+    /// Offset of each chunk after the table.
+    starts: Vec<u64>,
+    written: u64,
+}
+
+impl Chunked {
+    /// Starts a resource of `size` bytes at `offset`, the current position of `out`.
+    pub(super) fn begin<W: Write>(
+        out: &mut W,
+        offset: u64,
+        size: u64,
+        chunk_size: u32,
+    ) -> Result<Self, ResourceError> {
+        let count = num_chunks(size, chunk_size);
+        // Same threshold as the reader: 8-byte entries only for resources of 4 GiB or more.
+        let entry = if size > u32::MAX as u64 { 8 } else { 4 };
+        let table_len = (count - 1) * entry as u64;
+        out.write_all(&vec![0u8; table_len as usize])
+            .map_err(ResourceError::Write)?;
+        Ok(Self {
+            offset,
+            table_len,
+            entry,
+            starts: Vec::with_capacity(count as usize),
+            written: 0,
+        })
+    }
+
+    /// Appends the next chunk as it is stored (compressed, or raw when that is not smaller).
+    pub(super) fn push<W: Write>(
+        &mut self,
+        out: &mut W,
+        bytes: &[u8],
+    ) -> Result<(), ResourceError> {
+        self.starts.push(self.written);
+        out.write_all(bytes).map_err(ResourceError::Write)?;
+        self.written += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes the chunk table and leaves `out` at the resource's end. If compression did not
+    /// pay, the resource is rewritten from `source` uncompressed instead (as wimlib does, so
+    /// that readers never see a "compressed" resource larger than its contents); `hash` is
+    /// the data's SHA-1 as read the first time.
+    pub(super) fn finish<W: Write + Seek>(
+        self,
+        out: &mut W,
+        source: &dyn BlobSource,
+        size: u64,
+        hash: Sha1Hash,
+        meta_flag: u8,
+    ) -> Result<WrittenResource, ResourceError> {
+        let offset = self.offset;
+        let total = self.table_len + self.written;
+        if total >= size {
+            out.seek(SeekFrom::Start(offset))
+                .map_err(ResourceError::Write)?;
+            let again = write_stored(out, source, size, &|_| {})?;
+            if again != hash {
+                return Err(ResourceError::Changed { expected: size });
+            }
+            return Ok(stored(offset, size, meta_flag, hash));
+        }
+        let mut table = Vec::with_capacity(self.table_len as usize);
+        for &s in &self.starts[1..] {
+            table.extend_from_slice(&s.to_le_bytes()[..self.entry]);
+        }
         out.seek(SeekFrom::Start(offset))
             .map_err(ResourceError::Write)?;
-        let again = write_stored(out, source, size, &|_| {})?;
-        if again != hash {
-            return Err(ResourceError::Changed { expected: size });
-        }
-        return Ok(stored(offset, size, meta_flag, hash));
+        out.write_all(&table).map_err(ResourceError::Write)?;
+        out.seek(SeekFrom::Start(offset + total))
+            .map_err(ResourceError::Write)?;
+        Ok(WrittenResource {
+            reshdr: ResHdr {
+                size_in_wim: total,
+                flags: meta_flag | RESHDR_FLAG_COMPRESSED,
+                offset,
+                uncompressed_size: size,
+            },
+            hash,
+        })
     }
-    let mut table = Vec::with_capacity(table_len as usize);
-    for &s in &starts[1..] {
-        if entry == 8 {
-            table.extend_from_slice(&s.to_le_bytes());
-        } else {
-            table.extend_from_slice(&(s as u32).to_le_bytes());
-        }
-    }
-    out.seek(SeekFrom::Start(offset))
-        .map_err(ResourceError::Write)?;
-    out.write_all(&table).map_err(ResourceError::Write)?;
-    out.seek(SeekFrom::Start(offset + total))
-        .map_err(ResourceError::Write)?;
-    Ok(WrittenResource {
-        reshdr: ResHdr {
-            size_in_wim: total,
-            flags: meta_flag | RESHDR_FLAG_COMPRESSED,
-            offset,
-            uncompressed_size: size,
-        },
-        hash,
-    })
 }
 
 /// A small blob read, hashed and compressed in memory: the bytes of its resource (chunk
@@ -351,7 +396,7 @@ fn write_stored<W: Write>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::codec::new_decompressor;
     use std::io::Cursor;
@@ -373,13 +418,26 @@ mod tests {
             write_resource(&mut out, 8, &src, data.len() as u64, &opts, false, &|_| {}).unwrap();
         assert_eq!(out.position(), 8 + w.reshdr.size_in_wim);
         assert_eq!(w.hash, <[u8; 20]>::from(Sha1::digest(data)));
-        let file = out.into_inner();
+        (
+            w,
+            read_back(&out.into_inner(), &w.reshdr, compression, chunk_size),
+        )
+    }
+
+    /// The uncompressed contents of the resource `reshdr` places in `file`.
+    pub(in crate::write) fn read_back(
+        file: &[u8],
+        reshdr: &ResHdr,
+        compression: Compression,
+        chunk_size: u32,
+    ) -> Vec<u8> {
         // Bytes past the resource may be left from a compressed attempt; the writer truncates.
-        let res = &file[8..8 + w.reshdr.size_in_wim as usize];
-        if !w.reshdr.is_compressed() {
-            return (w, res.to_vec());
+        let res = &file[reshdr.offset as usize..(reshdr.offset + reshdr.size_in_wim) as usize];
+        if !reshdr.is_compressed() {
+            return res.to_vec();
         }
-        let n = num_chunks(data.len() as u64, chunk_size) as usize;
+        let size = reshdr.uncompressed_size as usize;
+        let n = num_chunks(size as u64, chunk_size) as usize;
         let mut bounds = vec![0u64];
         for i in 0..n - 1 {
             bounds.push(u32::from_le_bytes(res[i * 4..i * 4 + 4].try_into().unwrap()) as u64);
@@ -389,17 +447,17 @@ mod tests {
         let mut dec = new_decompressor(compression, chunk_size).unwrap();
         let mut plain = Vec::new();
         for i in 0..n {
-            let usize = (data.len() - i * chunk_size as usize).min(chunk_size as usize);
+            let len = (size - i * chunk_size as usize).min(chunk_size as usize);
             let comp = &body[bounds[i] as usize..bounds[i + 1] as usize];
-            let mut buf = vec![0u8; usize];
-            if comp.len() == usize {
+            let mut buf = vec![0u8; len];
+            if comp.len() == len {
                 buf.copy_from_slice(comp);
             } else {
                 dec.decompress(comp, &mut buf).unwrap();
             }
             plain.extend_from_slice(&buf);
         }
-        (w, plain)
+        plain
     }
 
     #[test]

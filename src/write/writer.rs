@@ -8,7 +8,7 @@
 //! a crash at any moment leaves a file that opens with its old content; a torn tail is cut
 //! off by the next append and reclaimed by `optimize`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use rustc_hash::FxHashMap;
 use std::fs::{File, OpenOptions};
@@ -19,11 +19,9 @@ use std::sync::Arc;
 use sha1::{Digest, Sha1};
 
 use super::lock::TargetLock;
-use rayon::prelude::*;
 
-use super::resource::{
-    encode_small, write_resource, BlobSource, Encoded, ResourceError, ResourceOptions,
-};
+use super::pipeline::{write_stream, Sink};
+use super::resource::{write_resource, BlobSource, ResourceError, ResourceOptions};
 use super::solid::{SolidResource, SolidStream};
 use super::xml::{build_xml, ImageXml, XmlImage};
 use crate::codec::Compression;
@@ -573,9 +571,9 @@ impl WimWriter {
     }
 
     /// Writes many blobs, as [`WimWriter::write_blob`] would one by one, in the order
-    /// given, but with small blobs read and compressed side by side on every worker (one
-    /// blob per worker), so that a tree of small files keeps all cores busy. Returns the
-    /// hash of each.
+    /// given, but as one stream of work for every core (see `pipeline`): small blobs are
+    /// read and compressed by the workers, one task each, big ones a few chunks per task.
+    /// Returns the hash of each.
     pub fn write_blobs(
         &mut self,
         jobs: &[BlobJob<'_>],
@@ -588,106 +586,27 @@ impl WimWriter {
             }
             return Ok(out);
         }
-        let mut batch: Vec<usize> = Vec::new();
-        let mut batch_bytes = 0u64;
-        let mut pending: HashSet<Sha1Hash> = HashSet::new();
-        for (i, j) in jobs.iter().enumerate() {
-            if let Some(h) = j.expected {
-                if self.blobs.contains_key(&h) || pending.contains(&h) {
-                    // Written already (or about to be, earlier in this batch).
-                    out[i] = h;
-                    progress(j.size);
-                    continue;
-                }
-            }
-            if j.size > SMALL_BLOB {
-                self.flush_batch(jobs, &mut batch, &mut out, progress)?;
-                pending.clear();
-                batch_bytes = 0;
-                out[i] = self.write_blob(j.source, j.size, j.expected, j.what, progress)?;
-                continue;
-            }
-            if let Some(h) = j.expected {
-                pending.insert(h);
-            }
-            batch.push(i);
-            batch_bytes += j.size;
-            if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_BLOBS {
-                self.flush_batch(jobs, &mut batch, &mut out, progress)?;
-                pending.clear();
-                batch_bytes = 0;
-            }
-        }
-        self.flush_batch(jobs, &mut batch, &mut out, progress)?;
-        Ok(out)
-    }
-
-    /// Encodes the blobs `batch` names in parallel, then writes them in order.
-    fn flush_batch(
-        &mut self,
-        jobs: &[BlobJob<'_>],
-        batch: &mut Vec<usize>,
-        out: &mut [Sha1Hash],
-        progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let opts = self.opts.resources;
         let blobs = &self.blobs;
-        // Data the file already holds, or that another blob of this batch holds, is hashed
-        // but not compressed again.
-        let claimed = parking_lot::Mutex::new(HashSet::new());
-        let known = |h: &Sha1Hash| blobs.contains_key(h) || !claimed.lock().insert(*h);
-        let encoded: Vec<Result<Encoded>> = self.pool.install(|| {
-            batch
-                .par_iter()
-                .map(|&i| {
-                    let j = &jobs[i];
-                    let e = encode_small(j.source, j.size, &opts, &known)
-                        .map_err(|e| resource_error(j.what, e))?;
-                    if j.expected.is_some_and(|h| h != e.hash) {
-                        return Err(changed(j.what));
-                    }
-                    Ok(e)
-                })
-                .collect()
-        });
-        let mut copies = Vec::new();
-        for (&i, e) in batch.iter().zip(encoded) {
-            let e = e?;
-            out[i] = e.hash;
-            progress(e.size);
-            if self.blobs.contains_key(&e.hash) {
-                continue;
-            }
-            if e.bytes.is_empty() && e.size > 0 {
-                // A copy of data a later blob of the batch brings.
-                copies.push((jobs[i].what, e.hash));
-                continue;
-            }
-            let reshdr = e.reshdr(self.pos);
-            self.out
-                .write_all(&e.bytes)
-                .map_err(|err| Error::io(&self.target, "writing", err))?;
-            self.pos += e.bytes.len() as u64;
-            self.blobs.insert(e.hash, Placement::Plain(reshdr));
-            self.order.push(e.hash);
+        let present = |h: &Sha1Hash| blobs.contains_key(h);
+        let mut sink = Sink::new(&mut self.out, self.pos);
+        let r = write_stream(
+            &self.pool,
+            jobs,
+            &self.opts.resources,
+            &present,
+            &mut sink,
+            &mut out,
+            progress,
+        );
+        // Blobs written before an error stay recorded, so the positions stay right.
+        let (pos, added) = (sink.pos, std::mem::take(&mut sink.added));
+        self.pos = pos;
+        for (hash, reshdr) in added {
+            self.blobs.insert(hash, Placement::Plain(reshdr));
+            self.order.push(hash);
         }
-        for (what, hash) in copies {
-            if !self.blobs.contains_key(&hash) {
-                return Err(Error::invalid(
-                    what,
-                    "its data was read as a copy of another file's, which was not written",
-                ));
-            }
-        }
-        // One write per batch rather than whenever the buffer fills.
-        self.out
-            .flush()
-            .map_err(|err| Error::io(&self.target, "writing", err))?;
-        batch.clear();
-        Ok(())
+        r?;
+        Ok(out)
     }
 
     fn write_solid_blob(
@@ -1245,9 +1164,6 @@ pub struct BlobJob<'a> {
 
 /// Blobs up to this size are encoded whole, one per worker; larger ones chunk by chunk.
 pub const SMALL_BLOB: u64 = 1 << 20;
-/// Bounds of one batch of small blobs held in memory.
-const BATCH_BYTES: u64 = 32 << 20;
-const BATCH_BLOBS: usize = 4096;
 
 /// Test hook for the crash-safety tests: when `WIMFS_CRASH_AT` names this point, the process
 /// kills itself with SIGKILL right here, as a power cut or `kill -9` would stop it.
@@ -1273,7 +1189,7 @@ fn entry(reshdr: ResHdr, refcount: u32, hash: Sha1Hash) -> [u8; 50] {
     .to_bytes()
 }
 
-fn changed(what: &Path) -> Error {
+pub(super) fn changed(what: &Path) -> Error {
     Error::invalid(
         what,
         "the data read does not match its SHA-1 (it changed while being written, or is corrupt)",
@@ -1341,7 +1257,7 @@ impl BlobSource for WimBlob<'_> {
     }
 }
 
-fn resource_error(path: &Path, e: ResourceError) -> Error {
+pub(super) fn resource_error(path: &Path, e: ResourceError) -> Error {
     match e {
         ResourceError::Read(cause) => Error::io(path, "reading", cause),
         ResourceError::Write(cause) => Error::io(path, "writing the WIM", cause),
