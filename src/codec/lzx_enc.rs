@@ -444,7 +444,7 @@ pub(super) struct BtFinder<P: Pos = u32> {
 
 impl<P: Pos> BtFinder<P> {
     fn new(window: usize) -> Self {
-        Self::with_hash_bits(window, window.trailing_zeros().clamp(15, 17))
+        Self::with_hash_bits(window, window.trailing_zeros().clamp(16, 17))
     }
 
     /// A finder for buffers of up to `window` bytes with `1 << hash4_bits` tree roots.
@@ -488,7 +488,7 @@ impl<P: Pos> BtFinder<P> {
         pos: usize,
         max_len: usize,
         nice_len: usize,
-        mut depth: u32,
+        depth: u32,
         max_offset: usize,
         mut out: Option<&mut Vec<Match>>,
     ) -> usize {
@@ -542,7 +542,7 @@ impl<P: Pos> BtFinder<P> {
         }
 
         let h4 = hash(seq, self.hash4_bits);
-        let mut node = std::mem::replace(&mut self.hash4[h4], P::new(cur)).get();
+        let node = std::mem::replace(&mut self.hash4[h4], P::new(cur)).get();
         // The next position's buckets are random accesses into tables bigger than the L1
         // cache: start loading them now, while this position's tree walk runs.
         if pos + 5 <= d.len() {
@@ -552,70 +552,137 @@ impl<P: Pos> BtFinder<P> {
                 super::prefetch(slot);
             }
         }
-        // Without matches to report, nothing past `nice_len` matters: the walk ends there.
-        let max_len = if out.is_none() { nice_len } else { max_len };
         // The walk below indexes `d` and `child` without bounds checks; these two checks
-        // (once per call) and the per-node distance test are what make that sound.
+        // (once per call) and the per-node range test are what make that sound.
         assert!(nice_len <= max_len && max_len <= d.len() - pos && d.len() <= self.child.len());
-        let dp = d.as_ptr();
-        let child = self.child.as_mut_ptr() as *mut P;
-        // SAFETY: `pos < d.len() <= self.child.len()` (checked above).
-        let here = unsafe { dp.add(pos) };
+        let walk = Walk {
+            node,
+            // Stored positions `c` with `cur - lim <= c < cur` are usable (see `valid`).
+            min_valid: cur - lim,
+            base,
+            pos,
+            depth,
+            nice_len,
+        };
+        match out {
+            Some(out) => {
+                out.reserve(MAX_MATCH + 1);
+                // SAFETY: as required by `walk`: `here` is `pos` and the room reserved
+                // takes every length from `best + 1` to `max_len` once.
+                unsafe {
+                    let start = out.as_mut_ptr().add(out.len());
+                    let (best, end) = walk.run::<P, true>(d, &mut self.child, max_len, best, start);
+                    out.set_len(out.len() + end.offset_from(start) as usize);
+                    best
+                }
+            }
+            // SAFETY: as above; nothing is written through the null output.
+            None => unsafe {
+                walk.run::<P, false>(d, &mut self.child, nice_len, best, std::ptr::null_mut())
+                    .0
+            },
+        }
+    }
+}
+
+/// One binary-tree walk of [`BtFinder::advance`].
+struct Walk {
+    /// Root of the tree (stored position).
+    node: u32,
+    /// Smallest stored position still usable here.
+    min_valid: u32,
+    /// Generation base: stored position `c` stands for byte `c - base`.
+    base: u32,
+    pos: usize,
+    depth: u32,
+    nice_len: usize,
+}
+
+impl Walk {
+    /// Inserts `pos` as the new root, walking the old tree down from `node`, and (if
+    /// `RECORD`) writes each match longer than `best` from `out` on. Returns the longest
+    /// length seen and the end of the matches written. `max_len` is where extending stops.
+    ///
+    /// Positions are used as pointer offsets from `d` and `child` moved back by `base`
+    /// (with wrapping arithmetic): a stored position then addresses its byte and its child
+    /// slots directly, which keeps the loop's working values in registers.
+    ///
+    /// # Safety
+    /// `nice_len <= max_len <= d.len() - pos`, `d.len() <= child.len()`, every node in the
+    /// tree from `min_valid` up is an earlier position of this buffer, and if `RECORD`,
+    /// `out` has room for `max_len - best` matches.
+    #[inline(always)]
+    unsafe fn run<P: Pos, const RECORD: bool>(
+        self,
+        d: &[u8],
+        child: &mut [[P; 2]],
+        max_len: usize,
+        mut best: usize,
+        mut out: *mut Match,
+    ) -> (usize, *mut Match) {
+        let Walk {
+            mut node,
+            min_valid,
+            base,
+            pos,
+            mut depth,
+            nice_len,
+        } = self;
+        let here = d.as_ptr().add(pos);
+        let dpb = d.as_ptr().wrapping_sub(base as usize);
+        let slots = child.as_mut_ptr() as *mut P;
+        let childb = slots.wrapping_sub(2 * base as usize);
         // Where the next smaller / larger subtree hangs: slot 2 * position + side.
-        // SAFETY: as `here`.
-        let (mut lt, mut gt) = unsafe { (child.add(2 * pos), child.add(2 * pos + 1)) };
+        let (mut lt, mut gt) = (slots.add(2 * pos), slots.add(2 * pos + 1));
         let (mut best_lt, mut best_gt) = (0usize, 0usize);
         let mut len = 0;
-        // SAFETY: `child` has `2 * self.child.len()` slots and every slot index used is
-        // `2 * p + side` for a position `p <= pos < d.len() <= self.child.len()`: `pos`
-        // itself, or a node `m` that passed the check at the top of the loop (`1 <= pos - m`,
-        // so `m < pos`). Byte reads are at `m + len` and `pos + len` with `m < pos` and
-        // `len < nice_len <= max_len <= d.len() - pos` (a walk that reaches `nice_len`
-        // returns before reading again), so they stay inside `d`; `extend_unchecked` reads
-        // `d[m..m + max_len]` and `d[pos..pos + max_len]`, inside `d` for the same reasons.
-        unsafe {
-            loop {
-                let dist = cur.wrapping_sub(node).wrapping_sub(1);
-                if dist >= lim || depth == 0 {
-                    *lt = P::default();
-                    *gt = P::default();
-                    return best;
-                }
-                depth -= 1;
-                let m = pos - 1 - dist as usize;
-                let there = dp.add(m);
-                if *there.add(len) == *here.add(len) {
-                    len = extend_unchecked(dp, m, pos, len + 1, max_len);
-                    if len > best {
-                        best = len;
-                        if let Some(out) = out.as_deref_mut() {
-                            out.push(Match {
-                                len: len as u32,
-                                offset: (pos - m) as u32,
-                            });
-                        }
-                    }
-                    if len >= nice_len {
-                        // The new node takes over the old one's subtrees; the old node (an
-                        // equal suffix, as far as the tree looks) drops out of the tree.
-                        *lt = *child.add(2 * m);
-                        *gt = *child.add(2 * m + 1);
-                        return best;
+        // SAFETY: a node `c` that passes the range test is a position `m = c - base < pos`
+        // of this buffer, so `dpb + c` is `d[m]` and `childb + 2c` its slots (< 2 *
+        // child.len()). Byte reads are at `m + len` and `pos + len` with `len < nice_len <=
+        // max_len <= d.len() - pos` (a walk that reaches `nice_len` returns before reading
+        // again); `extend_unchecked` reads `d[m..m + max_len]` and `d[pos..pos + max_len]`.
+        loop {
+            if node < min_valid || depth == 0 {
+                *lt = P::default();
+                *gt = P::default();
+                return (best, out);
+            }
+            depth -= 1;
+            let there = dpb.wrapping_add(node as usize);
+            let node_slots = childb.wrapping_add(2 * node as usize);
+            if *there.add(len) == *here.add(len) {
+                let m = (node - base) as usize;
+                len = extend_unchecked(d.as_ptr(), m, pos, len + 1, max_len);
+                if len > best {
+                    best = len;
+                    if RECORD {
+                        out.write(Match {
+                            len: len as u32,
+                            offset: (pos - m) as u32,
+                        });
+                        out = out.add(1);
                     }
                 }
-                if *there.add(len) < *here.add(len) {
-                    *lt = P::new(node);
-                    lt = child.add(2 * m + 1);
-                    node = (*lt).get();
-                    best_lt = len;
-                    len = len.min(best_gt);
-                } else {
-                    *gt = P::new(node);
-                    gt = child.add(2 * m);
-                    node = (*gt).get();
-                    best_gt = len;
-                    len = len.min(best_lt);
+                if len >= nice_len {
+                    // The new node takes over the old one's subtrees; the old node (an
+                    // equal suffix, as far as the tree looks) drops out of the tree.
+                    *lt = *node_slots;
+                    *gt = *node_slots.add(1);
+                    return (best, out);
                 }
+            }
+            if *there.add(len) < *here.add(len) {
+                *lt = P::new(node);
+                lt = node_slots.add(1);
+                node = (*lt).get();
+                best_lt = len;
+                len = len.min(best_gt);
+            } else {
+                *gt = P::new(node);
+                gt = node_slots;
+                node = (*gt).get();
+                best_gt = len;
+                len = len.min(best_lt);
             }
         }
     }
