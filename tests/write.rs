@@ -107,6 +107,26 @@ fn capture_lzx_2m_chunks_with_integrity() {
 }
 
 #[test]
+fn capture_lzx_with_a_level() {
+    capture_and_check(&["--compress=Maximum:80"]);
+}
+
+#[test]
+fn a_bad_compression_level_is_refused_clearly() {
+    let tmp = tempdir();
+    let out = run(wimfs_cmd(["capture", "--compress=lzx:0"])
+        .arg(tmp.path())
+        .arg(tmp.path().join("x.wim")));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("compression level \"0\" is not a number from 1 to 100"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("x.wim").exists());
+}
+
+#[test]
 fn capture_lzms_default_chunks() {
     capture_and_check(&["--compress=lzms"]);
 }

@@ -20,8 +20,10 @@ pub struct CaptureArgs {
     name: Option<String>,
     /// Image description.
     description: Option<String>,
-    /// Compression of file data and metadata (default LZX; `append` uses the file's own).
-    #[arg(long, value_enum)]
+    /// Compression of file data and metadata: none, xpress (fast), lzx (maximum) or lzms,
+    /// optionally with a level from 1 to 100 (`lzx:80`; default 50, higher is smaller and
+    /// slower), as wimlib-imagex takes it. Default LZX; `append` uses the file's own.
+    #[arg(long, value_name = "TYPE[:LEVEL]")]
     compress: Option<CompressArg>,
     /// Uncompressed bytes per chunk (a power of two; XPRESS 4K..64K, LZX 32K..2M,
     /// LZMS 32K..1G).
@@ -32,7 +34,7 @@ pub struct CaptureArgs {
     #[arg(long)]
     solid: bool,
     /// Compression of the solid resources.
-    #[arg(long, value_enum, value_name = "TYPE")]
+    #[arg(long, value_name = "TYPE[:LEVEL]")]
     solid_compress: Option<CompressArg>,
     /// Uncompressed bytes per solid chunk (default 64 MiB).
     #[arg(long, value_name = "N")]

@@ -21,7 +21,7 @@ pub struct ExportArgs {
     /// New description for the image (only when exporting one image).
     dest_description: Option<String>,
     /// Compression of a new DEST_WIM (default: the source's). An existing DEST_WIM keeps its own.
-    #[arg(long, value_enum)]
+    #[arg(long, value_name = "TYPE[:LEVEL]")]
     compress: Option<CompressArg>,
     /// Uncompressed bytes per chunk of a new DEST_WIM.
     #[arg(long, value_name = "N")]
@@ -30,7 +30,7 @@ pub struct ExportArgs {
     #[arg(long)]
     solid: bool,
     /// Compression of the solid resources.
-    #[arg(long, value_enum, value_name = "TYPE")]
+    #[arg(long, value_name = "TYPE[:LEVEL]")]
     solid_compress: Option<CompressArg>,
     /// Uncompressed bytes per solid chunk (default 64 MiB).
     #[arg(long, value_name = "N")]
@@ -87,12 +87,7 @@ pub fn run(a: ExportArgs) -> Result<i32> {
         )
     };
     let exists = a.dest_wim.exists() && std::fs::metadata(&a.dest_wim)?.len() > 0;
-    let compress = a.compress.or(match src_compress.0 {
-        wimfs::codec::Compression::None => Some(CompressArg::None),
-        wimfs::codec::Compression::Xpress => Some(CompressArg::Xpress),
-        wimfs::codec::Compression::Lzx => Some(CompressArg::Lzx),
-        wimfs::codec::Compression::Lzms => Some(CompressArg::Lzms),
-    });
+    let compress = a.compress.or(Some(CompressArg::of(src_compress.0)));
     let chunk_size = a
         .chunk_size
         .or(if a.compress.is_none() && src_compress.1 != 0 {

@@ -16,7 +16,7 @@ pub struct OptimizeArgs {
     #[arg(long)]
     recompress: bool,
     /// New compression (default: keep the file's).
-    #[arg(long, value_enum)]
+    #[arg(long, value_name = "TYPE[:LEVEL]")]
     compress: Option<CompressArg>,
     /// New chunk size.
     #[arg(long, value_name = "N")]
@@ -25,7 +25,7 @@ pub struct OptimizeArgs {
     #[arg(long)]
     solid: bool,
     /// Compression of the solid resources.
-    #[arg(long, value_enum, value_name = "TYPE")]
+    #[arg(long, value_name = "TYPE[:LEVEL]")]
     solid_compress: Option<CompressArg>,
     /// Uncompressed bytes per solid chunk (default 64 MiB).
     #[arg(long, value_name = "N")]
