@@ -6,9 +6,10 @@
 //! and the table right before the first chunk; the resource starts there and the reserved
 //! bytes in front of it are dead space (this is also how wimlib lays it out).
 
+use std::collections::VecDeque;
 use std::io::{Seek, SeekFrom, Write};
-
-use rayon::prelude::*;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
 
 use super::resource::{compress_chunk, ResourceError, ResourceOptions};
 use crate::codec::Compression;
@@ -31,8 +32,10 @@ pub(super) struct SolidStream {
     chunks_start: u64,
     upper_bound: u64,
     opts: ResourceOptions,
-    /// Uncompressed bytes not yet compressed (less than one parallel batch).
+    /// Uncompressed bytes of the chunk being filled.
     pending: Vec<u8>,
+    /// Chunks being compressed on the pool, oldest first: each comes back with its data.
+    inflight: VecDeque<mpsc::Receiver<std::thread::Result<Compressed>>>,
     /// Compressed size of each chunk written so far.
     sizes: Vec<u32>,
     /// Uncompressed bytes taken in so far.
@@ -40,6 +43,9 @@ pub(super) struct SolidStream {
     /// Compressed bytes written after `chunks_start`.
     written: u64,
 }
+
+/// A chunk's data and its compressed form (`None`: store it raw).
+type Compressed = (Vec<u8>, Result<Option<Vec<u8>>, ResourceError>);
 
 /// The numeric compression format stored in a solid resource header.
 fn format_code(c: Compression) -> u32 {
@@ -69,6 +75,7 @@ impl SolidStream {
             upper_bound,
             opts,
             pending: Vec::new(),
+            inflight: VecDeque::new(),
             sizes: Vec::new(),
             taken: 0,
             written: 0,
@@ -90,47 +97,74 @@ impl SolidStream {
         self.chunks_start + self.written
     }
 
-    fn batch_bytes(&self) -> usize {
-        self.opts.chunk_size as usize * rayon::current_num_threads().max(1)
-    }
-
-    /// Adds `data` to the stream; full chunks are compressed in parallel on the current pool.
-    pub(super) fn push<W: Write>(&mut self, out: &mut W, data: &[u8]) -> Result<(), ResourceError> {
+    /// Adds `data` to the stream. Each chunk is compressed on `pool` as soon as it is full,
+    /// while the caller goes on reading; chunks are written in order as they come back, and
+    /// at most one more than the pool has threads is held at a time. The caller must not
+    /// be one of `pool`'s threads (it waits for them).
+    pub(super) fn push<W: Write>(
+        &mut self,
+        out: &mut W,
+        pool: &rayon::ThreadPool,
+        data: &[u8],
+    ) -> Result<(), ResourceError> {
         if self.taken + data.len() as u64 > self.upper_bound {
             return Err(ResourceError::Changed {
                 expected: self.upper_bound,
             });
         }
         self.taken += data.len() as u64;
+        let chunk = self.opts.chunk_size as usize;
         let mut data = data;
-        let batch = self.batch_bytes();
         while !data.is_empty() {
-            let take = (batch - self.pending.len()).min(data.len());
+            if self.pending.capacity() == 0 {
+                self.pending.reserve_exact(chunk);
+            }
+            let take = (chunk - self.pending.len()).min(data.len());
             self.pending.extend_from_slice(&data[..take]);
             data = &data[take..];
-            if self.pending.len() == batch {
-                self.flush(out)?;
+            if self.pending.len() == chunk {
+                self.send(out, pool)?;
             }
         }
         Ok(())
     }
 
-    /// Compresses and writes every pending byte (the last chunk may be short only at the end).
-    fn flush<W: Write>(&mut self, out: &mut W) -> Result<(), ResourceError> {
-        let opts = self.opts;
-        let results: Vec<Result<Option<Vec<u8>>, ResourceError>> = self
-            .pending
-            .par_chunks(opts.chunk_size as usize)
-            .map(|c| compress_chunk(&opts, c))
-            .collect();
-        for (raw, res) in self.pending.chunks(opts.chunk_size as usize).zip(results) {
-            let bytes = res?;
-            let bytes: &[u8] = bytes.as_deref().unwrap_or(raw);
-            out.write_all(bytes).map_err(ResourceError::Write)?;
-            self.sizes.push(bytes.len() as u32);
-            self.written += bytes.len() as u64;
+    /// Hands the pending chunk to the pool, first writing the oldest chunks out while too
+    /// many are in flight.
+    fn send<W: Write>(
+        &mut self,
+        out: &mut W,
+        pool: &rayon::ThreadPool,
+    ) -> Result<(), ResourceError> {
+        while self.inflight.len() > pool.current_num_threads() {
+            self.write_oldest(out)?;
         }
-        self.pending.clear();
+        let data = std::mem::take(&mut self.pending);
+        let opts = self.opts;
+        let (tx, rx) = mpsc::sync_channel(1);
+        pool.spawn(move || {
+            // A panic comes back as a result, so that the waiting writer never hangs.
+            let r = catch_unwind(AssertUnwindSafe(|| compress_chunk(&opts, &data)));
+            let _ = tx.send(r.map(|z| (data, z)));
+        });
+        self.inflight.push_back(rx);
+        Ok(())
+    }
+
+    /// Waits for the oldest chunk in flight and writes it.
+    fn write_oldest<W: Write>(&mut self, out: &mut W) -> Result<(), ResourceError> {
+        let Some(rx) = self.inflight.pop_front() else {
+            return Ok(());
+        };
+        let (raw, z) = match rx.recv().expect("every task sends its result") {
+            Ok(done) => done,
+            Err(panic) => resume_unwind(panic),
+        };
+        let z = z?;
+        let bytes: &[u8] = z.as_deref().unwrap_or(&raw);
+        out.write_all(bytes).map_err(ResourceError::Write)?;
+        self.sizes.push(bytes.len() as u32);
+        self.written += bytes.len() as u64;
         Ok(())
     }
 
@@ -139,9 +173,13 @@ impl SolidStream {
     pub(super) fn finish<W: Write + Seek>(
         mut self,
         out: &mut W,
+        pool: &rayon::ThreadPool,
     ) -> Result<SolidResource, ResourceError> {
         if !self.pending.is_empty() {
-            self.flush(out)?;
+            self.send(out, pool)?;
+        }
+        while !self.inflight.is_empty() {
+            self.write_oldest(out)?;
         }
         let end = self.end();
         let mut head = Vec::with_capacity(SOLID_HEADER_SIZE as usize + self.sizes.len() * 4);

@@ -645,24 +645,24 @@ impl WimWriter {
         let offset = stream.offset();
         let out = &mut self.out;
         let pool = &self.pool;
-        let got = pool
-            .install(|| -> std::result::Result<Sha1Hash, ResourceError> {
-                let mut src = source.open().map_err(ResourceError::Read)?;
-                let mut hasher = Sha1::new();
-                let mut buf = vec![0u8; size.min(4 << 20) as usize];
-                let mut left = size;
-                while left > 0 {
-                    let n = left.min(buf.len() as u64) as usize;
-                    super::resource::fill(&mut *src, &mut buf[..n], size)?;
-                    hasher.update(&buf[..n]);
-                    stream.push(out, &buf[..n])?;
-                    left -= n as u64;
-                    progress(n as u64);
-                }
-                super::resource::expect_eof(&mut *src, size)?;
-                Ok(hasher.finalize().into())
-            })
-            .map_err(|e| resource_error(what, e))?;
+        // Read here, compressed on the pool chunk by chunk (see `SolidStream::push`).
+        let got = (|| -> std::result::Result<Sha1Hash, ResourceError> {
+            let mut src = source.open().map_err(ResourceError::Read)?;
+            let mut hasher = Sha1::new();
+            let mut buf = vec![0u8; size.min(4 << 20) as usize];
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(buf.len() as u64) as usize;
+                super::resource::fill(&mut *src, &mut buf[..n], size)?;
+                hasher.update(&buf[..n]);
+                stream.push(out, pool, &buf[..n])?;
+                left -= n as u64;
+                progress(n as u64);
+            }
+            super::resource::expect_eof(&mut *src, size)?;
+            Ok(hasher.finalize().into())
+        })()
+        .map_err(|e| resource_error(what, e))?;
         if got != hash {
             return Err(changed(what));
         }
@@ -677,7 +677,7 @@ impl WimWriter {
     fn close_solid(&mut self) -> Result<()> {
         if let Some(stream) = self.open_solid.take() {
             let done = stream
-                .finish(&mut self.out)
+                .finish(&mut self.out, &self.pool)
                 .map_err(|e| resource_error(&self.target, e))?;
             self.pos = done.offset + done.size_in_wim;
             self.solid.push(done);
