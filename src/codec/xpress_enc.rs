@@ -498,6 +498,9 @@ struct HashChains {
     prev: Box<[u16]>,
     hash3_bits: u32,
     hash4_bits: u32,
+    /// The buckets of position `ahead.0`, worked out (and prefetched) while the position
+    /// before it was searched.
+    ahead: (usize, usize, usize),
 }
 
 impl HashChains {
@@ -526,6 +529,7 @@ impl HashChains {
             prev: vec![0; chunk_size].into_boxed_slice(),
             hash3_bits: bits - 1,
             hash4_bits: bits,
+            ahead: (usize::MAX, 0, 0),
         }
     }
 
@@ -536,31 +540,53 @@ impl HashChains {
         self.hash4_bits = bits;
         self.head3[..1 << self.hash3_bits].fill(0);
         self.head4[..1 << self.hash4_bits].fill(0);
+        self.ahead = (usize::MAX, 0, 0);
+    }
+
+    /// The 3- and 4-byte hash buckets of the sequence `seq`.
+    #[inline(always)]
+    fn buckets(&self, seq: u32) -> (usize, usize) {
+        // The masks change nothing (the hashes have at most 15 and 16 bits); they only let
+        // the compiler see that the indexes are in range.
+        (
+            hash(seq << 8, self.hash3_bits) & ((1 << 15) - 1),
+            hash(seq, self.hash4_bits) & ((1 << 16) - 1),
+        )
     }
 
     /// Adds `pos` to the tables; returns the previous heads of its 3- and 4-byte hash
     /// buckets.
     #[inline(always)]
     fn insert(&mut self, seq: u32, pos: usize) -> (usize, usize) {
-        // The masks change nothing (the hashes have at most 15 and 16 bits); they only let
-        // the compiler see that the indexes are in range.
-        let h3 = hash(seq << 8, self.hash3_bits) & ((1 << 15) - 1);
-        let h4 = hash(seq, self.hash4_bits) & ((1 << 16) - 1);
-        let c3 = std::mem::replace(&mut self.head3[h3], pos as u16);
-        let c4 = std::mem::replace(&mut self.head4[h4], pos as u16);
+        let (h3, h4) = self.buckets(seq);
+        self.insert_at(h3, h4, pos)
+    }
+
+    #[inline(always)]
+    fn insert_at(&mut self, h3: usize, h4: usize, pos: usize) -> (usize, usize) {
+        let c3 = std::mem::replace(&mut self.head3[h3 & ((1 << 15) - 1)], pos as u16);
+        let c4 = std::mem::replace(&mut self.head4[h4 & ((1 << 16) - 1)], pos as u16);
         self.prev[pos] = c4;
         (usize::from(c3), usize::from(c4))
     }
 
-    /// Hints the cache to load the buckets that position `pos` will use, if it is not
-    /// too close to the end (searching the current position hides the latency).
+    /// Inserts `pos`, which is about to be searched, and works out (and starts loading)
+    /// the buckets of `pos + 1`, which a search usually comes to next.
     #[inline(always)]
-    fn prefetch_buckets(&self, data: &[u8], pos: usize) {
-        if let Some(b) = data.get(pos..pos + 4) {
-            let seq = u32::from_le_bytes(b.try_into().expect("four bytes"));
-            super::prefetch(&self.head3[hash(seq << 8, self.hash3_bits) & ((1 << 15) - 1)]);
-            super::prefetch(&self.head4[hash(seq, self.hash4_bits) & ((1 << 16) - 1)]);
+    fn insert_searched(&mut self, data: &[u8], seq: u32, pos: usize) -> (usize, usize) {
+        let (h3, h4) = if self.ahead.0 == pos {
+            (self.ahead.1, self.ahead.2)
+        } else {
+            self.buckets(seq)
+        };
+        let heads = self.insert_at(h3, h4, pos);
+        if let Some(b) = data.get(pos + 1..pos + 5) {
+            let (n3, n4) = self.buckets(u32::from_le_bytes(b.try_into().expect("four bytes")));
+            super::prefetch(&self.head3[n3]);
+            super::prefetch(&self.head4[n4]);
+            self.ahead = (pos + 1, n3, n4);
         }
+        heads
     }
 
     /// Inserts positions `from..to` without searching, stopping short of the input's end.
@@ -593,8 +619,12 @@ impl HashChains {
         let max_len = data.len() - pos;
         let seq = load_u32(data, pos);
         let (cand3, mut cand) = self.insert(seq, pos);
+        if cand3 == 0 {
+            // As in `longest_match`: no earlier position shares the first three bytes' hash.
+            return 0;
+        }
         let mut best_len = 0;
-        if cand3 != 0 && (load_u32(data, cand3) ^ seq) & 0xFF_FFFF == 0 {
+        if (load_u32(data, cand3) ^ seq) & 0xFF_FFFF == 0 {
             best_len = MIN_MATCH_LEN;
             out.push((MIN_MATCH_LEN as u32) << 16 | (pos - cand3) as u32);
         }
@@ -633,8 +663,7 @@ impl HashChains {
     ) -> (usize, usize) {
         let max_len = data.len() - pos;
         let seq = load_u32(data, pos);
-        let (cand3, mut cand) = self.insert(seq, pos);
-        self.prefetch_buckets(data, pos + 1);
+        let (cand3, mut cand) = self.insert_searched(data, seq, pos);
         let mut best_offset = 0;
         if best_len < MIN_MATCH_LEN && cand3 != 0 && (load_u32(data, cand3) ^ seq) & 0xFF_FFFF == 0
         {
@@ -660,6 +689,11 @@ impl HashChains {
         // after that, a candidate must also match the four bytes ending one past the best
         // length, which rejects most without extending them.
         if best_len < 4 {
+            // No earlier position shares even the first three bytes' hash: then none shares
+            // the first four bytes either, and the 4-byte chain holds only collisions.
+            if cand3 == 0 {
+                return (best_len, best_offset);
+            }
             loop {
                 if cand.wrapping_sub(1) >= limit || depth == 0 {
                     return (best_len, best_offset);
