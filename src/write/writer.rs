@@ -646,22 +646,11 @@ impl WimWriter {
         let out = &mut self.out;
         let pool = &self.pool;
         // Read here, compressed on the pool chunk by chunk (see `SolidStream::push`).
-        let got = (|| -> std::result::Result<Sha1Hash, ResourceError> {
-            let mut src = source.open().map_err(ResourceError::Read)?;
-            let mut hasher = Sha1::new();
-            let mut buf = vec![0u8; size.min(4 << 20) as usize];
-            let mut left = size;
-            while left > 0 {
-                let n = left.min(buf.len() as u64) as usize;
-                super::resource::fill(&mut *src, &mut buf[..n], size)?;
-                hasher.update(&buf[..n]);
-                stream.push(out, pool, &buf[..n])?;
-                left -= n as u64;
-                progress(n as u64);
-            }
-            super::resource::expect_eof(&mut *src, size)?;
-            Ok(hasher.finalize().into())
-        })()
+        let got = read_hashed(source, size, 4 << 20, &mut |piece| {
+            stream.push(out, pool, piece)?;
+            progress(piece.len() as u64);
+            Ok(())
+        })
         .map_err(|e| resource_error(what, e))?;
         if got != hash {
             return Err(changed(what));
@@ -1231,14 +1220,26 @@ pub fn solid_options_of(wim: &Wim) -> Option<ResourceOptions> {
 
 /// Reads a whole source once to learn its SHA-1.
 fn hash_source(source: &dyn BlobSource, size: u64) -> std::result::Result<Sha1Hash, ResourceError> {
+    read_hashed(source, size, 1 << 20, &mut |_| Ok(()))
+}
+
+/// Reads all `size` bytes of `source` in pieces of up to `piece` bytes, handing each to
+/// `each`, and returns the data's SHA-1. A source that is shorter or longer is an error.
+fn read_hashed(
+    source: &dyn BlobSource,
+    size: u64,
+    piece: usize,
+    each: &mut dyn FnMut(&[u8]) -> std::result::Result<(), ResourceError>,
+) -> std::result::Result<Sha1Hash, ResourceError> {
     let mut src = source.open().map_err(ResourceError::Read)?;
     let mut hasher = Sha1::new();
-    let mut buf = vec![0u8; size.min(1 << 20) as usize];
+    let mut buf = vec![0u8; size.min(piece as u64) as usize];
     let mut left = size;
     while left > 0 {
         let n = left.min(buf.len() as u64) as usize;
         super::resource::fill(&mut *src, &mut buf[..n], size)?;
         hasher.update(&buf[..n]);
+        each(&buf[..n])?;
         left -= n as u64;
     }
     super::resource::expect_eof(&mut *src, size)?;
