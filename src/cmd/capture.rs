@@ -8,7 +8,7 @@ use clap::Args;
 use wimfs::write::capture::{scan, CaptureOptions};
 use wimfs::write::{ImageDescription, WimWriter, WriterOptions};
 
-use super::compress::{compression_of, writer_options, CompressArg};
+use super::compress::{writer_options, CompressArg};
 
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
@@ -127,7 +127,7 @@ pub fn run_append(a: CaptureArgs) -> Result<i32> {
     } else {
         let w = WimWriter::append(&a.wimfile, opts)
             .with_context(|| format!("{}: opening to append", a.wimfile.display()))?;
-        if let Some(c) = a.compress.map(compression_of) {
+        if let Some(c) = a.compress.map(|c| c.compression) {
             if c != w.compression() {
                 bail!(
                     "{}: uses {} compression; appended images use the file's own \

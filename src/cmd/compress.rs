@@ -58,11 +58,6 @@ impl std::str::FromStr for CompressArg {
     }
 }
 
-/// The compression a `--compress` value names.
-pub fn compression_of(c: CompressArg) -> Compression {
-    c.compression
-}
-
 /// Checks a chunk size for a compression format, or picks its default.
 pub fn chunk_size_for(
     compression: Compression,

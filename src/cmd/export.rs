@@ -104,7 +104,7 @@ pub fn run(a: ExportArgs) -> Result<i32> {
     )?;
     if exists {
         let file = super::file_resources(&a.dest_wim)?;
-        if let Some(c) = a.compress.map(super::compress::compression_of) {
+        if let Some(c) = a.compress.map(|c| c.compression) {
             if c != file.compression && !a.rebuild {
                 bail!(
                     "{}: uses {} compression; images exported into it use the file's own \

@@ -390,7 +390,7 @@ const BT_HASH3_BITS: u32 = 15;
 
 /// How the binary-tree finder stores positions: `u32` in general, `u16` for buffers of up
 /// to [`SMALL_WINDOW`] bytes. The narrow form halves the tables, whose cache misses are what
-/// the search mostly waits for; the price is clearing the hash tables (about 200 KiB) once
+/// the search mostly waits for; the price is clearing the hash tables (about 260 KiB) once
 /// the buffers since the last clearing reach 64 KiB, so for nearly every full 32 KiB chunk.
 pub(super) trait Pos: Copy + Default + std::fmt::Debug + 'static {
     /// Stored values stay below this.
