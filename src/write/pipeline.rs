@@ -29,9 +29,12 @@ use crate::format::Sha1Hash;
 const AHEAD_BYTES: u64 = 32 << 20;
 /// Most tasks in flight (bounds the bookkeeping for trees of tiny files).
 const AHEAD_TASKS: usize = 4096;
-/// Uncompressed bytes per task of a big blob: a few chunks when chunks are small, so that
-/// handing out a task costs little next to doing it.
+/// Uncompressed bytes per task: a few chunks of a big blob when chunks are small, or a run
+/// of small blobs, so that handing out a task (and waking threads for it and its result)
+/// costs little next to doing it.
 const TASK_BYTES: usize = 256 << 10;
+/// Most small blobs per task.
+const TASK_BLOBS: usize = 64;
 
 /// Where the stream writes, and what it wrote.
 pub(super) struct Sink<'a, W> {
@@ -65,8 +68,8 @@ impl<'a, W: Write + Seek> Sink<'a, W> {
 
 /// One entry of the stream, in file order.
 enum Step {
-    /// A small blob, encoded by a worker.
-    Small(usize),
+    /// A run of small blobs, encoded by a worker.
+    Small(Vec<usize>),
     /// The start of big blob `job`: its chunk table's place.
     BigStart(usize),
     /// Some chunks of big blob `job` (the current one), compressed by a worker.
@@ -79,7 +82,7 @@ enum Step {
 
 /// What a worker returns.
 enum Done {
-    Small(std::result::Result<Encoded, ResourceError>),
+    Small(Vec<std::result::Result<Encoded, ResourceError>>),
     /// The raw chunks and, per chunk, its compressed form (`None`: store it raw).
     Chunks(
         Vec<u8>,
@@ -124,21 +127,21 @@ pub(super) fn write_stream<W: Write + Seek>(
     hashes: &mut [Sha1Hash],
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<()> {
-    // Data some task has taken on to write, by the earliest such task's sequence number: a
-    // later task that reads the same data only hashes it. The earliest task always
-    // compresses (should a later one have claimed the data first, both do), so the file's
-    // layout does not depend on which worker ran first.
-    let claimed: Mutex<FxHashMap<Sha1Hash, u64>> = Mutex::new(FxHashMap::default());
-    let known = |h: &Sha1Hash, seq: u64| {
+    // Data some small blob's task has taken on to write, by the earliest such job: a later
+    // job that reads the same data only hashes it. The earliest job always compresses
+    // (should a later one have claimed the data first, both do), so the file's layout does
+    // not depend on which worker ran first.
+    let claimed: Mutex<FxHashMap<Sha1Hash, usize>> = Mutex::new(FxHashMap::default());
+    let known = |h: &Sha1Hash, job: usize| {
         if present(h) {
             return true;
         }
         let mut claimed = claimed.lock();
-        let first = claimed.entry(*h).or_insert(seq);
-        if *first < seq {
+        let first = claimed.entry(*h).or_insert(job);
+        if *first < job {
             return true;
         }
-        *first = seq;
+        *first = job;
         false
     };
     let (tx, rx) = mpsc::channel::<(u64, Outcome)>();
@@ -156,6 +159,24 @@ pub(super) fn write_stream<W: Write + Seek>(
             rx,
         };
         let known = &known;
+        // Small blobs gathered for the next task, and their bytes.
+        let mut batch: Vec<usize> = Vec::new();
+        let mut batch_bytes = 0u64;
+        let send_batch = |flow: &mut Flow<'_, '_, W>, batch: Vec<usize>, bytes| {
+            let seq = flow.push(Step::Small(batch.clone()), bytes, true)?;
+            let tx = tx.clone();
+            scope.spawn_fifo(move |_| {
+                let r = catch_unwind(AssertUnwindSafe(|| {
+                    let encoded = batch.iter().map(|&i| {
+                        let j = &jobs[i];
+                        encode_small(j.source, j.size, opts, &|h| known(h, i))
+                    });
+                    Done::Small(encoded.collect())
+                }));
+                let _ = tx.send((seq, r));
+            });
+            Ok::<(), Error>(())
+        };
         // Blobs known by hash that an earlier job of the stream writes.
         let mut expected_ahead: FxHashSet<Sha1Hash> = FxHashSet::default();
         for (i, j) in jobs.iter().enumerate() {
@@ -167,16 +188,17 @@ pub(super) fn write_stream<W: Write + Seek>(
                 }
             }
             if j.size <= SMALL_BLOB {
-                let seq = flow.push(Step::Small(i), j.size, true)?;
-                let tx = tx.clone();
-                scope.spawn_fifo(move |_| {
-                    let r = catch_unwind(AssertUnwindSafe(|| {
-                        let known = |h: &Sha1Hash| known(h, seq);
-                        Done::Small(encode_small(j.source, j.size, opts, &known))
-                    }));
-                    let _ = tx.send((seq, r));
-                });
+                batch.push(i);
+                batch_bytes += j.size;
+                if batch_bytes >= TASK_BYTES as u64 || batch.len() >= TASK_BLOBS {
+                    send_batch(&mut flow, std::mem::take(&mut batch), batch_bytes)?;
+                    batch_bytes = 0;
+                }
                 continue;
+            }
+            if !batch.is_empty() {
+                send_batch(&mut flow, std::mem::take(&mut batch), batch_bytes)?;
+                batch_bytes = 0;
             }
             if opts.compression == Compression::None {
                 flow.push(Step::Stored(i), 0, false)?;
@@ -213,6 +235,9 @@ pub(super) fn write_stream<W: Write + Seek>(
             }
             expect_eof(&mut *src, j.size).map_err(|e| resource_error(j.what, e))?;
             flow.push(Step::BigEnd(i, hasher.finalize().into()), 0, false)?;
+        }
+        if !batch.is_empty() {
+            send_batch(&mut flow, batch, batch_bytes)?;
         }
         while !flow.slots.is_empty() {
             flow.wait_one()?;
@@ -282,30 +307,10 @@ impl<W: Write + Seek> Flow<'_, '_, W> {
 
     fn write(&mut self, step: Step, done: Option<Done>) -> Result<()> {
         match (step, done) {
-            (Step::Small(i), Some(Done::Small(r))) => {
-                let j = &self.jobs[i];
-                let e = r.map_err(|e| resource_error(j.what, e))?;
-                if j.expected.is_some_and(|h| h != e.hash) {
-                    return Err(changed(j.what));
+            (Step::Small(batch), Some(Done::Small(results))) => {
+                for (i, r) in batch.into_iter().zip(results) {
+                    self.write_small(i, r)?;
                 }
-                self.hashes[i] = e.hash;
-                (self.progress)(e.size);
-                if (self.present)(&e.hash) || self.sink.added_set.contains(&e.hash) {
-                    return Ok(());
-                }
-                if e.bytes.is_empty() && e.size > 0 {
-                    // Read as a copy of an earlier task's data, which must have been written.
-                    return Err(Error::invalid(
-                        j.what,
-                        "its data was read as a copy of another file's, which was not written",
-                    ));
-                }
-                let reshdr = e.reshdr(self.sink.pos);
-                self.sink
-                    .out
-                    .write_all(&e.bytes)
-                    .map_err(|err| resource_error(j.what, ResourceError::Write(err)))?;
-                self.sink.add(e.hash, reshdr);
             }
             (Step::BigStart(i), None) => {
                 let j = &self.jobs[i];
@@ -353,6 +358,37 @@ impl<W: Write + Seek> Flow<'_, '_, W> {
             }
             _ => unreachable!("a step gets the result of its own kind"),
         }
+        Ok(())
+    }
+
+    fn write_small(
+        &mut self,
+        i: usize,
+        r: std::result::Result<Encoded, ResourceError>,
+    ) -> Result<()> {
+        let j = &self.jobs[i];
+        let e = r.map_err(|e| resource_error(j.what, e))?;
+        if j.expected.is_some_and(|h| h != e.hash) {
+            return Err(changed(j.what));
+        }
+        self.hashes[i] = e.hash;
+        (self.progress)(e.size);
+        if (self.present)(&e.hash) || self.sink.added_set.contains(&e.hash) {
+            return Ok(());
+        }
+        if e.bytes.is_empty() && e.size > 0 {
+            // Read as a copy of an earlier job's data, which must have been written.
+            return Err(Error::invalid(
+                j.what,
+                "its data was read as a copy of another file's, which was not written",
+            ));
+        }
+        let reshdr = e.reshdr(self.sink.pos);
+        self.sink
+            .out
+            .write_all(&e.bytes)
+            .map_err(|err| resource_error(j.what, ResourceError::Write(err)))?;
+        self.sink.add(e.hash, reshdr);
         Ok(())
     }
 
