@@ -675,8 +675,8 @@ impl Shifts for SmallTables {
 /// One input's view of the [`HashChains`]. The parsers hold it in a local, so that the
 /// tables' addresses, the hash shifts and the buckets worked out ahead stay in registers.
 ///
-/// Each position is inserted once, and searches insert the position they search, in
-/// increasing order (the parsers only move forward).
+/// Positions are inserted at most once and in increasing order (the parsers only move
+/// forward); a search inserts the position it searches.
 struct Finder<'a, S> {
     data: &'a [u8],
     head3: &'a mut [u16; 1 << 15],
