@@ -252,6 +252,73 @@ fn errors_name_the_problem_and_leave_no_file() {
     assert!(!wim.exists());
 }
 
+/// A file or directory the capturing user cannot read stops the capture with an error naming
+/// it, or with `--skip-unreadable` is left out with a warning naming it. As root everything
+/// is readable, so then the capture runs as `nobody` (through `setpriv`).
+#[test]
+fn unreadable_files_are_named_or_skipped() {
+    let tmp = tempdir();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("open")).unwrap();
+    fs::write(src.join("open/readable.txt"), "anyone may read this").unwrap();
+    fs::write(src.join("secret.txt"), "nobody may read this").unwrap();
+    fs::create_dir(src.join("locked")).unwrap();
+    fs::write(src.join("locked/inside.txt"), "behind a locked door").unwrap();
+    fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    // The binary, copied where the other user can run it whatever the checkout's modes.
+    let exe = tmp.path().join("wimfs");
+    fs::copy(wimfs(), &exe).unwrap();
+    let as_user = |args: &[&str], wim: &Path| {
+        let mut c = if running_as_root() {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        c.arg("capture").arg(&src).arg(wim).args(args);
+        run(&mut c)
+    };
+
+    let wim = tmp.path().join("strict.wim");
+    let out = as_user(&[], &wim);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "capture of unreadable files succeeded"
+    );
+    assert!(
+        err.contains("secret.txt") || err.contains("locked"),
+        "the error names neither unreadable entry: {err}"
+    );
+    assert!(err.contains("--skip-unreadable"), "{err}");
+    assert!(!wim.exists());
+
+    let wim = tmp.path().join("skipping.wim");
+    let out = as_user(&["--skip-unreadable"], &wim);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("secret.txt") && err.contains("locked"),
+        "{err}"
+    );
+    ok(wimlib(["verify"]).arg(&wim));
+    let listing = ok(wimlib(["dir"]).arg(&wim).arg("1"));
+    assert!(listing.contains("/open/readable.txt"), "{listing}");
+    assert!(!listing.contains("secret.txt"), "{listing}");
+    assert!(!listing.contains("inside.txt"), "{listing}");
+}
+
+/// Whether this process runs as root (whose reads no file mode stops).
+fn running_as_root() -> bool {
+    fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false)
+}
+
 #[test]
 fn a_concurrent_writer_is_refused() {
     let tmp = tempdir();
