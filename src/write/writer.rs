@@ -572,7 +572,8 @@ impl WimWriter {
 
     /// Writes many blobs, as [`WimWriter::write_blob`] would one by one, in the order
     /// given, but as one stream of work for every core (see `pipeline`): small blobs are
-    /// read and compressed by the workers, one task each, big ones a few chunks per task.
+    /// read and compressed by the workers, a run of them per task, big ones a few chunks
+    /// per task.
     /// Returns the hash of each.
     pub fn write_blobs(
         &mut self,
@@ -688,20 +689,8 @@ impl WimWriter {
             progress(loc.size);
             return Ok(());
         }
-        let res = src.resource(loc);
-        let whole = loc.offset == 0 && loc.size == res.uncompressed_size;
-        let same_format = match res.storage {
-            Storage::Raw => true,
-            Storage::Chunked {
-                compression,
-                chunk_size,
-            } => {
-                compression == self.opts.resources.compression
-                    && chunk_size == self.opts.resources.chunk_size
-            }
-            Storage::Solid { .. } => false,
-        };
-        if whole && same_format && !recompress && self.opts.solid.is_none() {
+        if self.copies_as_is(src, loc, recompress) {
+            let res = src.resource(loc);
             self.close_solid()?;
             let part = &src.parts[res.part];
             let start = self.pos;
@@ -727,17 +716,60 @@ impl WimWriter {
             self.order.push(loc.hash);
             return Ok(());
         }
-        let what = PathBuf::from(format!(
-            "{}: blob {}",
-            src.path().display(),
-            hash_hex(&loc.hash)
-        ));
-        let source = WimBlob {
-            wim: src,
-            loc: *loc,
+        self.recompress_blobs(src, std::slice::from_ref(loc), progress)
+    }
+
+    /// Whether [`WimWriter::copy_blob`] copies blob `loc` of `src` as it is stored: a
+    /// whole non-solid resource already compressed the way this file wants, unless
+    /// `recompress`.
+    fn copies_as_is(&self, src: &Wim, loc: &BlobLocation, recompress: bool) -> bool {
+        let res = src.resource(loc);
+        let whole = loc.offset == 0 && loc.size == res.uncompressed_size;
+        let same_format = match res.storage {
+            Storage::Raw => true,
+            Storage::Chunked {
+                compression,
+                chunk_size,
+            } => {
+                compression == self.opts.resources.compression
+                    && chunk_size == self.opts.resources.chunk_size
+            }
+            Storage::Solid { .. } => false,
         };
-        self.write_blob(&source, loc.size, Some(loc.hash), &what, progress)
-            .map(|_| ())
+        whole && same_format && !recompress && self.opts.solid.is_none()
+    }
+
+    /// Decodes blobs `locs` of `src` and writes them compressed this file's way, as one
+    /// stream of work for every core ([`WimWriter::write_blobs`]); reads of solid
+    /// resources go through the source's chunk cache, which decodes each chunk once.
+    fn recompress_blobs(
+        &mut self,
+        src: &Wim,
+        locs: &[BlobLocation],
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<()> {
+        let whats: Vec<PathBuf> = locs
+            .iter()
+            .map(|l| {
+                PathBuf::from(format!(
+                    "{}: blob {}",
+                    src.path().display(),
+                    hash_hex(&l.hash)
+                ))
+            })
+            .collect();
+        let sources: Vec<WimBlob<'_>> = locs.iter().map(|&loc| WimBlob { wim: src, loc }).collect();
+        let jobs: Vec<BlobJob<'_>> = sources
+            .iter()
+            .zip(&whats)
+            .map(|(s, what)| BlobJob {
+                source: s,
+                size: s.loc.size,
+                expected: Some(s.loc.hash),
+                what,
+            })
+            .collect();
+        self.write_blobs(&jobs, progress).map(|_| ())
     }
 
     /// Adds image `index` of `src` with everything it refers to. `xml` describes it (usually
@@ -772,6 +804,9 @@ impl WimWriter {
             .filter_map(|h| src.blob(h).map(|l| l.size))
             .sum();
         self.plan_solid(total);
+        // Blobs copied as they are go one by one; runs of blobs between them that need
+        // compressing go to the workers together.
+        let mut run: Vec<BlobLocation> = Vec::new();
         for h in hashes {
             let l = *src.blob(h).ok_or_else(|| {
                 Error::invalid(
@@ -782,8 +817,16 @@ impl WimWriter {
                     ),
                 )
             })?;
-            self.copy_blob(src, &l, recompress, progress)?;
+            if self.blobs.contains_key(&l.hash) {
+                progress(l.size);
+            } else if self.copies_as_is(src, &l, recompress) {
+                self.recompress_blobs(src, &std::mem::take(&mut run), progress)?;
+                self.copy_blob(src, &l, recompress, progress)?;
+            } else {
+                run.push(l);
+            }
         }
+        self.recompress_blobs(src, &run, progress)?;
         let xml = match xml {
             Some(x) => x,
             None => XmlImage::New(ImageXml::from_image(
