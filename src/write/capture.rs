@@ -399,8 +399,10 @@ impl Scanner<'_> {
             }
         }
         if ft.is_file() {
-            if let Err(e) = fs::File::open(path) {
-                return self.unreadable(path, e, "open the file");
+            // Whether it can be read, asked without opening it (which would cost an open and
+            // a close per file; the data is only read when it is written).
+            if let Err(e) = rustix::fs::access(path, rustix::fs::Access::READ_OK) {
+                return self.unreadable(path, e.into(), "read the file");
             }
             // Fewer blocks than the size needs means holes, which wimlib marks as sparse.
             let attr = if m.blocks() < m.size().div_ceil(512) {
