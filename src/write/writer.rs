@@ -748,6 +748,9 @@ impl WimWriter {
         locs: &[BlobLocation],
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<()> {
+        if locs.is_empty() {
+            return Ok(());
+        }
         let whats: Vec<PathBuf> = locs
             .iter()
             .map(|l| {
