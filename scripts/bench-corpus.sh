@@ -23,4 +23,4 @@ capture() {
     echo "$wim"
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+. scripts/bench-lib.sh

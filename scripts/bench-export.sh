@@ -17,17 +17,9 @@ runs=${RUNS:-3}
 cases=${CASES:-xpress>lzx solid>lzx}
 . scripts/bench-corpus.sh
 
-timeit() { # command... -> seconds
-    local s e
-    s=$(date +%s.%N)
-    "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; echo 0; return; }
-    e=$(date +%s.%N)
-    echo "$e - $s" | bc -l
-}
-
 out=$(mktemp -d "${TMPDIR:-/tmp}/wimfs-bench-export.XXXXXX")
 trap 'rm -rf "$out"' EXIT
-printf '%-12s %10s %10s %9s %9s %9s %9s\n' case wimfs_MB wimlib_MB size_x wimfs_s wimlib_s time_x
+size_time_header
 for c in $cases; do
     from=${c%%>*}
     to=${c##*>}
@@ -43,11 +35,5 @@ for c in $cases; do
         ours+=("$(timeit "$wimfs" export "$src" 1 "$out/ours.wim" --compress="$to" --quiet)")
         theirs+=("$(timeit wimlib-imagex export "$src" 1 "$out/theirs.wim" --compress="$to")")
     done
-    a=$(printf '%s\n' "${ours[@]}" | median)
-    b=$(printf '%s\n' "${theirs[@]}" | median)
-    sa=$(stat -c %s "$out/ours.wim" 2>/dev/null || echo 0)
-    sb=$(stat -c %s "$out/theirs.wim")
-    wimlib-imagex verify "$out/ours.wim" >/dev/null 2>&1 || echo "$c: wimlib-imagex verify FAILED on the wimfs WIM" >&2
-    printf '%-12s %10.1f %10.1f %9.4f %9.2f %9.2f %9.2f\n' "$c" "$(echo "$sa / 1048576" | bc -l)" \
-        "$(echo "$sb / 1048576" | bc -l)" "$(echo "$sa / $sb" | bc -l)" "$a" "$b" "$(echo "$a / $b" | bc -l)"
+    size_time_row "$c" "$out/ours.wim" "$out/theirs.wim" "${ours[@]}" -- "${theirs[@]}"
 done

@@ -16,14 +16,6 @@ runs=${RUNS:-3}
 formats=${FORMATS:-xpress lzx lzms solid}
 . scripts/bench-corpus.sh
 
-timeit() { # command... -> seconds
-    local s e
-    s=$(date +%s.%N)
-    "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; echo 0; return; }
-    e=$(date +%s.%N)
-    echo "$e - $s" | bc -l
-}
-
 printf '%-8s %10s %12s %12s %8s\n' format size_MB wimfs_s wimlib_s ratio
 for f in $formats; do
     case $f in

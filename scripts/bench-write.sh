@@ -30,21 +30,12 @@ else
     done
     echo "corpus: $(du -sm "$src" | cut -f1) MB in $src" >&2
 fi
-
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-
-timeit() { # command... -> seconds
-    local s e
-    s=$(date +%s.%N)
-    "$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; echo 0; return; }
-    e=$(date +%s.%N)
-    echo "$e - $s" | bc -l
-}
+. scripts/bench-lib.sh
 
 wl_threads=()
 [ "$threads" = 0 ] || wl_threads=(--threads="$threads")
 tar cf - "$src" 2>/dev/null > /dev/null # same page-cache state for both tools
-printf '%-8s %10s %10s %9s %9s %9s %9s\n' format wimfs_MB wimlib_MB size_x wimfs_s wimlib_s time_x
+size_time_header
 for f in $formats; do
     case $f in
         xpress) args=(--compress=xpress) ;;
@@ -59,11 +50,5 @@ for f in $formats; do
         ours+=("$(timeit "$wimfs" capture "$src" "$dir/ours.wim" bench --quiet --threads "$threads" "${args[@]}")")
         theirs+=("$(timeit wimlib-imagex capture "$src" "$dir/theirs.wim" bench "${wl_threads[@]}" "${args[@]}")")
     done
-    a=$(printf '%s\n' "${ours[@]}" | median)
-    b=$(printf '%s\n' "${theirs[@]}" | median)
-    sa=$(stat -c %s "$dir/ours.wim" 2>/dev/null || echo 0)
-    sb=$(stat -c %s "$dir/theirs.wim")
-    wimlib-imagex verify "$dir/ours.wim" >/dev/null 2>&1 || echo "$f: wimlib-imagex verify FAILED on the wimfs WIM" >&2
-    printf '%-8s %10.1f %10.1f %9.4f %9.2f %9.2f %9.2f\n' "$f" "$(echo "$sa / 1048576" | bc -l)" \
-        "$(echo "$sb / 1048576" | bc -l)" "$(echo "$sa / $sb" | bc -l)" "$a" "$b" "$(echo "$a / $b" | bc -l)"
+    size_time_row "$f" "$dir/ours.wim" "$dir/theirs.wim" "${ours[@]}" -- "${theirs[@]}"
 done
