@@ -236,10 +236,15 @@ impl Parse {
         }
     }
 
-    /// Ends the parse `rec` made: its items become [`Parse::items`].
-    fn finish(&mut self, len: usize) {
-        // SAFETY: the recorder initialised the first `len` slots of the spare capacity
-        // (it only ever writes slot `len` and then counts it).
+    /// Ends the parse the recorder of [`Parse::start`] made: its `len` items become
+    /// [`Parse::items`]. (The recorder borrows the spare capacity as a slice, which keeps
+    /// the vector's fields out of its hot loop, so it cannot set the length itself.)
+    ///
+    /// # Safety
+    /// `len` must be the `len` of the recorder `start` returned, after its last item.
+    unsafe fn finish(&mut self, len: usize) {
+        // SAFETY: that recorder wrote slots `0..len` of the spare capacity (it writes slot
+        // `len` and only then counts it), so they are initialised and within capacity.
         unsafe { self.items.set_len(len) };
     }
 
@@ -267,7 +272,8 @@ impl Parse {
             }
         }
         let n = rec.len;
-        self.finish(n);
+        // SAFETY: `n` is the final count of the recorder `start` returned.
+        unsafe { self.finish(n) };
     }
 
     #[inline(always)]
@@ -314,7 +320,8 @@ impl Parse {
             pos += len;
         }
         let n = rec.len;
-        self.finish(n);
+        // SAFETY: `n` is the final count of the recorder `start` returned.
+        unsafe { self.finish(n) };
     }
 }
 
@@ -385,7 +392,8 @@ impl Optimal {
                 }
             }
             let n = rec.len;
-            parse.finish(n);
+            // SAFETY: `n` is the final count of the recorder `start` returned.
+            unsafe { parse.finish(n) };
             if pass + 1 < self.passes {
                 parse.freqs[END_OF_DATA] += 1;
                 code.build_lengths(&parse.freqs);
