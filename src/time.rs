@@ -2,6 +2,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use chrono::Datelike;
+
 /// 100 ns ticks between 1601-01-01 and 1970-01-01.
 const EPOCH_DIFF: u64 = 116_444_736_000_000_000;
 
@@ -37,11 +39,13 @@ pub fn now_filetime() -> u64 {
     unix_to_filetime(d.as_secs() as i64, d.subsec_nanos())
 }
 
-/// Formats a FILETIME like `Wed Nov 25 11:46:57 2026 UTC`.
+/// Formats a FILETIME as wimlib-imagex prints one, `Wed Dec 02 09:05:07 2026 UTC`: English
+/// names whatever the locale, every number zero-padded, always in UTC, seconds truncated.
 pub fn format_filetime(ft: u64) -> String {
-    let (s, n) = filetime_to_unix(ft);
-    match chrono::DateTime::from_timestamp(s, n) {
-        Some(t) => t.format("%a %b %e %H:%M:%S %Y UTC").to_string(),
+    let (s, _) = filetime_to_unix(ft);
+    match chrono::DateTime::from_timestamp(s, 0) {
+        // C's %Y: the plain year, no sign or padding past 9999 as chrono's %Y would add.
+        Some(t) => format!("{} {} UTC", t.format("%a %b %d %H:%M:%S"), t.year()),
         None => format!("FILETIME {ft:#x}"),
     }
 }
@@ -59,5 +63,16 @@ mod tests {
             "Wed Nov 25 11:46:57 2026 UTC"
         );
         assert_eq!(filetime_to_unix(0).0, -11_644_473_600);
+    }
+
+    #[test]
+    fn format_pads_like_wimlib() {
+        // 2026-12-02 09:05:07.9999999 UTC: day, hour, minute and second all need a zero, and
+        // the fraction is dropped, not rounded.
+        let ft = unix_to_filetime(1_796_202_307, 999_999_900);
+        assert_eq!(format_filetime(ft), "Wed Dec 02 09:05:07 2026 UTC");
+        // A missing time (0) is the FILETIME epoch, as wimlib prints it.
+        assert_eq!(format_filetime(0), "Mon Jan 01 00:00:00 1601 UTC");
+        assert_eq!(format_filetime(u64::MAX), "Sun May 28 05:36:10 60056 UTC");
     }
 }

@@ -94,6 +94,11 @@ fn check_wim(wim: &Path, image: &str, refs: &[String], seven_zip: bool) {
         serde_json::from_str(&ok(wimfs_cmd(["info", "--json"]).arg(wim).args(&r)))
             .expect("info --json parses");
     let (hdr, imgs) = wimlib_info(wim, refs);
+    // The text scripts parse: line for line what wimlib-imagex prints (it reads part 1 of a
+    // split set alone).
+    let ours = ok(wimfs_cmd(["info"]).arg(wim).args(&r));
+    let theirs = ok(wimlib(["info"]).arg(wim));
+    assert_eq!(ours, theirs, "info text differs from wimlib-imagex info");
     assert_eq!(json["image_count"].to_string(), hdr["Image Count"]);
     assert_eq!(json["compression"].as_str().unwrap(), hdr["Compression"]);
     if let Some(cs) = hdr.get("Chunk Size") {
@@ -305,5 +310,81 @@ fn metadata_round_trips_byte_identical() {
         assert!(lowered == original, "{args:?}: metadata bytes differ");
         let again = wimfs::Image::from_metadata(&wim, 1, &lowered).unwrap();
         assert_eq!(again, img);
+    }
+}
+
+/// `dir --detailed` and `info` print times exactly as wimlib-imagex does: zero-padded days,
+/// hours, minutes and seconds, English names and UTC whatever the locale and time zone, and
+/// dates before 1970 and after 2038. The times are fixed, so today's date plays no part.
+#[test]
+fn times_print_as_wimlib_prints_them() {
+    let dir = tempdir();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // (name, Unix seconds): single-digit days and hours, the 1st and the 9th, the 10th and
+    // the 31st, leap day, before the Unix epoch, past 2038.
+    let times: &[(&str, i64)] = &[
+        ("d01", 1_796_083_505),    // Tue Dec 01 00:05:05 2026
+        ("d02", 1_796_202_307),    // Wed Dec 02 09:05:07 2026
+        ("d09", 1_796_810_399),    // Wed Dec 09 09:59:59 2026
+        ("d10", 1_796_860_800),    // Thu Dec 10 00:00:00 2026
+        ("d31", 1_798_761_599),    // Thu Dec 31 23:59:59 2026
+        ("leap", 1_709_164_800),   // Thu Feb 29 00:00:00 2024
+        ("old", -14_182_940),      // Sun Jul 20 20:17:40 1969
+        ("future", 4_107_542_400), // Mon Mar 01 00:00:00 2100
+    ];
+    for (name, t) in times {
+        let p = src.join(name);
+        std::fs::write(&p, name).unwrap();
+        let ft = filetime::FileTime::from_unix_time(*t, 0);
+        filetime::set_file_times(&p, ft, ft).unwrap();
+    }
+    let env_of = |c: &mut Command| {
+        // A zone west of UTC and a non-English locale: neither may change what is printed.
+        c.env("TZ", "America/Los_Angeles")
+            .env("LANG", "de_DE.UTF-8")
+            .env("LC_ALL", "de_DE.UTF-8");
+    };
+    for (writer, wim) in [
+        ("wimlib", dir.path().join("a.wim")),
+        ("wimfs", dir.path().join("b.wim")),
+    ] {
+        if writer == "wimlib" {
+            ok(wimlib(["capture"]).arg(&src).arg(&wim));
+        } else {
+            ok(wimfs_cmd(["capture"]).arg(&src).arg(&wim));
+        }
+        let mut c = wimfs_cmd(["dir", "--detailed"]);
+        c.arg(&wim).arg("1");
+        env_of(&mut c);
+        let ours = ok(&mut c);
+        let theirs = ok(wimlib(["dir", "--detailed"]).arg(&wim).arg("1"));
+        let time_lines = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with("Full Path") || l.contains(" Time "))
+                .map(str::to_string)
+                .collect()
+        };
+        let (a, b) = (time_lines(&ours), time_lines(&theirs));
+        assert_eq!(a.len(), 4 * (times.len() + 1), "{writer}: {ours}");
+        assert_eq!(
+            a, b,
+            "{writer}: times differ from wimlib-imagex dir --detailed"
+        );
+        for needle in [
+            "Tue Dec 01 00:05:05 2026 UTC",
+            "Sun Jul 20 20:17:40 1969 UTC",
+            "Mon Mar 01 00:00:00 2100 UTC",
+        ] {
+            assert!(ours.contains(needle), "{writer}: {needle} not in {ours}");
+        }
+        let mut c = wimfs_cmd(["info"]);
+        c.arg(&wim);
+        env_of(&mut c);
+        assert_eq!(
+            ok(&mut c),
+            ok(wimlib(["info"]).arg(&wim)),
+            "{writer}: info differs"
+        );
     }
 }

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use serde_json::{json, Value};
-use wimfs::format::header::{FLAG_NAMES, FLAG_RP_FIX};
+use wimfs::format::header::{
+    FLAG_METADATA_ONLY, FLAG_NAMES, FLAG_READONLY, FLAG_RESOURCE_ONLY, FLAG_RP_FIX,
+};
 use wimfs::format::xml::{Element, ImageInfo};
 use wimfs::time::format_filetime;
 
@@ -142,18 +144,28 @@ pub fn run(a: InfoArgs) -> Result<i32> {
         println!("Version:        {}", h.version);
         println!("Image Count:    {}", wim.image_count());
         println!("Compression:    {}", compression.name());
-        if compression != wimfs::codec::Compression::None {
-            println!("Chunk Size:     {} bytes", h.chunk_size);
-        }
+        println!("Chunk Size:     {} bytes", h.chunk_size);
         println!("Part Number:    {}/{}", h.part_number, h.total_parts);
         println!("Boot Index:     {}", h.boot_index);
-        println!("Size:           {} bytes", wim.file_size());
+        // wimlib-imagex prints the XML's TOTALBYTES here (the file up to its XML data).
+        println!(
+            "Size:           {} bytes",
+            wim.xml().total_bytes.unwrap_or(0)
+        );
+        // The same attributes in the same order as wimlib-imagex (pipable WIMs are not read).
         let mut attrs = Vec::new();
         if !h.integrity.is_empty() {
             attrs.push("Integrity info");
         }
-        if h.flags & FLAG_RP_FIX != 0 {
-            attrs.push("Relative path junction");
+        for (flag, name) in [
+            (FLAG_RP_FIX, "Relative path junction"),
+            (FLAG_RESOURCE_ONLY, "Resource only"),
+            (FLAG_METADATA_ONLY, "Metadata only"),
+            (FLAG_READONLY, "Readonly"),
+        ] {
+            if h.flags & flag != 0 {
+                attrs.push(name);
+            }
         }
         println!("Attributes:     {}", attrs.join(", "));
         match integrity_ok {
@@ -181,13 +193,11 @@ pub fn run(a: InfoArgs) -> Result<i32> {
         println!("Hard Link Bytes:        {}", i.hard_link_bytes.unwrap_or(0));
         println!(
             "Creation Time:          {}",
-            i.creation_time.map(format_filetime).unwrap_or_default()
+            format_filetime(i.creation_time.unwrap_or(0))
         );
         println!(
             "Last Modification Time: {}",
-            i.last_modification_time
-                .map(format_filetime)
-                .unwrap_or_default()
+            format_filetime(i.last_modification_time.unwrap_or(0))
         );
         let mut extra = Vec::new();
         flatten(&i.element, "", &mut extra);
