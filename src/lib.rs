@@ -35,7 +35,7 @@ pub mod write;
 
 pub use error::{Error, Result};
 pub use image::{Dentry, Image, Inode, Stream, StreamKind};
-pub use read::{BlobReader, ChunkCache, OpenOptions, Wim};
+pub use read::{BlobReader, CheckedBlobReader, ChunkCache, OpenOptions, Wim};
 
 impl Wim {
     /// A `Read + Seek` over a stream of an inode (`None` reads as empty).

@@ -419,6 +419,8 @@ impl RwMount {
             *lock = Arc::new(TargetLock::acquire(&target)?);
         }
         fs.set_image_index(index);
+        // Everything up to here is in the WIM (changes waited at the gate meanwhile).
+        fs.mark_committed();
         fs.start_journal(&target, &meta)
             .map_err(|e| Error::io(fs.overlay().dir(), "restarting the journal", e))?;
         Ok(())

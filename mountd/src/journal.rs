@@ -132,9 +132,6 @@ pub enum Record {
 pub struct Journal {
     file: File,
     path: PathBuf,
-    /// Whether the journal's replacement of the previous one is on disk yet (made so by the
-    /// first [`Journal::sync`]).
-    durable: std::sync::atomic::AtomicBool,
     /// Set after a failed write: later lines would not replay correctly, so none are written.
     broken: bool,
 }
@@ -150,11 +147,12 @@ fn flock(file: &File, how: libc::c_int) -> io::Result<()> {
 
 impl Journal {
     /// Starts a journal at `dir/journal` (replacing one there atomically) whose first line is
-    /// `base` and whose next lines are `lines`. It is not synced yet: until the first
-    /// [`Journal::sync`] a crash may leave the previous journal, which only happens to hold
-    /// nothing that needs saving (none at mount time; after a commit, one that ends with that
-    /// commit, which reached the WIM).
+    /// `base` and whose next lines are `lines`. The new journal's contents are synced before
+    /// it replaces the old one and the directory after, so a power cut leaves either the
+    /// old journal (which ends with the commit that reached the WIM, or is the mount's
+    /// empty first one) or the complete new one, never a torn or empty file.
     pub fn start(dir: &Path, base: &Record, lines: &[Record]) -> io::Result<Journal> {
+        use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join(JOURNAL_NAME);
         let tmp = dir.join(format!("{JOURNAL_NAME}.new"));
         let mut file = OpenOptions::new()
@@ -162,6 +160,7 @@ impl Journal {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&tmp)?;
         flock(&file, libc::LOCK_EX | libc::LOCK_NB)?;
         let mut text = String::new();
@@ -170,11 +169,12 @@ impl Journal {
             text.push('\n');
         }
         file.write_all(text.as_bytes())?;
+        file.sync_all()?;
         std::fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()?;
         Ok(Journal {
             file,
             path,
-            durable: std::sync::atomic::AtomicBool::new(false),
             broken: false,
         })
     }
@@ -207,19 +207,10 @@ impl Journal {
         self.broken = true;
     }
 
-    /// Flushes the journal to disk (the first time, with the directory entry that makes it
-    /// the journal).
+    /// Flushes the lines appended so far to disk (the journal's own directory entry is
+    /// durable from [`Journal::start`] on).
     pub fn sync(&self) -> io::Result<()> {
-        use std::sync::atomic::Ordering;
-        if self.durable.load(Ordering::Acquire) {
-            return self.file.sync_data();
-        }
-        self.file.sync_all()?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        self.durable.store(true, Ordering::Release);
-        Ok(())
+        self.file.sync_data()
     }
 }
 

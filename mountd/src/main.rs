@@ -332,6 +332,7 @@ mod unix {
                     status,
                     ready,
                 )
+                .map(|_| ())
             }
             Some(lock) => {
                 let staging = match &args.staging_dir {
@@ -362,17 +363,31 @@ mod unix {
                 });
                 let adapter = FuseRwFs::new(Arc::clone(&fs));
                 let result = serve(adapter, served, &dir, &config, control, status, ready);
-                let t = std::time::Instant::now();
-                fs.overlay().discard();
-                wimfs_mountd::recover::unregister(&staging);
-                tracing::debug!("staging removed in {} ms", t.elapsed().as_millis());
-                result
+                // Staged work is deleted only when the user said so (`wimfs unmount`, which
+                // discards, or commits first with --commit) or when there is none. Any other
+                // end (fusermount3 -u, umount, a shutdown, a FUSE error) leaves it for
+                // `wimfs recover`, listed by `wimfs mounts`.
+                let asked = matches!(result, Ok(true));
+                if asked || !fs.has_uncommitted_changes() {
+                    let t = std::time::Instant::now();
+                    fs.overlay().discard();
+                    wimfs_mountd::recover::unregister(&staging);
+                    tracing::debug!("staging removed in {} ms", t.elapsed().as_millis());
+                } else {
+                    tracing::warn!(
+                        "unmounted without `wimfs unmount`: the uncommitted changes stay in {}; \
+                         `wimfs recover {} --commit` saves them, --discard drops them",
+                        staging.display(),
+                        wimfile.display()
+                    );
+                }
+                result.map(|_| ())
             }
         }
     }
 
     /// Mounts `filesystem` on `dir`, answers control requests about `served`, reports
-    /// readiness and runs until unmounted.
+    /// readiness and runs until unmounted. Returns whether `wimfs unmount` asked for the end.
     fn serve<F: Filesystem + Send + Sync + 'static>(
         filesystem: F,
         served: Arc<dyn Mounted>,
@@ -381,7 +396,7 @@ mod unix {
         control: Control,
         status: Status,
         ready: &mut Option<File>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let session = fuser::Session::new(filesystem, dir, config)
             .with_context(|| format!("{}: cannot mount", dir.display()))?;
         let wim = status.wim.clone();
@@ -393,9 +408,11 @@ mod unix {
         }
         detach_stdio();
         let result = session.run();
-        served.finish();
+        let asked = served.finish();
         tracing::info!("{} unmounted", dir.display());
-        result.with_context(|| format!("{}: FUSE session failed", dir.display()))
+        result
+            .map(|()| asked)
+            .with_context(|| format!("{}: FUSE session failed", dir.display()))
     }
 
     /// The mountpoint as an absolute path without resolving a final symlink-free component

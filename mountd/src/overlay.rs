@@ -1,11 +1,13 @@
 //! The staging directory of a read-write mount: one file per inode whose data was created or
-//! changed since the mount, named by the inode number. Untouched files are never copied;
-//! a file is copied up from the WIM on its first change. The directory is removed with the
-//! overlay: after a commit its contents are in the WIM, without one they are discarded.
+//! changed since the mount, named by the inode number, the data log of small files and the
+//! journal. Untouched files are never copied; a file is copied up from the WIM on its first
+//! change. The directory is private (0700, files 0600, whatever the umask) and is removed
+//! only when asked ([`Overlay::discard`]): after a commit, or on an explicit unmount without
+//! one; otherwise it stays for `wimfs recover`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,10 +36,15 @@ impl Overlay {
         wim.with_file_name(name)
     }
 
-    /// Creates the staging directory `dir`, which must not exist yet (it is removed again
-    /// when the overlay is dropped, so it must hold nothing else).
+    /// Creates the staging directory `dir`, which must not exist yet (a discard removes it
+    /// whole, so it must hold nothing else), readable by its owner alone.
     pub fn create(dir: &Path) -> io::Result<Overlay> {
-        fs::create_dir(dir).map_err(|e| {
+        let made = fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir)
+            // The umask may have taken bits away but never adds any; set exactly 0700.
+            .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)));
+        made.map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("creating staging directory {}: {e}", dir.display()),
@@ -64,6 +71,7 @@ impl Overlay {
                 .read(true)
                 .write(true)
                 .create(true)
+                .mode(0o600)
                 .truncate(false)
                 .open(Self::log_path_in(&self.dir))?;
             let len = f.metadata()?.len();
@@ -116,6 +124,7 @@ impl Overlay {
                 .read(true)
                 .write(true)
                 .create(true)
+                .mode(0o600)
                 .truncate(false)
                 .open(self.path(ino))?,
         );
@@ -194,6 +203,7 @@ impl Overlay {
         let mut f = OpenOptions::new()
             .write(true)
             .create(true)
+            .mode(0o600)
             .truncate(true)
             .open(self.path(ino))?;
         let n = io::copy(src, &mut f)?;
@@ -220,8 +230,8 @@ impl Overlay {
         }
     }
 
-    /// Removes the staging directory and everything in it (also done on drop; the daemon
-    /// calls it itself because its control thread keeps the overlay alive until exit).
+    /// Removes the staging directory and everything in it: the one way staged work is
+    /// deleted, called only once it is committed or the user asked to discard it.
     pub fn discard(&self) {
         self.files.lock().clear();
         *self.log.lock() = None;
@@ -230,11 +240,5 @@ impl Overlay {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!("{}: cannot remove: {e}", self.dir.display()),
         }
-    }
-}
-
-impl Drop for Overlay {
-    fn drop(&mut self) {
-        self.discard();
     }
 }

@@ -586,6 +586,11 @@ fn cli_mountrw_with(
     if let Some((k, v)) = env {
         cmd.env(k, v);
     }
+    run_mountrw(cli, cmd, dir)
+}
+
+/// Runs a `wimfs mountrw` command line (perhaps wrapped) and guards the mount it makes.
+fn run_mountrw(cli: &Path, mut cmd: Command, dir: &Path) -> CliMount {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -1582,4 +1587,232 @@ fn cli_tar_extract_onto_unix_data_mount_round_trips() {
         .arg(&expect)
         .arg(&applied));
     assert_eq!(unix_listing(&applied), unix_listing(&expect));
+}
+
+/// Modes of the staging directory beside `wim` and of every file in it.
+fn staging_modes(wim: &Path) -> Vec<(String, u32)> {
+    let parent = wim.parent().unwrap();
+    let mut out = Vec::new();
+    for e in fs::read_dir(parent).unwrap() {
+        let e = e.unwrap();
+        if !e.file_name().to_string_lossy().contains(".staging-") {
+            continue;
+        }
+        out.push((
+            e.file_name().to_string_lossy().into_owned(),
+            e.metadata().unwrap().mode() & 0o7777,
+        ));
+        for f in fs::read_dir(e.path()).unwrap() {
+            let f = f.unwrap();
+            out.push((
+                f.file_name().to_string_lossy().into_owned(),
+                f.metadata().unwrap().mode() & 0o7777,
+            ));
+        }
+    }
+    out
+}
+
+/// Staged data is private to its owner whatever the umask (directory 0700, files 0600),
+/// and chmod/chown without --unix-data fail with EOPNOTSUPP, as with wimlib's mount.
+#[test]
+fn cli_mountrw_staging_is_private_and_chmod_is_refused() {
+    let Some(cli) = wimfs_cli() else { return };
+    for umask in ["000", "022"] {
+        let c = rw_case();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!(
+                "umask {umask} && exec \"$0\" mountrw \"$1\" \"$2\""
+            ))
+            .arg(&cli)
+            .arg(&c.wim)
+            .arg(&c.dir);
+        let guard = run_mountrw(&cli, cmd, &c.dir);
+        // A new big file (its own staging file), a new small one (the data log), a changed
+        // image file (copied up), and the journal.
+        fs::write(c.dir.join("big.new"), pattern(300_000, 9)).unwrap();
+        fs::write(c.dir.join("small.new"), "small\n").unwrap();
+        use std::io::Write;
+        fs::OpenOptions::new()
+            .append(true)
+            .open(c.dir.join("dir/sub/small"))
+            .unwrap()
+            .write_all(b"more")
+            .unwrap();
+        let modes = staging_modes(&c.wim);
+        assert!(modes.len() >= 5, "umask {umask}: {modes:?}");
+        for (name, mode) in &modes {
+            let want = if name.contains(".staging-") {
+                0o700
+            } else {
+                0o600
+            };
+            assert_eq!(*mode, want, "umask {umask}: {name} has mode {mode:o}");
+        }
+
+        let f = c.dir.join("hello.txt");
+        let before = fs::metadata(&f).unwrap().mode();
+        let e = fs::set_permissions(&f, fs::Permissions::from_mode(0o600));
+        assert_eq!(errno_of(e), libc::EOPNOTSUPP);
+        let e = std::os::unix::fs::chown(&f, Some(1), Some(1));
+        assert_eq!(errno_of(e), libc::EOPNOTSUPP);
+        assert_eq!(fs::metadata(&f).unwrap().mode(), before);
+
+        // `wimfs unmount` without --commit is an explicit discard: nothing stays.
+        ok(Command::new(&cli).arg("unmount").arg(&c.dir));
+        drop(guard);
+        assert_eq!(staging_modes(&c.wim), Vec::new(), "umask {umask}");
+    }
+}
+
+/// An unmount not made through `wimfs unmount` (here fusermount3 -u) never deletes the
+/// user's uncommitted work: it stays as an orphan that `wimfs recover --commit` turns into
+/// exactly those changes. Without changes, nothing is left behind.
+#[test]
+fn cli_mountrw_fusermount_unmount_leaves_a_recoverable_orphan() {
+    let Some(cli) = wimfs_cli() else { return };
+    let c = rw_case();
+
+    let guard = cli_mountrw(&cli, &c.wim, &c.dir);
+    ok(Command::new("ls").arg("-R").arg(&c.dir));
+    ok(Command::new("fusermount3").arg("-u").arg(&c.dir));
+    wait_until("the daemon exits", || gone(guard.pid));
+    drop(guard);
+    assert!(
+        staging_modes(&c.wim).is_empty(),
+        "nothing staged, nothing kept"
+    );
+
+    let guard = cli_mountrw(&cli, &c.wim, &c.dir);
+    change_tree(&c.dir, &c.extra);
+    let before = fs::read(&c.wim).unwrap();
+    ok(Command::new("fusermount3").arg("-u").arg(&c.dir));
+    wait_until("the daemon exits", || gone(guard.pid));
+    drop(guard);
+    assert!(fs::read(&c.wim).unwrap() == before, "the WIM is untouched");
+    let found = orphans(&cli);
+    let mine: Vec<_> = found
+        .iter()
+        .filter(|o| o["wim"] == c.wim.to_str().unwrap())
+        .collect();
+    assert_eq!(mine.len(), 1, "{found:?}");
+    assert_eq!(mine[0]["state"], "recoverable");
+    ok(Command::new(&cli)
+        .arg("recover")
+        .arg(&c.wim)
+        .arg("--commit"));
+    verify_and_compare(&c.wim, 1, &c.expect, &c.tmp.path().join("applied"));
+    assert!(staging_modes(&c.wim).is_empty());
+}
+
+/// A byte flipped in a file's stored data: changing that file on a read-write mount fails
+/// with EIO at the copy-up, leaves no staging file, and the commit does not store the
+/// corrupt data under a fresh hash.
+#[test]
+fn cli_mountrw_copy_up_of_corrupt_data_fails() {
+    let Some(cli) = wimfs_cli() else { return };
+    let c = rw_case();
+    capture(&c.src, &c.wim, &["--compress=none"]);
+    let victim = pattern(5000, 4);
+    let mut bytes = fs::read(&c.wim).unwrap();
+    let at = bytes
+        .windows(victim.len())
+        .position(|w| w == victim)
+        .unwrap();
+    bytes[at + 2000] ^= 0x55;
+    fs::write(&c.wim, &bytes).unwrap();
+    let listing = |wim: &Path| {
+        wimlib(&[
+            "dir".as_ref(),
+            wim.as_os_str(),
+            "1".as_ref(),
+            "--detailed".as_ref(),
+            "--path".as_ref(),
+            "/dir/sub/small".as_ref(),
+        ])
+    };
+    let before = listing(&c.wim);
+
+    let guard = cli_mountrw(&cli, &c.wim, &c.dir);
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(c.dir.join("dir/sub/small"))
+        .unwrap();
+    assert_eq!(errno_of(f.write_all(b"more")), libc::EIO);
+    drop(f);
+    let staged: Vec<_> = staging_modes(&c.wim)
+        .into_iter()
+        .filter(|(n, _)| n.parse::<u64>().is_ok())
+        .collect();
+    assert!(staged.is_empty(), "no staging file is left: {staged:?}");
+    // Other files still change and commit.
+    fs::write(c.dir.join("hello.txt"), "changed\n").unwrap();
+    unmount_commit(&cli, &c.dir);
+    drop(guard);
+    assert_eq!(
+        listing(&c.wim),
+        before,
+        "the corrupt file's entry is unchanged"
+    );
+    let applied = c.tmp.path().join("applied");
+    let out = Command::new("wimlib-imagex")
+        .arg("extract")
+        .arg(&c.wim)
+        .arg("1")
+        .arg("/hello.txt")
+        .arg(format!("--dest-dir={}", applied.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read(applied.join("hello.txt")).unwrap(), b"changed\n");
+}
+
+/// Unmounts a tmpfs when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A staging directory that fills up: the writer gets ENOSPC (not EIO), and once space is
+/// freed the mount goes on working and commits.
+#[test]
+fn cli_mountrw_enospc_reaches_the_writer() {
+    let Some(cli) = wimfs_cli() else { return };
+    if !is_root("tmpfs mounts") {
+        return;
+    }
+    let c = rw_case();
+    let small = c.tmp.path().join("tmpfs");
+    fs::create_dir(&small).unwrap();
+    ok(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&small));
+    let _tmpfs = Tmpfs(small.clone());
+    let staging = small.join("staging");
+    let guard = cli_mountrw_with(
+        &cli,
+        &c.wim,
+        &c.dir,
+        &["--staging-dir", staging.to_str().unwrap()],
+        None,
+    );
+    let e = fs::write(c.dir.join("too-big"), pattern(4 << 20, 5));
+    assert_eq!(errno_of(e), libc::ENOSPC);
+    fs::remove_file(c.dir.join("too-big")).unwrap();
+    fs::write(c.dir.join("fits"), pattern(200_000, 6)).unwrap();
+    assert_eq!(fs::read(c.dir.join("fits")).unwrap(), pattern(200_000, 6));
+    unmount_commit(&cli, &c.dir);
+    drop(guard);
+    let out = wimlib(&["dir".as_ref(), c.wim.as_os_str(), "1".as_ref()]);
+    assert!(out.lines().any(|l| l == "/fits"), "{out}");
+    assert!(!out.lines().any(|l| l == "/too-big"), "{out}");
 }

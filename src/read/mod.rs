@@ -9,7 +9,7 @@ mod spill;
 pub mod verify;
 pub mod wim;
 
-pub use blob::BlobReader;
+pub use blob::{BlobReader, CheckedBlobReader};
 pub use cache::ChunkCache;
 pub use resource::{Resource, Storage};
 pub use wim::{BlobLocation, ChunkSpan, OpenOptions, Wim};

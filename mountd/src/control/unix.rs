@@ -10,6 +10,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,8 +82,10 @@ impl Control {
         let served = Served {
             path: self.path.clone(),
             busy: Arc::new(Mutex::new(())),
+            asked: Arc::new(AtomicBool::new(false)),
         };
         let busy = Arc::clone(&served.busy);
+        let asked = Arc::clone(&served.asked);
         let listener = self.listener;
         let spawned = std::thread::Builder::new()
             .name("control".into())
@@ -91,7 +94,7 @@ impl Control {
                     match conn {
                         Ok(c) => {
                             let _busy = busy.lock();
-                            if let Err(e) = handle(c, &*fs, &status) {
+                            if let Err(e) = handle(c, &*fs, &status, &asked) {
                                 tracing::warn!("control request failed: {e}");
                             }
                         }
@@ -112,22 +115,36 @@ pub struct Served {
     /// Held while a request is handled, so that the daemon does not exit between
     /// unmounting and sending the reply.
     busy: Arc<Mutex<()>>,
+    /// Set once an unmount asked for over the channel (`wimfs unmount`) went through.
+    asked: Arc<AtomicBool>,
 }
 
 impl Served {
-    /// Waits for a request in progress, then removes the socket.
-    pub fn finish(self) {
+    /// Waits for a request in progress, then removes the socket. Returns whether the mount
+    /// ended because `wimfs unmount` asked for it (not `fusermount3 -u`, `umount`, a
+    /// shutdown or a FUSE error).
+    pub fn finish(self) -> bool {
         let _done = self.busy.lock();
         let _ = fs::remove_file(&self.path);
+        self.asked.load(Ordering::SeqCst)
     }
 }
 
-fn handle(conn: UnixStream, fs: &dyn Mounted, status: &Status) -> std::io::Result<()> {
+fn handle(
+    conn: UnixStream,
+    fs: &dyn Mounted,
+    status: &Status,
+    asked: &AtomicBool,
+) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line)?;
     let reply = reply_to(&line, fs, status, &|lazy| {
-        unmount(Path::new(&status.dir), lazy)
+        let r = unmount(Path::new(&status.dir), lazy);
+        if r == "ok" {
+            asked.store(true, Ordering::SeqCst);
+        }
+        r
     });
     (&conn).write_all(format!("{reply}\n").as_bytes())
 }

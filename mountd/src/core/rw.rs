@@ -13,9 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use wimfs::format::dentry::{
     FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_REPARSE_POINT,
 };
@@ -25,7 +25,7 @@ use wimfs::format::Sha1Hash;
 use wimfs::image::DentryId;
 use wimfs::read::BlobLocation;
 use wimfs::time::{filetime_to_system, now_filetime, unix_to_filetime};
-use wimfs::{BlobReader, Image, Inode, StreamKind, Wim};
+use wimfs::{BlobReader, CheckedBlobReader, Image, Inode, StreamKind, Wim};
 
 use super::{Attr, DirEntry, Errno, FsOptions, FsResult, Kind, Statfs, ROOT_INO};
 use crate::journal::{self, Journal, Record};
@@ -323,6 +323,9 @@ pub struct RwFs {
     /// Held shared by every change and exclusively by a commit, which so sees a tree and
     /// staged data that stand still while it writes them.
     pub(crate) gate: RwLock<()>,
+    /// Whether anything changed since the mount or the last commit: a session that ends
+    /// any other way than by an explicit unmount keeps its staging directory only then.
+    changed: AtomicBool,
 }
 
 fn check_name(name: &[u8]) -> FsResult<&str> {
@@ -397,6 +400,7 @@ impl RwFs {
             }),
             copy_up: Mutex::new(()),
             gate: RwLock::new(()),
+            changed: AtomicBool::new(false),
         }
     }
 
@@ -424,6 +428,24 @@ impl RwFs {
     /// The staging overlay.
     pub fn overlay(&self) -> &Overlay {
         &self.overlay
+    }
+
+    /// Enters a change: holds the gate shared (a commit waits for it) and marks the tree
+    /// as changed since the last commit.
+    fn changing(&self) -> RwLockReadGuard<'_, ()> {
+        let g = self.gate.read();
+        self.changed.store(true, Ordering::Relaxed);
+        g
+    }
+
+    /// Whether the tree may differ from what was last committed (or mounted).
+    pub fn has_uncommitted_changes(&self) -> bool {
+        self.changed.load(Ordering::Relaxed)
+    }
+
+    /// Records that a commit, taken with the gate held exclusively, saved every change.
+    pub(crate) fn mark_committed(&self) {
+        self.changed.store(false, Ordering::Relaxed);
     }
 
     fn kind(&self, n: &RwNode) -> Kind {
@@ -713,13 +735,15 @@ impl RwFs {
             }
             n.inode.data_stream().and_then(|s| s.blob)
         };
-        let mut r = BlobReader::new(&self.wim, loc);
+        // Checked: corrupt image data must fail here, not be committed under a new hash.
+        let mut r = CheckedBlobReader::new(&self.wim, loc);
         let len = self.overlay.fill(ino, &mut r).map_err(|e| {
             tracing::error!(
                 "{}: copying up inode {ino} failed: {e}",
                 self.overlay.path(ino).display()
             );
-            Errno::EIO
+            self.overlay.remove(ino);
+            Errno::of_io(&e)
         })?;
         let mut tree = self.tree.lock();
         match tree.nodes.get_mut(&ino) {
@@ -758,7 +782,8 @@ impl RwFs {
         };
         self.overlay.fill(ino, &mut data.as_slice()).map_err(|e| {
             tracing::error!("{}: staging failed: {e}", self.overlay.path(ino).display());
-            Errno::EIO
+            self.overlay.remove(ino);
+            Errno::of_io(&e)
         })?;
         n.small = None;
         n.staged = Some(data.len() as u64);
@@ -814,7 +839,7 @@ impl RwFs {
 
     /// Writes `data` at `offset`; returns the bytes written.
     pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
-        let _g = self.gate.read();
+        let _g = self.changing();
         let end = offset.saturating_add(data.len() as u64);
         if end <= SMALL_FILE {
             let mut tree = self.tree.lock();
@@ -832,7 +857,7 @@ impl RwFs {
         self.copy_up(ino)?;
         self.overlay.write_at(ino, offset, data).map_err(|e| {
             tracing::error!("{}: write failed: {e}", self.overlay.path(ino).display());
-            Errno::EIO
+            Errno::of_io(&e)
         })?;
         let mut tree = self.tree.lock();
         let n = tree.get_mut(ino)?;
@@ -848,7 +873,7 @@ impl RwFs {
     /// visible size (the staging file's length stays the visible size: the space lies past
     /// its end). Other modes: EOPNOTSUPP.
     pub fn fallocate(&self, ino: u64, offset: u64, len: u64, mode: u32) -> FsResult<()> {
-        let _g = self.gate.read();
+        let _g = self.changing();
         if mode & !FALLOC_FL_KEEP_SIZE != 0 {
             return Err(Errno(libc::EOPNOTSUPP));
         }
@@ -873,10 +898,7 @@ impl RwFs {
                     "{}: fallocate failed: {e}",
                     self.overlay.path(ino).display()
                 );
-                match e.raw_os_error() {
-                    Some(libc::ENOSPC) => Errno(libc::ENOSPC),
-                    _ => Errno::EIO,
-                }
+                Errno::of_io(&e)
             })?;
         if !keep_size {
             let mut tree = self.tree.lock();
@@ -900,25 +922,30 @@ impl RwFs {
             if tree.journal.is_some() {
                 self.overlay.sync_log().map_err(|e| {
                     tracing::error!("syncing the data log failed: {e}");
-                    Errno::EIO
+                    Errno::of_io(&e)
                 })?;
             }
             if let Some(j) = &tree.journal {
                 j.sync().map_err(|e| {
                     tracing::error!("syncing the journal failed: {e}");
-                    Errno::EIO
+                    Errno::of_io(&e)
                 })?;
             }
         }
         self.overlay.sync(ino).map_err(|e| {
             tracing::error!("{}: sync failed: {e}", self.overlay.path(ino).display());
-            Errno::EIO
+            Errno::of_io(&e)
         })
     }
 
     /// Changes size, mode, owner or times of `ino`.
     pub fn setattr(&self, ino: u64, a: &SetAttr) -> FsResult<Attr> {
-        let _g = self.gate.read();
+        // Without --unix-data a WIM has nowhere to keep modes and owners: refused, as
+        // wimlib's mount refuses them, rather than accepted and silently dropped.
+        if !self.opts.unix_data && (a.mode.is_some() || a.uid.is_some() || a.gid.is_some()) {
+            return Err(Errno(libc::EOPNOTSUPP));
+        }
+        let _g = self.changing();
         let mut small_done = false;
         if let Some(size) = a.size {
             match self.kind(self.tree.lock().get(ino)?) {
@@ -945,7 +972,7 @@ impl RwFs {
                 }
                 self.overlay.set_len(ino, size).map_err(|e| {
                     tracing::error!("{}: truncate failed: {e}", self.overlay.path(ino).display());
-                    Errno::EIO
+                    Errno::of_io(&e)
                 })?;
             }
         }
@@ -966,8 +993,6 @@ impl RwFs {
         // way to know what it holds after the cut.
         let log_now = small_done;
         if unix_data && (a.mode.is_some() || a.uid.is_some() || a.gid.is_some()) {
-            // Without --unix-data a WIM has nowhere to keep these; they are accepted and
-            // dropped, as copying tools expect chmod to work.
             let mut u = n
                 .inode
                 .unix
@@ -1090,7 +1115,7 @@ impl RwFs {
         uid: u32,
         gid: u32,
     ) -> FsResult<(Attr, u64)> {
-        let _g = self.gate.read();
+        let _g = self.changing();
         let name = check_name(name)?;
         let mut node = self.new_node(FILE_ATTRIBUTE_NORMAL, Kind::File, mode, uid, gid);
         node.small = Some(Small::Mem(Vec::new()));
@@ -1125,7 +1150,7 @@ impl RwFs {
         uid: u32,
         gid: u32,
     ) -> FsResult<Attr> {
-        let _g = self.gate.read();
+        let _g = self.changing();
         let name = check_name(name)?;
         let kind = match mode & 0o170000 {
             0 | 0o100000 => Kind::File,
@@ -1179,7 +1204,7 @@ impl RwFs {
 
     /// Creates a directory.
     pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, uid: u32, gid: u32) -> FsResult<Attr> {
-        let _g = self.gate.read();
+        let _g = self.changing();
         let name = check_name(name)?;
         let node = self.new_node(FILE_ATTRIBUTE_DIRECTORY, Kind::Directory, mode, uid, gid);
         let mut tree = self.tree.lock();
@@ -1204,7 +1229,7 @@ impl RwFs {
         uid: u32,
         gid: u32,
     ) -> FsResult<Attr> {
-        let _g = self.gate.read();
+        let _g = self.changing();
         let name = check_name(name)?;
         let target = std::str::from_utf8(target).map_err(|_| Errno::EINVAL)?;
         let data =
@@ -1228,7 +1253,7 @@ impl RwFs {
 
     /// Gives `ino` another name (a hard link).
     pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> FsResult<Attr> {
-        let _g = self.gate.read();
+        let _g = self.changing();
         let name = check_name(name)?;
         let mut tree = self.tree.lock();
         if tree.get(ino)?.is_dir() {
@@ -1261,7 +1286,7 @@ impl RwFs {
 
     /// Removes a non-directory name.
     pub fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
-        let _g = self.gate.read();
+        let _g = self.changing();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         let gone = {
             let mut tree = self.tree.lock();
@@ -1284,7 +1309,7 @@ impl RwFs {
 
     /// Removes an empty directory.
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
-        let _g = self.gate.read();
+        let _g = self.changing();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         let mut tree = self.tree.lock();
         let ino = tree.child(parent, name)?;
@@ -1321,7 +1346,7 @@ impl RwFs {
         {
             return Err(Errno::EINVAL);
         }
-        let _g = self.gate.read();
+        let _g = self.changing();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         let new_name = check_name(new_name)?;
         let gone = {
@@ -1484,6 +1509,10 @@ impl RwFs {
     /// files are those of the files in `staging`.
     pub fn replay(&self, records: &[Record], staging: &Path) -> Result<HashMap<u64, u64>, String> {
         let mut files: HashMap<u64, u64> = HashMap::new();
+        // The least each staging file must hold: what it started with, or the size of its
+        // last journaled truncate (later writes only add to that). Shorter means data was
+        // lost, and committing it would store a damaged file.
+        let mut least: HashMap<u64, u64> = HashMap::new();
         let fail = |r: &Record, e: Errno| format!("replaying {r:?}: error {}", e.0);
         for r in records {
             match r {
@@ -1558,6 +1587,7 @@ impl RwFs {
                     let ino = self.resolve(path)?;
                     let mut tree = self.tree.lock();
                     let n = tree.get_mut(ino).map_err(|e| fail(r, e))?;
+                    least.insert(ino, n.size());
                     n.small = None;
                     n.staged.get_or_insert(0);
                     files.insert(ino, *file);
@@ -1604,15 +1634,19 @@ impl RwFs {
                             });
                         } else {
                             n.staged = Some(*size);
+                            least.insert(ino, *size);
                         }
                     }
+                    // Modes and owners exist only with --unix-data (older journals may
+                    // carry them without it).
+                    let unix = self.opts.unix_data;
                     self.setattr(
                         ino,
                         &SetAttr {
                             size: None,
-                            mode: *mode,
-                            uid: *uid,
-                            gid: *gid,
+                            mode: mode.filter(|_| unix),
+                            uid: uid.filter(|_| unix),
+                            gid: gid.filter(|_| unix),
                             atime: atime.map(filetime_to_system),
                             mtime: mtime.map(filetime_to_system),
                         },
@@ -1633,12 +1667,31 @@ impl RwFs {
         files.retain(|ino, _| tree.nodes.contains_key(ino));
         for (ino, file) in &files {
             let path = staging.join(file.to_string());
+            if tree.nodes.get(ino).is_none_or(|n| n.small.is_some()) {
+                continue;
+            }
+            let name = tree.path(*ino).unwrap_or_default();
             let len = match std::fs::metadata(&path) {
                 Ok(m) => m.len(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(format!(
+                        "{}: missing: the staged data of /{name} is gone, so the changes \
+                         cannot be committed whole (--discard drops them)",
+                        path.display()
+                    ))
+                }
                 Err(e) => return Err(format!("{}: {e}", path.display())),
             };
-            if let Some(n) = tree.nodes.get_mut(ino).filter(|n| n.small.is_none()) {
+            let want = least.get(ino).copied().unwrap_or(0);
+            if len < want {
+                return Err(format!(
+                    "{}: holds {len} bytes where the journal says /{name} had at least {want}: \
+                     staged data was lost, so the changes cannot be committed whole \
+                     (--discard drops them)",
+                    path.display()
+                ));
+            }
+            if let Some(n) = tree.nodes.get_mut(ino) {
                 n.staged = Some(len);
             }
         }

@@ -387,8 +387,12 @@ fn without_commit_the_wim_is_unchanged() {
     );
     let staging = fs.overlay().dir().to_path_buf();
     assert!(staging.join(big.to_string()).exists());
+    fs.overlay().discard();
+    assert!(
+        !staging.exists(),
+        "an explicit discard removes the staging directory"
+    );
     drop(fs);
-    assert!(!staging.exists(), "the staging directory is removed");
     assert_eq!(fs::read(&s.wim).unwrap(), before);
 }
 
@@ -819,4 +823,39 @@ fn linux_xattrs_from_unix_data_are_read_only() {
     assert_eq!(inode.xattrs.len(), 1);
     assert_eq!(inode.xattrs[0].value, b"kept");
     assert_eq!(committed_streams(&s, "hello.txt")[0].1, b"s");
+}
+
+/// Recovery refuses staged data that is missing or shorter than the journal says, naming
+/// the staging file, rather than committing a damaged or empty file.
+#[test]
+fn replay_refuses_lost_staged_data() {
+    for (how, want) in [("remove", "missing"), ("shorten", "holds 1000 bytes")] {
+        let s = setup();
+        let fs = open_rw_journaled(&s);
+        // Copied up (300,000 bytes), then grown by a write: at least 300,000 must be there.
+        let big = ino(&fs, "dir/big.bin");
+        let fh = fs.open(big, true, false).unwrap();
+        fs.write(big, 300_000, b"tail").unwrap();
+        fs.release(fh);
+        let staging = fs.overlay().dir().to_path_buf();
+        let file = staging.join(big.to_string());
+        match how {
+            "remove" => fs::remove_file(&file).unwrap(),
+            _ => fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .unwrap()
+                .set_len(1000)
+                .unwrap(),
+        }
+        let rep = crate::journal::read(&staging).unwrap();
+        let wim = Arc::new(Wim::open(&s.wim).unwrap());
+        let img = Image::load(&wim, 1).unwrap();
+        let scratch = Overlay::create(&s.dir.path().join("scratch")).unwrap();
+        let again = RwFs::new(wim, img, FsOptions::default(), scratch);
+        let err = again.replay(&rep.records, &staging).unwrap_err();
+        assert!(err.contains(want), "{how}: {err}");
+        assert!(err.contains(&file.display().to_string()), "{how}: {err}");
+        assert!(err.contains("/dir/big.bin"), "{how}: {err}");
+    }
 }

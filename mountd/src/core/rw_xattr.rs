@@ -186,7 +186,7 @@ impl RwFs {
         if flags & !(XATTR_CREATE | XATTR_REPLACE) != 0 {
             return Err(Errno::EINVAL);
         }
-        let _g = self.gate.read();
+        let _g = self.changing();
         let mut tree = self.tree.lock();
         let n = tree.get_mut(ino)?;
         let stream = self.writable_stream(n, name)?;
@@ -214,7 +214,7 @@ impl RwFs {
 
     /// Removes extended attribute `name` of `ino`: deletes a named data stream.
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
-        let _g = self.gate.read();
+        let _g = self.changing();
         let mut tree = self.tree.lock();
         let n = tree.get_mut(ino)?;
         let stream = self.writable_stream(n, name)?;
