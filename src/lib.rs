@@ -29,6 +29,7 @@ pub mod codec;
 pub mod error;
 pub mod format;
 pub mod image;
+pub mod mount_proto;
 pub mod read;
 pub mod time;
 pub mod write;

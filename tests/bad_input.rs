@@ -297,3 +297,36 @@ fn missing_image_and_path() {
         "cannot open",
     );
 }
+
+/// Names holding control characters reach the terminal escaped (`\x1b`), never raw; JSON
+/// keeps them exact.
+#[test]
+fn control_characters_in_names_are_escaped() {
+    let t = tempdir();
+    let src = t.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let evil = "evil\u{1b}]0;pwned\u{7}\u{1b}[2J";
+    fs::write(src.join(evil), "x").unwrap();
+    let wim = t.path().join("t.wim");
+    ok(wimlib(["capture"])
+        .arg(&src)
+        .arg(&wim)
+        .arg("name\u{1b}[31m"));
+    for args in [&["dir"][..], &["dir", "--detailed"][..], &["info"][..]] {
+        let out = ok(wimfs_cmd(args).arg(&wim));
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{7}'),
+            "{args:?}: {out:?}"
+        );
+        assert!(out.contains("\\x1b"), "{args:?}: {out}");
+    }
+    let json = ok(wimfs_cmd(["dir", "--json"]).arg(&wim));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["path"].as_str() == Some(&format!("/{evil}"))),
+        "{json}"
+    );
+}

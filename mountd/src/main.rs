@@ -431,17 +431,24 @@ mod unix {
         use std::os::fd::AsRawFd;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         if let Some(parent) = log.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(parent)
-                .with_context(|| format!("{}: cannot create", parent.display()))?;
+            // The default log lives in the control directory: the user's alone or refused.
+            if parent == wimfs::mount_proto::unix::runtime_dir() {
+                wimfs::mount_proto::unix::checked_runtime_dir(true)?;
+            } else {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .with_context(|| format!("{}: cannot create", parent.display()))?;
+            }
         }
+        // Never through a link someone put in its place (it would truncate the target).
         let f = std::fs::OpenOptions::new()
             .create(true)
             .write(true)
             .truncate(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(log)
             .with_context(|| format!("{}: cannot open log", log.display()))?;
         // SAFETY: dup2 onto fd 2; `f` stays open for the call.

@@ -35,12 +35,9 @@ fn registry_entry(staging: &Path) -> PathBuf {
 
 /// Records `staging` (an absolute path) in the registry; failures only cost discoverability.
 pub fn register(staging: &Path) {
-    use std::os::unix::fs::DirBuilderExt;
     let dir = registry_dir();
-    let res = std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
+    let res = wimfs::mount_proto::unix::checked_runtime_dir(true)
+        .and_then(|_| wimfs::mount_proto::unix::check_private_dir(&dir, true))
         .and_then(|()| {
             std::fs::write(
                 registry_entry(staging),
@@ -74,9 +71,33 @@ pub struct Orphan {
     pub state: &'static str,
 }
 
+/// Whether `dir` is a real directory (not a link) owned by this user, holding a journal
+/// that is too: the only staging directories wimfs adopts, so that another user cannot plant
+/// changes for a recovery to commit.
+fn is_own_staging(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = wimfs::mount_proto::unix::euid();
+    let own = |p: &Path, dir: bool| {
+        std::fs::symlink_metadata(p)
+            .is_ok_and(|m| m.uid() == me && if dir { m.is_dir() } else { m.is_file() })
+    };
+    own(dir, true) && own(&dir.join(JOURNAL_NAME), false)
+}
+
 fn candidates(wim: Option<&Path>) -> Vec<PathBuf> {
     let mut out = BTreeSet::new();
-    if let Ok(rd) = std::fs::read_dir(registry_dir()) {
+    let registry = registry_dir();
+    let private = wimfs::mount_proto::unix::check_private_dir(
+        &wimfs::mount_proto::unix::runtime_dir(),
+        false,
+    )
+    .and_then(|()| wimfs::mount_proto::unix::check_private_dir(&registry, false));
+    if let Err(e) = &private {
+        if registry.exists() {
+            tracing::warn!("ignoring the staging registry: {e}");
+        }
+    }
+    if let Ok(rd) = private.and_then(|()| std::fs::read_dir(&registry)) {
         for e in rd.flatten() {
             if let Ok(p) = std::fs::read(e.path()) {
                 if let Ok(s) = String::from_utf8(p) {
@@ -136,7 +157,7 @@ pub fn find_orphans(wim: Option<&Path>) -> Vec<Orphan> {
     let wim = wim.and_then(|w| std::fs::canonicalize(w).ok());
     let mut out = Vec::new();
     for dir in candidates(wim.as_deref()) {
-        if !dir.join(JOURNAL_NAME).is_file() || journal::is_held(&dir).unwrap_or(true) {
+        if !is_own_staging(&dir) || journal::is_held(&dir).unwrap_or(true) {
             continue;
         }
         let Ok(rep) = journal::read(&dir) else {
@@ -168,6 +189,14 @@ pub fn find_orphans(wim: Option<&Path>) -> Vec<Orphan> {
 /// left; returns a line saying what was done. The staging directory is removed after
 /// either, unless committing fails.
 pub fn recover(dir: &Path, commit_it: bool, check: bool) -> Result<String> {
+    if !is_own_staging(dir) {
+        bail!(
+            "{}: not a staging directory of this user (it must be a directory owned by uid \
+             {}, holding its journal)",
+            dir.display(),
+            wimfs::mount_proto::unix::euid()
+        );
+    }
     let Some(mut held) =
         journal::take_orphan(dir).with_context(|| format!("{}: no journal", dir.display()))?
     else {

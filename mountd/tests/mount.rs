@@ -1816,3 +1816,164 @@ fn cli_mountrw_enospc_reaches_the_writer() {
     assert!(out.lines().any(|l| l == "/fits"), "{out}");
     assert!(!out.lines().any(|l| l == "/too-big"), "{out}");
 }
+
+/// Runs `exe ARGS` as `nobody` with `XDG_RUNTIME_DIR=xdg`.
+fn as_nobody(exe: &Path, xdg: &Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(exe)
+        .args(args)
+        .env("XDG_RUNTIME_DIR", xdg)
+        .env_remove("WIMFS_LOG")
+        .output()
+        .unwrap()
+}
+
+/// A directory owned by `uid` with `mode`.
+fn dir_of(path: &Path, uid: u32, mode: u32) -> PathBuf {
+    fs::create_dir_all(path).unwrap();
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    path.to_path_buf()
+}
+
+/// Another local user cannot redirect or spoof the control channel: a control directory
+/// the user does not own, or that others may write to, is refused; a socket owned by
+/// someone else is not talked to; a symlink planted where the daemon's log goes is not
+/// followed; a staging directory owned by someone else is not adopted by recovery.
+#[test]
+fn local_users_cannot_redirect_or_spoof_a_mount() {
+    let Some(cli) = wimfs_cli() else { return };
+    if !is_root("acting as another user (setpriv)") {
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    // The binaries, where the other user can run them.
+    let bin = dir_of(&tmp.path().join("bin"), 0, 0o755);
+    let exe = bin.join("wimfs");
+    fs::copy(&cli, &exe).unwrap();
+    fs::copy(env!("CARGO_BIN_EXE_wimfs-mountd"), bin.join("wimfs-mountd")).unwrap();
+    let mounts = [std::ffi::OsStr::new("mounts")];
+
+    // A control directory someone else owns, or others may write to: refused, clearly.
+    let xdg = dir_of(&tmp.path().join("xdg-foreign"), NOBODY, 0o700);
+    dir_of(&xdg.join("wimfs"), 0, 0o700);
+    let o = as_nobody(&exe, &xdg, &mounts);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("owned by uid 0"), "{err}");
+    let xdg = dir_of(&tmp.path().join("xdg-open"), NOBODY, 0o700);
+    dir_of(&xdg.join("wimfs"), NOBODY, 0o770);
+    let o = as_nobody(&exe, &xdg, &mounts);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("lets others in"), "{err}");
+
+    // A socket in the user's directory but owned by another user (root here), answering
+    // like a daemon: never asked anything.
+    let xdg = dir_of(&tmp.path().join("xdg-socket"), NOBODY, 0o700);
+    let ctl = dir_of(&xdg.join("wimfs"), NOBODY, 0o700);
+    let listener = std::os::unix::net::UnixListener::bind(ctl.join("mnt-0.sock")).unwrap();
+    fs::set_permissions(ctl.join("mnt-0.sock"), fs::Permissions::from_mode(0o777)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let o = as_nobody(&exe, &xdg, &mounts);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not talking to it"), "{err}");
+    assert!(
+        listener.accept().is_err(),
+        "the CLI connected to a socket another user owns"
+    );
+
+    // A symlink where the daemon's log will go: the daemon does not truncate its target.
+    let xdg = dir_of(&tmp.path().join("xdg-log"), NOBODY, 0o700);
+    let ctl = dir_of(&xdg.join("wimfs"), NOBODY, 0o700);
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &[]);
+    fs::set_permissions(&wim, fs::Permissions::from_mode(0o644)).unwrap();
+    let mnt = dir_of(&tmp.path().join("mnt"), NOBODY, 0o755);
+    let victim = tmp.path().join("victim");
+    fs::write(&victim, "precious\n").unwrap();
+    std::os::unix::fs::chown(&victim, Some(NOBODY), Some(NOBODY)).unwrap();
+    let log = wimfs::mount_proto::unix::socket_path(&mnt).with_extension("log");
+    std::os::unix::fs::symlink(&victim, ctl.join(log.file_name().unwrap())).unwrap();
+    let o = as_nobody(
+        &exe,
+        &xdg,
+        &["mount".as_ref(), wim.as_os_str(), mnt.as_os_str()],
+    );
+    if is_mounted(&mnt) {
+        let _ = Command::new("fusermount3").arg("-uz").arg(&mnt).status();
+    }
+    // The daemon got as far as the log and refused the link.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("cannot open log"), "{err}");
+    assert_eq!(
+        fs::read_to_string(&victim).unwrap(),
+        "precious\n",
+        "the log followed a planted link: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // A staging directory with a valid journal for this WIM, owned by someone else: not
+    // listed, not recovered. The same directory owned by the user is.
+    let c = rw_case();
+    let guard = cli_mountrw(&cli, &c.wim, &c.dir);
+    fs::write(c.dir.join("planted.txt"), "from another user\n").unwrap();
+    kill9(guard.pid);
+    drop(guard);
+    let staging = fs::read_dir(c.tmp.path())
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().contains(".staging-"))
+        .expect("an orphan")
+        .path();
+    let chown_all = |uid: u32| {
+        ok(Command::new("chown")
+            .arg("-R")
+            .arg(format!("{uid}:{uid}"))
+            .arg(&staging));
+    };
+    chown_all(NOBODY);
+    let mine = |list: Vec<serde_json::Value>| {
+        list.into_iter()
+            .filter(|o| o["wim"] == c.wim.to_str().unwrap())
+            .count()
+    };
+    assert_eq!(
+        mine(orphans(&cli)),
+        0,
+        "a foreign staging directory is listed"
+    );
+    let o = Command::new(&cli)
+        .arg("recover")
+        .arg(&c.wim)
+        .arg("--commit")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let o = Command::new(&cli)
+        .arg("recover")
+        .arg(&c.wim)
+        .arg("--commit")
+        .arg("--staging-dir")
+        .arg(&staging)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a staging directory of this user"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    chown_all(0);
+    assert_eq!(mine(orphans(&cli)), 1, "the user's own orphan is listed");
+    ok(Command::new(&cli)
+        .arg("recover")
+        .arg(&c.wim)
+        .arg("--discard"));
+}

@@ -64,17 +64,13 @@ pub fn chunk_size_for(
     chunk_size: Option<u32>,
     solid: bool,
 ) -> Result<u32> {
-    let (min, max, default) = match compression {
-        Compression::None => return Ok(chunk_size.unwrap_or(32768)),
-        Compression::Xpress => (1 << 12, 1 << 16, 1 << 15),
-        Compression::Lzx => (1 << 15, 1 << 21, 1 << 15),
-        Compression::Lzms => (1 << 15, 1 << 30, 1 << 17),
+    let Some((min, max)) = compression.chunk_size_range() else {
+        return Ok(chunk_size.unwrap_or(32768));
     };
-    // Only LZMS goes past its non-solid limit in solid resources.
-    let max = if solid && compression == Compression::Lzms {
-        1 << 30
+    let default = if compression == Compression::Lzms {
+        1 << 17
     } else {
-        max
+        1 << 15
     };
     let default = if solid {
         wimfs::write::DEFAULT_SOLID_CHUNK_SIZE.min(max)

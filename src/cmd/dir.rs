@@ -109,7 +109,7 @@ pub fn run(a: DirArgs) -> Result<i32> {
     }
     for &d in &entries {
         if !a.detailed {
-            writeln!(out, "{}", img.path_of(d))?;
+            writeln!(out, "{}", super::printable(&img.path_of(d)))?;
             continue;
         }
         let ino = img.inode_of(d);
@@ -117,11 +117,15 @@ pub fn run(a: DirArgs) -> Result<i32> {
             out,
             "----------------------------------------------------------------------------"
         )?;
-        writeln!(out, "Full Path           = \"{}\"", img.path_of(d))?;
+        writeln!(
+            out,
+            "Full Path           = \"{}\"",
+            super::printable(&img.path_of(d))
+        )?;
         writeln!(
             out,
             "Short Name          = \"{}\"",
-            img.dentries[d].short_name
+            super::printable(&img.dentries[d].short_name)
         )?;
         writeln!(out, "Attributes          = 0x{:08x}", ino.attributes)?;
         for (bit, name) in ATTR_NAMES {
@@ -163,7 +167,11 @@ pub fn run(a: DirArgs) -> Result<i32> {
             match (s.kind, s.name.is_empty()) {
                 (StreamKind::Reparse, _) => writeln!(out, "\tReparse point stream:")?,
                 (_, true) => writeln!(out, "\tUnnamed data stream:")?,
-                (_, false) => writeln!(out, "\tNamed data stream \"{}\":", s.name)?,
+                (_, false) => writeln!(
+                    out,
+                    "\tNamed data stream \"{}\":",
+                    super::printable(&s.name)
+                )?,
             }
             writeln!(out, "Hash              = 0x{}", hash_hex(&s.hash))?;
             writeln!(out, "Uncompressed size = {} bytes", s.size())?;

@@ -181,11 +181,11 @@ pub fn run(a: InfoArgs) -> Result<i32> {
         println!("Index:                  {}", i.index);
         println!(
             "Name:                   {}",
-            i.name.as_deref().unwrap_or("")
+            super::printable(i.name.as_deref().unwrap_or(""))
         );
         println!(
             "Description:            {}",
-            i.description.as_deref().unwrap_or("")
+            super::printable(i.description.as_deref().unwrap_or(""))
         );
         println!("Directory Count:        {}", i.dir_count.unwrap_or(0));
         println!("File Count:             {}", i.file_count.unwrap_or(0));
@@ -206,7 +206,7 @@ pub fn run(a: InfoArgs) -> Result<i32> {
                 .iter()
                 .any(|s| k == s || k.starts_with(&format!("{s}/")))
         }) {
-            println!("{:<24}{}", format!("{k}:"), v);
+            println!("{:<24}{}", format!("{k}:"), super::printable(v));
         }
         println!(
             "WIMBoot compatible:     {}",

@@ -229,3 +229,32 @@ pub fn rebuild_writer(
     pb.finish_and_clear();
     Ok(writer)
 }
+
+/// `s` for a terminal: control characters (which could move the cursor, retitle the window
+/// or hide text) shown as `\xNN` escapes; everything else as it is. JSON output stays exact.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(super::printable("plain/Ünïcödé"), "plain/Ünïcödé");
+        assert_eq!(
+            super::printable("evil\u{1b}]0;title\u{7}\n\u{9b}"),
+            "evil\\x1b]0;title\\x07\\x0a\\x9b"
+        );
+    }
+}

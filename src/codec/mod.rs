@@ -64,6 +64,26 @@ impl Compression {
             Compression::Lzms => "LZMS",
         }
     }
+
+    /// The smallest and largest chunk size a WIM may use with this format (powers of two in
+    /// between, as wimlib writes and accepts): XPRESS 4 KiB-64 KiB, LZX 32 KiB-2 MiB, LZMS
+    /// 32 KiB-1 GiB. `None` for uncompressed data, which has no chunks.
+    pub fn chunk_size_range(self) -> Option<(u32, u32)> {
+        match self {
+            Compression::None => None,
+            Compression::Xpress => Some((1 << 12, 1 << 16)),
+            Compression::Lzx => Some((1 << 15, 1 << 21)),
+            Compression::Lzms => Some((1 << 15, 1 << 30)),
+        }
+    }
+
+    /// Whether `chunk_size` is one this format may use (any size for uncompressed data,
+    /// where it is ignored).
+    pub fn chunk_size_is_valid(self, chunk_size: u32) -> bool {
+        self.chunk_size_range().is_none_or(|(min, max)| {
+            chunk_size.is_power_of_two() && (min..=max).contains(&chunk_size)
+        })
+    }
 }
 
 /// A reusable per-thread decompressor for one format and maximum chunk size.
@@ -129,5 +149,23 @@ impl Decompressor for Stored {
         }
         output.copy_from_slice(input);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_sizes_as_wimlib_accepts_them() {
+        assert!(Compression::Xpress.chunk_size_is_valid(4096));
+        assert!(!Compression::Xpress.chunk_size_is_valid(1 << 17));
+        assert!(!Compression::Lzx.chunk_size_is_valid(4096));
+        assert!(Compression::Lzx.chunk_size_is_valid(1 << 21));
+        assert!(!Compression::Lzx.chunk_size_is_valid(3 << 15));
+        assert!(Compression::Lzms.chunk_size_is_valid(1 << 30));
+        assert!(!Compression::Lzms.chunk_size_is_valid(1 << 31));
+        assert!(!Compression::Lzms.chunk_size_is_valid(1));
+        assert!(Compression::None.chunk_size_is_valid(0));
     }
 }

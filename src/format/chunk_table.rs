@@ -49,10 +49,39 @@ pub fn num_chunks(usize: u64, chunk_size: u32) -> u64 {
     usize.div_ceil(chunk_size as u64)
 }
 
-/// Bytes of the chunk table at the start of a normal compressed resource.
-pub fn normal_table_size(usize: u64, chunk_size: u32) -> u64 {
+/// Bytes of the chunk table at the start of a normal compressed resource (`None` when
+/// the size is past any file's: a claim no file can back).
+pub fn normal_table_size(usize: u64, chunk_size: u32) -> Option<u64> {
     let entry = if usize > u32::MAX as u64 { 8 } else { 4 };
-    num_chunks(usize, chunk_size).saturating_sub(1) * entry
+    num_chunks(usize, chunk_size)
+        .saturating_sub(1)
+        .checked_mul(entry)
+}
+
+/// Checks that a compressed resource stored in `size_in_wim` bytes can hold `usize` bytes
+/// in `chunk_size`-byte chunks: its chunk table (after the header, for a solid one) and at
+/// least one byte per chunk must fit. This bounds what any later step allocates for the
+/// resource by the bytes really in the file.
+pub fn check_plausible(usize: u64, size_in_wim: u64, chunk_size: u32, solid: bool) -> Result<()> {
+    if chunk_size == 0 {
+        return Err(FormatError::invalid("resource", "chunk size 0"));
+    }
+    let n = num_chunks(usize, chunk_size);
+    let table = if solid {
+        solid_table_size(usize, chunk_size).and_then(|t| t.checked_add(SOLID_HEADER_SIZE))
+    } else {
+        normal_table_size(usize, chunk_size)
+    };
+    match table.and_then(|t| t.checked_add(n)) {
+        Some(need) if need <= size_in_wim => Ok(()),
+        _ => Err(FormatError::invalid(
+            "resource",
+            format!(
+                "{usize} bytes in {n} chunks of {chunk_size} bytes cannot be stored in \
+                 {size_in_wim} bytes"
+            ),
+        )),
+    }
 }
 
 fn check_chunk(i: usize, csize: u64, usize: u32) -> Result<()> {
@@ -78,7 +107,7 @@ pub fn parse_normal(
         return Err(FormatError::invalid("chunk table", "chunk size 0"));
     }
     let n = num_chunks(usize, chunk_size);
-    let table_size = normal_table_size(usize, chunk_size);
+    let table_size = normal_table_size(usize, chunk_size).unwrap_or(u64::MAX);
     if table.len() as u64 != table_size || table_size >= size_in_wim.max(1) && n > 0 {
         return Err(FormatError::invalid(
             "chunk table",
@@ -133,18 +162,25 @@ pub fn parse_solid_header(data: &[u8]) -> Result<(u64, u32, Compression)> {
             ))
         }
     };
-    if chunk_size == 0 || !chunk_size.is_power_of_two() || chunk_size > 1 << 30 {
+    if !chunk_size.is_power_of_two()
+        || chunk_size > 1 << 30
+        || !compression.chunk_size_is_valid(chunk_size)
+    {
         return Err(FormatError::invalid(
             "solid resource header",
-            format!("chunk size {chunk_size}"),
+            format!(
+                "chunk size {chunk_size} is not valid for {}",
+                compression.name()
+            ),
         ));
     }
     Ok((usize, chunk_size, compression))
 }
 
-/// Bytes of a solid resource's chunk table (after its 16-byte header).
-pub fn solid_table_size(usize: u64, chunk_size: u32) -> u64 {
-    num_chunks(usize, chunk_size) * 4
+/// Bytes of a solid resource's chunk table (after its 16-byte header; `None` when the
+/// size is past any file's).
+pub fn solid_table_size(usize: u64, chunk_size: u32) -> Option<u64> {
+    num_chunks(usize, chunk_size).checked_mul(4)
 }
 
 /// Parses a solid resource's chunk table (`table` = the compressed-size entries).
@@ -156,8 +192,13 @@ pub fn parse_solid(
     compression: Compression,
 ) -> Result<ChunkTable> {
     let n = num_chunks(usize, chunk_size);
-    let start = SOLID_HEADER_SIZE + n * 4;
-    if table.len() as u64 != n * 4 {
+    let Some(start) = n
+        .checked_mul(4)
+        .and_then(|t| t.checked_add(SOLID_HEADER_SIZE))
+    else {
+        return Err(FormatError::invalid("solid chunk table", "too many chunks"));
+    };
+    if table.len() as u64 != start - SOLID_HEADER_SIZE {
         return Err(FormatError::invalid(
             "solid chunk table",
             "wrong table length",
@@ -176,7 +217,7 @@ pub fn parse_solid(
     for i in 0..n {
         let csize = b.u32(i * 4)? as u64;
         check_chunk(i as usize, csize, t.chunk_usize(i as usize))?;
-        cur += csize;
+        cur = cur.saturating_add(csize);
         bounds.push(cur);
     }
     if cur > size_in_wim {
@@ -211,20 +252,46 @@ mod tests {
     }
 
     #[test]
+    fn sizes_no_file_can_back_are_refused() {
+        // Chunk size 1 and 2^61+1 bytes: the table size overflows u64 instead of wrapping.
+        assert_eq!(normal_table_size((1 << 61) + 1, 1), None);
+        assert_eq!(solid_table_size(u64::MAX, 1), None);
+        assert!(check_plausible((1 << 61) + 1, 1 << 20, 1, false).is_err());
+        // 1 TiB in 32 KiB chunks needs a 256 MiB table: not in a 4 KiB resource.
+        assert!(check_plausible(1 << 40, 4096, 32768, false).is_err());
+        assert!(check_plausible(1 << 40, 4096, 1 << 30, true).is_err());
+        // What real resources look like passes: 1 MiB in 32 KiB chunks within 40 KiB.
+        assert!(check_plausible(1 << 20, 40_000, 32768, false).is_ok());
+        assert!(check_plausible(64 << 20, 16 + 4 + 1, 64 << 20, true).is_ok());
+        assert!(check_plausible(0, 0, 32768, false).is_ok());
+        // Every chunk needs at least one byte.
+        assert!(check_plausible(10 * 32768, 9 * 4 + 9, 32768, false).is_err());
+        assert!(check_plausible(10 * 32768, 9 * 4 + 10, 32768, false).is_ok());
+    }
+
+    #[test]
     fn solid_table() {
-        let mut hdr = Vec::new();
-        hdr.extend_from_slice(&20u64.to_le_bytes());
-        hdr.extend_from_slice(&16u32.to_le_bytes());
-        hdr.extend_from_slice(&3u32.to_le_bytes());
+        let header = |usize: u64, chunk: u32, format: u32| {
+            let mut hdr = Vec::new();
+            hdr.extend_from_slice(&usize.to_le_bytes());
+            hdr.extend_from_slice(&chunk.to_le_bytes());
+            hdr.extend_from_slice(&format.to_le_bytes());
+            hdr
+        };
+        let usize = (1 << 15) + 4;
         assert_eq!(
-            parse_solid_header(&hdr).unwrap(),
-            (20, 16, Compression::Lzms)
+            parse_solid_header(&header(usize, 1 << 15, 3)).unwrap(),
+            (usize, 1 << 15, Compression::Lzms)
         );
+        // Chunk sizes as wimlib accepts them per format.
+        assert!(parse_solid_header(&header(usize, 16, 3)).is_err());
+        assert!(parse_solid_header(&header(usize, 1 << 17, 1)).is_err());
+        assert!(parse_solid_header(&header(usize, 1 << 31, 3)).is_err());
         let mut table = Vec::new();
         table.extend_from_slice(&9u32.to_le_bytes());
         table.extend_from_slice(&4u32.to_le_bytes());
-        let t = parse_solid(&table, 20, 16 + 8 + 13, 16, Compression::Lzms).unwrap();
+        let t = parse_solid(&table, usize, 16 + 8 + 13, 1 << 15, Compression::Lzms).unwrap();
         assert_eq!(t.bounds, vec![24, 33, 37]);
-        assert!(parse_solid(&table, 20, 30, 16, Compression::Lzms).is_err());
+        assert!(parse_solid(&table, usize, 30, 1 << 15, Compression::Lzms).is_err());
     }
 }

@@ -117,13 +117,15 @@ impl Header {
                 format!("part {} of {} is impossible", h.part_number, h.total_parts),
             ));
         }
-        h.compression()?;
-        if h.compression()? != Compression::None
-            && (h.chunk_size == 0 || !h.chunk_size.is_power_of_two() || h.chunk_size > 1 << 30)
-        {
+        let compression = h.compression()?;
+        if !compression.chunk_size_is_valid(h.chunk_size) {
             return Err(FormatError::invalid(
                 "WIM header",
-                format!("chunk size {} is not valid", h.chunk_size),
+                format!(
+                    "chunk size {} is not valid for {}",
+                    h.chunk_size,
+                    compression.name()
+                ),
             ));
         }
         Ok(h)

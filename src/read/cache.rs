@@ -129,7 +129,15 @@ impl ChunkCache {
                 }
             }
         };
+        // Should `load` panic, the guard still ends the flight, so that its waiters get an
+        // error instead of waiting forever.
+        let mut guard = FlightGuard {
+            cache: self,
+            key,
+            flight: Some(Arc::clone(&flight)),
+        };
         let result: Loaded = load().map(Into::into).map_err(Arc::new);
+        guard.flight = None;
         {
             let mut g = self.inner.lock();
             g.inflight.remove(&key);
@@ -181,10 +189,62 @@ impl ChunkCache {
     }
 }
 
+/// Ends a flight whose loader unwound: removes it and hands its waiters an error.
+struct FlightGuard<'a> {
+    cache: &'a ChunkCache,
+    key: ChunkKey,
+    flight: Option<Arc<Flight>>,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        let Some(flight) = self.flight.take() else {
+            return;
+        };
+        self.cache.inner.lock().inflight.remove(&self.key);
+        let e = Error::Io {
+            path: std::path::PathBuf::new(),
+            what: format!("loading chunk {} of resource {}", self.key.2, self.key.1),
+            cause: std::io::Error::other("the decoder failed unexpectedly"),
+        };
+        *flight.result.lock() = Some(Err(Arc::new(e)));
+        flight.done.notify_all();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_panicking_loader_wakes_its_waiters_with_an_error() {
+        let cache = Arc::new(ChunkCache::new(100));
+        let started = Arc::new(std::sync::Barrier::new(2));
+        let loader = {
+            let (cache, started) = (Arc::clone(&cache), Arc::clone(&started));
+            std::thread::spawn(move || {
+                cache.get_or_load((1, 0, 7), || -> Result<Vec<u8>> {
+                    started.wait();
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    panic!("decoder bug");
+                })
+            })
+        };
+        started.wait();
+        // Waits on the loader's flight, which ends in an error instead of never.
+        let waited = cache.get_or_load((1, 0, 7), || Ok(vec![1u8; 4]));
+        assert!(loader.join().is_err(), "the loader panicked");
+        match waited {
+            Err(_) => {}
+            // Or it came after the flight ended and loaded the chunk itself.
+            Ok(v) => assert_eq!(&v[..], &[1, 1, 1, 1]),
+        }
+        // The key is not stuck in flight: a later call returns at once, loading it anew
+        // unless the waiter already did.
+        let v = cache.get_or_load((1, 0, 7), || Ok(vec![2u8; 4])).unwrap();
+        assert!(v[..] == [1u8; 4] || v[..] == [2u8; 4], "{v:?}");
+    }
 
     #[test]
     fn bounded_and_single_flight() {

@@ -84,11 +84,14 @@ impl Resource {
             Storage::Raw => (0, 0),
             Storage::Chunked { chunk_size, .. } => (
                 0,
-                chunk_table::normal_table_size(self.uncompressed_size, chunk_size),
+                // Checked when the resource was added (chunk_table::check_plausible).
+                chunk_table::normal_table_size(self.uncompressed_size, chunk_size)
+                    .unwrap_or(u64::MAX),
             ),
             Storage::Solid { chunk_size, .. } => (
                 chunk_table::SOLID_HEADER_SIZE,
-                chunk_table::solid_table_size(self.uncompressed_size, chunk_size),
+                chunk_table::solid_table_size(self.uncompressed_size, chunk_size)
+                    .unwrap_or(u64::MAX),
             ),
         }
     }

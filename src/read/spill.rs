@@ -25,7 +25,9 @@ pub(crate) struct Spill {
     /// Set after a failed write (a full disk, say): nothing more is stored.
     off: AtomicBool,
     /// Set when the file system cannot reserve space ahead (no `fallocate`): chunks are
-    /// then decoded into memory and copied in with [`Spill::put`].
+    /// then decoded into memory and copied in with [`Spill::put`]. (Only Unix decodes
+    /// into the file at all.)
+    #[cfg_attr(not(unix), allow(dead_code))]
     copy_in: AtomicBool,
 }
 

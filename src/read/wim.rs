@@ -242,6 +242,11 @@ impl Wim {
                     ),
                 ));
             }
+            chunk_table::check_plausible(r.uncompressed_size, r.size_in_wim, h.chunk_size, false)
+                .map_err(|source| Error::Format {
+                path: path.clone(),
+                cause: source,
+            })?;
             Storage::Chunked {
                 compression,
                 chunk_size: h.chunk_size,
@@ -289,6 +294,12 @@ impl Wim {
                 path: p.path.clone(),
                 cause: source,
             })?;
+        chunk_table::check_plausible(usize, r.size_in_wim, chunk_size, true).map_err(|source| {
+            Error::Format {
+                path: p.path.clone(),
+                cause: source,
+            }
+        })?;
         let storage = Storage::Solid {
             compression,
             chunk_size,
@@ -637,6 +648,7 @@ impl Wim {
         let part = &self.parts[res.part];
         let (s, e) = table.chunk_range(i);
         let usize = table.chunk_usize(i) as usize;
+        ensure_allocatable(usize, &part.path, "a decoded chunk")?;
         // Allocated once, in its final place: converting a Vec would copy the chunk again.
         let mut out: Arc<[u8]> = std::iter::repeat_n(0u8, usize).collect();
         let buf = Arc::get_mut(&mut out).expect("just allocated");
@@ -899,7 +911,29 @@ impl Wim {
 
     /// Reads a whole blob, decoding its chunks in parallel; checks its SHA-1 when `verify`.
     pub fn read_blob(&self, loc: &BlobLocation, verify: bool) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(loc.size as usize);
+        // The size comes from the file: checked against its resource (whose size was checked
+        // against the file) before anything is allocated, and allocated fallibly.
+        let res = self
+            .resources
+            .get(loc.resource as usize)
+            .ok_or_else(|| Error::invalid(self.path(), format!("no resource {}", loc.resource)))?;
+        let path = &self.parts[res.part].path;
+        if loc
+            .offset
+            .checked_add(loc.size)
+            .is_none_or(|e| e > res.uncompressed_size)
+        {
+            return Err(Error::invalid(path, "blob extends past its resource"));
+        }
+        let size = usize::try_from(loc.size)
+            .map_err(|_| Error::invalid(path, format!("blob of {} bytes", loc.size)))?;
+        let mut out = Vec::new();
+        out.try_reserve_exact(size).map_err(|_| {
+            Error::invalid(
+                path,
+                format!("a blob of {size} bytes does not fit in memory"),
+            )
+        })?;
         if self.spill_of(loc.resource).is_some() {
             // Just this blob's bytes of the solid chunks, not whole chunks.
             out.resize(loc.size as usize, 0);
@@ -1072,4 +1106,19 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
+}
+
+/// Fails cleanly where an allocation of `bytes` (a size read from `path`) could not be
+/// made, instead of letting the allocator abort the process. Small sizes always pass.
+pub(crate) fn ensure_allocatable(bytes: usize, path: &Path, what: &str) -> Result<()> {
+    if bytes < 16 << 20 {
+        return Ok(());
+    }
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(bytes).map_err(|_| {
+        Error::invalid(
+            path,
+            format!("{what} of {bytes} bytes does not fit in memory"),
+        )
+    })
 }

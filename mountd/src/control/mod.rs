@@ -20,7 +20,9 @@ mod unix;
 mod windows;
 
 #[cfg(unix)]
-pub use unix::{request, runtime_dir, socket_path, Control, Served};
+pub use unix::{request, Control, Served};
+#[cfg(unix)]
+pub use wimfs::mount_proto::unix::{runtime_dir, socket_path};
 #[cfg(windows)]
 pub use windows::{pipe_name, request, Control, Served};
 
@@ -52,14 +54,7 @@ pub enum ControlError {
     Bind(PathBuf, std::io::Error),
 }
 
-/// FNV-1a of a mountpoint's name: short, stable names for sockets and pipes.
-pub fn mount_hash(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+pub use wimfs::mount_proto::mount_hash;
 
 /// What the control channel needs of a mounted filesystem.
 pub trait Mounted: Send + Sync {

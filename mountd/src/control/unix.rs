@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,28 +16,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::{mount_hash, parse_status, reply_to, ControlError, Mounted, Status};
+use wimfs::mount_proto::unix::{checked_runtime_dir, connect, euid, peer_uid, socket_path};
 
-/// Where control sockets live: /run/wimfs for root, else $XDG_RUNTIME_DIR/wimfs, else
-/// /tmp/wimfs-$UID. (`wimfs mounts` looks in the same place.)
-pub fn runtime_dir() -> PathBuf {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    if uid == 0 {
-        return PathBuf::from("/run/wimfs");
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("wimfs"),
-        _ => PathBuf::from(format!("/tmp/wimfs-{uid}")),
-    }
-}
-
-/// The socket path for a mountpoint: a hash of its absolute path keeps the name short
-/// (socket paths are limited to ~108 bytes) and unique per mountpoint.
-pub fn socket_path(mountpoint: &Path) -> PathBuf {
-    let h = mount_hash(mountpoint.as_os_str().as_bytes());
-    runtime_dir().join(format!("mnt-{h:016x}.sock"))
-}
+use super::{parse_status, reply_to, ControlError, Mounted, Status};
 
 /// The listening side, owned by the daemon.
 pub struct Control {
@@ -50,11 +31,7 @@ impl Control {
     pub fn bind(mountpoint: &Path) -> Result<Control, ControlError> {
         let path = socket_path(mountpoint);
         let dir = path.parent().expect("socket path has a directory");
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| ControlError::Dir(dir.to_path_buf(), e))?;
+        checked_runtime_dir(true).map_err(|e| ControlError::Dir(dir.to_path_buf(), e))?;
         if path.exists() {
             if let Ok(s) = query_status(&path) {
                 return Err(ControlError::AlreadyMounted(
@@ -136,6 +113,13 @@ fn handle(
     status: &Status,
     asked: &AtomicBool,
 ) -> std::io::Result<()> {
+    // The directory is the user's alone, but the check is made where it counts: a
+    // connection from anyone but the user (or root) gets no answer.
+    let peer = peer_uid(&conn)?;
+    if peer != euid() && peer != 0 {
+        tracing::warn!("control: refused a connection from uid {peer}");
+        return Ok(());
+    }
     conn.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();
     BufReader::new(&conn).read_line(&mut line)?;
@@ -190,7 +174,7 @@ fn unmount(dir: &Path, lazy: bool) -> String {
 
 /// Sends one request to a daemon and returns its reply line.
 pub fn request(socket: &Path, what: &str) -> std::io::Result<String> {
-    let conn = UnixStream::connect(socket)?;
+    let conn = connect(socket)?;
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     (&conn).write_all(format!("{what}\n").as_bytes())?;
     let mut line = String::new();
@@ -200,18 +184,4 @@ pub fn request(socket: &Path, what: &str) -> std::io::Result<String> {
 
 fn query_status(socket: &Path) -> std::io::Result<Status> {
     parse_status(&request(socket, "status")?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn socket_names_are_stable_and_distinct() {
-        let a = socket_path(Path::new("/mnt/a"));
-        assert_eq!(a, socket_path(Path::new("/mnt/a")));
-        assert_ne!(a, socket_path(Path::new("/mnt/b")));
-        assert!(a.as_os_str().len() < 100);
-        assert!(a.starts_with(runtime_dir()));
-    }
 }

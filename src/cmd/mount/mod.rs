@@ -335,9 +335,9 @@ fn list_orphans(wim: Option<&std::path::Path>) -> Result<Vec<OrphanInfo>> {
 }
 
 /// Every daemon answering on a socket in the runtime directory.
-fn list_mounts() -> Vec<MountInfo> {
+fn list_mounts() -> Result<Vec<MountInfo>> {
     let mut out = Vec::new();
-    for p in platform::endpoints() {
+    for p in platform::endpoints()? {
         match platform::request(&p, "status", Duration::from_secs(5)) {
             Ok(line) => match serde_json::from_str::<MountInfo>(&line) {
                 Ok(mut m) => {
@@ -346,15 +346,18 @@ fn list_mounts() -> Vec<MountInfo> {
                 }
                 Err(e) => tracing::warn!("{}: bad status reply: {e}", p.display()),
             },
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::warn!("{e}")
+            }
             Err(e) => tracing::debug!("{}: no daemon: {e}", p.display()),
         }
     }
     out.sort_by(|a, b| a.dir.cmp(&b.dir));
-    out
+    Ok(out)
 }
 
 pub fn run_mounts(a: MountsArgs) -> Result<i32> {
-    let mounts = list_mounts();
+    let mounts = list_mounts()?;
     #[cfg(unix)]
     let orphans = list_orphans(None).unwrap_or_else(|e| {
         tracing::warn!("cannot look for orphaned staging directories: {e:#}");
@@ -407,7 +410,7 @@ pub fn run_mounts(a: MountsArgs) -> Result<i32> {
 pub fn run_unmount(a: UnmountArgs) -> Result<i32> {
     let dir = platform::mountpoint_key(&a.dir)?;
     let dir_s = dir.to_string_lossy();
-    let Some(m) = list_mounts().into_iter().find(|m| m.dir == dir_s) else {
+    let Some(m) = list_mounts()?.into_iter().find(|m| m.dir == dir_s) else {
         bail!("{}: not mounted by a running wimfs daemon", dir.display());
     };
     if m.mode == "rw" && m.open_files > 0 && !a.force && !a.lazy {
@@ -495,7 +498,7 @@ fn send_commit(m: &MountInfo, dir: &std::path::Path, how: &CommitHow) -> Result<
 pub fn run_commit(a: CommitArgs) -> Result<i32> {
     let dir = platform::mountpoint_key(&a.dir)?;
     let dir_s = dir.to_string_lossy();
-    let Some(m) = list_mounts().into_iter().find(|m| m.dir == dir_s) else {
+    let Some(m) = list_mounts()?.into_iter().find(|m| m.dir == dir_s) else {
         bail!("{}: not mounted by a running wimfs daemon", dir.display());
     };
     if m.mode != "rw" {

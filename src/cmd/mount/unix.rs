@@ -1,41 +1,31 @@
 //! The Unix side of the mount verbs: control sockets and processes.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
 
-/// Where daemons put their control sockets. Must match `wimfs_mountd::control::runtime_dir`.
-fn runtime_dir() -> PathBuf {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    if uid == 0 {
-        return PathBuf::from("/run/wimfs");
+/// The control sockets that may have a daemon behind them (none if the control directory
+/// does not exist yet; an error if it is not the user's alone).
+pub(super) fn endpoints() -> Result<Vec<PathBuf>> {
+    let dir = wimfs::mount_proto::unix::runtime_dir();
+    if !dir.exists() {
+        return Ok(Vec::new());
     }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("wimfs"),
-        _ => PathBuf::from(format!("/tmp/wimfs-{uid}")),
-    }
-}
-
-/// The control sockets that may have a daemon behind them.
-pub(super) fn endpoints() -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(runtime_dir()) else {
-        return Vec::new();
-    };
-    entries
+    wimfs::mount_proto::unix::check_private_dir(&dir, false)?;
+    let entries = std::fs::read_dir(&dir).with_context(|| format!("{}", dir.display()))?;
+    Ok(entries
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "sock"))
-        .collect()
+        .collect())
 }
 
 /// Sends one request line and returns the reply line.
 pub(super) fn request(socket: &Path, what: &str, timeout: Duration) -> std::io::Result<String> {
-    let conn = UnixStream::connect(socket)?;
+    let conn = wimfs::mount_proto::unix::connect(socket)?;
     conn.set_read_timeout(Some(timeout))?;
     (&conn).write_all(format!("{what}\n").as_bytes())?;
     let mut line = String::new();

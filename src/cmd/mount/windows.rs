@@ -12,15 +12,15 @@ use anyhow::{Context, Result};
 const PIPES: &str = r"\\.\pipe\";
 
 /// The control pipes that may have a daemon behind them.
-pub(super) fn endpoints() -> Vec<PathBuf> {
+pub(super) fn endpoints() -> anyhow::Result<Vec<PathBuf>> {
     let Ok(entries) = std::fs::read_dir(PIPES) else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    entries
+    Ok(entries
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("wimfs-mnt-"))
         .map(|e| Path::new(PIPES).join(e.file_name()))
-        .collect()
+        .collect())
 }
 
 /// Sends one request line and returns the reply line. The daemon serves one client at a
@@ -57,7 +57,7 @@ pub(super) fn detach(cmd: &mut Command) {
 
 /// Whether the daemon has exited: its control pipe is gone with it.
 pub(super) fn is_gone(_pid: u32, pipe: &Path) -> bool {
-    !endpoints().iter().any(|p| p == pipe)
+    !endpoints().unwrap_or_default().iter().any(|p| p == pipe)
 }
 
 /// The mountpoint as the daemon records it: `M:` for a drive letter (any case, trailing
