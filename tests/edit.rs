@@ -352,3 +352,55 @@ fn split_and_join() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing part"), "{err}");
 }
+
+/// A rebuild (optimize, delete, append --rebuild) replaces the file with one of the same
+/// mode and owner, and a WIM reached through a symlink is rebuilt where the link points: the
+/// link stays a link.
+#[test]
+fn rebuilds_keep_mode_owner_and_symlinks() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let t = tempdir();
+    let (a, b) = two_trees(t.path());
+    let real = t.path().join("real.wim");
+    ok(wimfs_cmd(["capture"]).arg(&a).arg(&real).arg("A"));
+    ok(wimfs_cmd(["append"]).arg(&b).arg(&real).arg("B"));
+    fs::set_permissions(&real, fs::Permissions::from_mode(0o600)).unwrap();
+    let root = running_as_root();
+    if root {
+        std::os::unix::fs::chown(&real, Some(65534), Some(65534)).unwrap();
+    }
+    let link = t.path().join("link.wim");
+    std::os::unix::fs::symlink("real.wim", &link).unwrap();
+    let steps: [&[&str]; 3] = [
+        &["optimize"],
+        &["delete", "--", "2"],
+        &["append", "--rebuild", "--"],
+    ];
+    for step in steps {
+        let mut c = wimfs_cmd([step[0]]);
+        match step[0] {
+            "append" => c.arg(&b).arg(&link).arg("B again").arg("--rebuild"),
+            "delete" => c.arg(&link).arg("2"),
+            _ => c.arg(&link),
+        };
+        ok(&mut c);
+        let lm = fs::symlink_metadata(&link).unwrap();
+        assert!(
+            lm.file_type().is_symlink(),
+            "{step:?}: the link was replaced"
+        );
+        let m = fs::metadata(&real).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o600, "{step:?}: mode");
+        if root {
+            assert_eq!((m.uid(), m.gid()), (65534, 65534), "{step:?}: owner");
+        }
+        ok(wimlib(["verify"]).arg(&link));
+    }
+    assert_eq!(names(&real), ["A", "B again"]);
+    let leftovers: Vec<_> = fs::read_dir(t.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

@@ -312,13 +312,6 @@ fn unreadable_files_are_named_or_skipped() {
     assert!(!listing.contains("inside.txt"), "{listing}");
 }
 
-/// Whether this process runs as root (whose reads no file mode stops).
-fn running_as_root() -> bool {
-    fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false)
-}
-
 #[test]
 fn a_concurrent_writer_is_refused() {
     let tmp = tempdir();
@@ -382,4 +375,48 @@ fn config_exclusions_match_wimlib() {
     assert!(mine.iter().any(|l| l == "/cache/keep/me.txt"), "{mine:?}");
     assert_eq!(mine, list(&theirs));
     ok(wimlib(["verify"]).arg(&ours));
+}
+
+/// A file swapped for a symlink or a FIFO between the scan and the read is refused with an
+/// error naming it: never read through the link, never a hang on the FIFO.
+#[test]
+fn files_swapped_after_the_scan_are_refused() {
+    use wimfs::write::capture::{scan, CaptureOptions};
+    for swap in ["symlink", "fifo"] {
+        let t = tempdir();
+        let src = t.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("victim"), "ordinary data").unwrap();
+        fs::write(t.path().join("secret"), "not for the image").unwrap();
+        let opts = CaptureOptions {
+            unix_data: false,
+            dereference: false,
+            skip_unreadable: false,
+            rp_fix: true,
+            config: None,
+        };
+        let mut tree = scan(&src, &opts).unwrap();
+        fs::remove_file(src.join("victim")).unwrap();
+        match swap {
+            "symlink" => {
+                std::os::unix::fs::symlink(t.path().join("secret"), src.join("victim")).unwrap()
+            }
+            _ => {
+                ok(Command::new("mkfifo").arg(src.join("victim")));
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = tree.hash(true, &|_| {}).map_err(|e| e.to_string());
+            let _ = tx.send(r);
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("{swap}: reading the swapped file hangs"));
+        let err = r.expect_err("a swapped file is refused");
+        assert!(
+            err.contains("victim") && err.contains("replaced"),
+            "{swap}: {err}"
+        );
+    }
 }

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
 use super::config::Filter;
+use super::resource::BlobSource;
 use super::writer::{BlobJob, WimWriter};
 use crate::error::{Error, Result};
 use crate::format::dentry::{
@@ -43,10 +44,57 @@ pub struct CaptureOptions {
     pub config: Option<super::config::CaptureConfig>,
 }
 
+/// A regular file as the scan saw it. Its data is read only from that same file: opened
+/// without following a link (unless the capture dereferences links) and without blocking,
+/// then checked to be the regular file the scan found (device and inode), so a file swapped
+/// for a link, a FIFO or a device between scan and read fails with an error naming it.
+#[derive(Debug, Clone)]
+struct ScannedFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+    follow: bool,
+}
+
+impl ScannedFile {
+    fn open_checked(&self) -> std::io::Result<fs::File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut flags = libc::O_NONBLOCK | libc::O_NOCTTY;
+        if !self.follow {
+            flags |= libc::O_NOFOLLOW;
+        }
+        let replaced = || {
+            std::io::Error::other(
+                "it was replaced since it was scanned (now a link, a device, a FIFO or \
+                 another file)",
+            )
+        };
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(&self.path)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => replaced(),
+                _ => e,
+            })?;
+        let m = f.metadata()?;
+        if !m.is_file() || m.dev() != self.dev || m.ino() != self.ino {
+            return Err(replaced());
+        }
+        Ok(f)
+    }
+}
+
+impl BlobSource for ScannedFile {
+    fn open(&self) -> std::io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(self.open_checked()?))
+    }
+}
+
 /// A regular file whose data still has to be hashed and written.
 #[derive(Debug, Clone)]
 struct FileData {
-    path: PathBuf,
+    file: ScannedFile,
     size: u64,
     inode: usize,
     /// Known before writing only for files that [`Scan::hash`] read: the others are hashed
@@ -109,7 +157,7 @@ impl Scan {
             .zip(need)
             .filter(|(_, n)| *n)
             .try_for_each(|(f, _)| {
-                f.hash = Some(hash_file(&f.path, f.size, progress)?);
+                f.hash = Some(hash_file(&f.file, f.size, progress)?);
                 Ok(())
             })
     }
@@ -140,7 +188,7 @@ impl Scan {
         let mut order: Vec<usize> = (0..self.files.len()).collect();
         if writer.is_solid() {
             let keys: Vec<(String, String)> =
-                self.files.iter().map(|f| solid_key(&f.path)).collect();
+                self.files.iter().map(|f| solid_key(&f.file.path)).collect();
             order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
         }
         let jobs: Vec<BlobJob<'_>> = order
@@ -148,10 +196,10 @@ impl Scan {
             .map(|&i| {
                 let f = &self.files[i];
                 BlobJob {
-                    source: &f.path,
+                    source: &f.file,
                     size: f.size,
                     expected: f.hash,
-                    what: &f.path,
+                    what: &f.file.path,
                 }
             })
             .collect();
@@ -197,8 +245,11 @@ fn stream(kind: StreamKind, hash: Sha1Hash, size: u64) -> Stream {
     }
 }
 
-fn hash_file(path: &Path, size: u64, progress: &(dyn Fn(u64) + Sync)) -> Result<Sha1Hash> {
-    let mut f = fs::File::open(path).map_err(|e| Error::io(path, "opening", e))?;
+fn hash_file(file: &ScannedFile, size: u64, progress: &(dyn Fn(u64) + Sync)) -> Result<Sha1Hash> {
+    let path = file.path.as_path();
+    let mut f = file
+        .open_checked()
+        .map_err(|e| Error::io(path, "opening", e))?;
     let mut h = Sha1::new();
     let mut buf = vec![0u8; size.clamp(1, 1 << 20) as usize];
     let mut total = 0u64;
@@ -413,7 +464,12 @@ impl Scanner<'_> {
             let ino = self.new_inode(&m, attr);
             if m.size() > 0 {
                 self.files.push(FileData {
-                    path: path.to_path_buf(),
+                    file: ScannedFile {
+                        path: path.to_path_buf(),
+                        dev: m.dev(),
+                        ino: m.ino(),
+                        follow: self.opts.dereference,
+                    },
                     size: m.size(),
                     inode: ino,
                     hash: None,

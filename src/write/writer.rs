@@ -163,6 +163,9 @@ impl WimWriter {
     ) -> Result<WimWriter> {
         check_solid_options(&opts)?;
         check_lock(&lock, target)?;
+        // A WIM reached through a symlink is rebuilt where the link points: the link stays.
+        let resolved = resolve_links(target);
+        let target = resolved.as_path();
         let (tmp_path, file) = create_temp_beside(target)?;
         let mut w = WimWriter::start(target, Mode::NewFile { tmp_path }, lock, file, opts, 0)?;
         // A zeroed header until the end: a torn temporary file is never mistaken for a WIM.
@@ -1312,7 +1315,39 @@ pub(super) fn resource_error(path: &Path, e: ResourceError) -> Error {
     }
 }
 
-/// Creates `<target>.tmp-XXXX` (exclusive create, so two writers never share one).
+/// `target` with symlinks resolved, if it exists (else as given).
+fn resolve_links(target: &Path) -> PathBuf {
+    match std::fs::symlink_metadata(target) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf())
+        }
+        _ => target.to_path_buf(),
+    }
+}
+
+/// Gives the new file that will replace `target` the target's permissions and (where the
+/// writer may) its owner, so a rebuild never widens who can read the WIM.
+fn keep_access(file: &File, target: &Path) -> Result<()> {
+    let Ok(m) = std::fs::metadata(target) else {
+        return Ok(());
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        // Owner first: changing it may clear set-id bits the mode below restores.
+        match std::os::unix::fs::fchown(file, Some(m.uid()), Some(m.gid())) {
+            Ok(()) => {}
+            // Not root: the file stays the writer's own, as with any copy.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            Err(e) => return Err(Error::io(target, "keeping the owner", e)),
+        }
+    }
+    file.set_permissions(m.permissions())
+        .map_err(|e| Error::io(target, "keeping the permissions", e))
+}
+
+/// Creates `<target>.tmp-XXXX` (exclusive create, so two writers never share one), with the
+/// permissions and owner of `target` if it exists.
 pub(super) fn create_temp_beside(target: &Path) -> Result<(PathBuf, File)> {
     let name = target
         .file_name()
@@ -1327,7 +1362,13 @@ pub(super) fn create_temp_beside(target: &Path) -> Result<(PathBuf, File)> {
             .create_new(true)
             .open(&tmp)
         {
-            Ok(f) => return Ok((tmp, f)),
+            Ok(f) => {
+                if let Err(e) = keep_access(&f, target) {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                return Ok((tmp, f));
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io(&tmp, "creating the temporary file", e)),
         }
