@@ -104,21 +104,21 @@ impl Filesystem for FuseFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(parent.0, name.as_bytes()) {
+        match core::guarded("lookup", || self.fs.lookup(parent.0, name.as_bytes())) {
             Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0) {
+        match core::guarded("getattr", || self.fs.getattr(ino.0)) {
             Ok(a) => reply.attr(&TTL, &attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino.0) {
+        match core::guarded("readlink", || self.fs.readlink(ino.0)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
         }
@@ -126,7 +126,7 @@ impl Filesystem for FuseFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
-        match self.fs.open(ino.0, write) {
+        match core::guarded("open", || self.fs.open(ino.0, write)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno(e)),
         }
@@ -143,7 +143,7 @@ impl Filesystem for FuseFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size) {
+        match core::guarded("read", || self.fs.read(fh.0, offset, size)) {
             Ok(b) => reply.data(&b),
             Err(e) => reply.error(errno(e)),
         }
@@ -190,7 +190,7 @@ impl Filesystem for FuseFs {
             reply.error(Errno::ENOSYS);
             return;
         }
-        match self.fs.dir_len(ino.0) {
+        match core::guarded("dir_len", || self.fs.dir_len(ino.0)) {
             Ok(_) => reply.opened(
                 FileHandle(0),
                 FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
@@ -207,8 +207,10 @@ impl Filesystem for FuseFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let r = self.fs.readdir(ino.0, offset, &mut |e| {
-            reply.add(INodeNo(e.ino), e.next, kind(e.kind), e.name)
+        let r = core::guarded("readdir", || {
+            self.fs.readdir(ino.0, offset, &mut |e| {
+                reply.add(INodeNo(e.ino), e.next, kind(e.kind), e.name)
+            })
         });
         match r {
             Ok(()) => reply.ok(),
@@ -248,15 +250,23 @@ impl Filesystem for FuseFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        xattr_reply(self.fs.getxattr(ino.0, name.as_bytes()), size, reply);
+        xattr_reply(
+            core::guarded("getxattr", || self.fs.getxattr(ino.0, name.as_bytes())),
+            size,
+            reply,
+        );
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        xattr_reply(self.fs.listxattr(ino.0), size, reply);
+        xattr_reply(
+            core::guarded("listxattr", || self.fs.listxattr(ino.0)),
+            size,
+            reply,
+        );
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match self.fs.exists(ino.0) {
+        match core::guarded("exists", || self.fs.exists(ino.0)) {
             Ok(()) if mask.contains(AccessFlags::W_OK) => {
                 reply.error(errno(self.fs.write_denied()))
             }

@@ -14,6 +14,7 @@ use fuser::{
     ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
+use crate::core;
 use crate::core::rw::{RwFs, SetAttr};
 use crate::fuse::{attr, errno, kind, xattr_reply, MAX_READ};
 
@@ -63,18 +64,21 @@ impl Filesystem for FuseRwFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        entry(self.fs.lookup(parent.0, name.as_bytes()), reply);
+        entry(
+            core::guarded("lookup", || self.fs.lookup(parent.0, name.as_bytes())),
+            reply,
+        );
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0) {
+        match core::guarded("getattr", || self.fs.getattr(ino.0)) {
             Ok(a) => reply.attr(&TTL, &attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino.0) {
+        match core::guarded("readlink", || self.fs.readlink(ino.0)) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(errno(e)),
         }
@@ -83,7 +87,7 @@ impl Filesystem for FuseRwFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let truncate = flags.0 & libc::O_TRUNC != 0;
-        match self.fs.open(ino.0, write, truncate) {
+        match core::guarded("open", || self.fs.open(ino.0, write, truncate)) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno(e)),
         }
@@ -100,7 +104,7 @@ impl Filesystem for FuseRwFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(ino.0, offset, size) {
+        match core::guarded("read", || self.fs.read(ino.0, offset, size)) {
             Ok(b) => reply.data(&b),
             Err(e) => reply.error(errno(e)),
         }
@@ -118,7 +122,7 @@ impl Filesystem for FuseRwFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(ino.0, offset, data) {
+        match core::guarded("write", || self.fs.write(ino.0, offset, data)) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(errno(e)),
         }
@@ -157,11 +161,11 @@ impl Filesystem for FuseRwFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(self.fs.fsync(ino.0), reply);
+        empty(core::guarded("fsync", || self.fs.fsync(ino.0)), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.getattr(ino.0) {
+        match core::guarded("getattr", || self.fs.getattr(ino.0)) {
             Ok(_) => reply.opened(FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(errno(e)),
         }
@@ -175,8 +179,10 @@ impl Filesystem for FuseRwFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let r = self.fs.readdir(ino.0, offset, &mut |e| {
-            reply.add(INodeNo(e.ino), e.next, kind(e.kind), e.name)
+        let r = core::guarded("readdir", || {
+            self.fs.readdir(ino.0, offset, &mut |e| {
+                reply.add(INodeNo(e.ino), e.next, kind(e.kind), e.name)
+            })
         });
         match r {
             Ok(()) => reply.ok(),
@@ -199,15 +205,26 @@ impl Filesystem for FuseRwFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        xattr_reply(self.fs.getxattr(ino.0, name.as_bytes()), size, reply);
+        xattr_reply(
+            core::guarded("getxattr", || self.fs.getxattr(ino.0, name.as_bytes())),
+            size,
+            reply,
+        );
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        xattr_reply(self.fs.listxattr(ino.0), size, reply);
+        xattr_reply(
+            core::guarded("listxattr", || self.fs.listxattr(ino.0)),
+            size,
+            reply,
+        );
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        empty(self.fs.getattr(ino.0).map(|_| ()), reply);
+        empty(
+            core::guarded("getattr", || self.fs.getattr(ino.0)).map(|_| ()),
+            reply,
+        );
     }
 
     fn setattr(
@@ -236,7 +253,7 @@ impl Filesystem for FuseRwFs {
             atime: atime.map(time),
             mtime: mtime.map(time),
         };
-        match self.fs.setattr(ino.0, &a) {
+        match core::guarded("setattr", || self.fs.setattr(ino.0, &a)) {
             Ok(a) => reply.attr(&TTL, &attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
@@ -251,22 +268,30 @@ impl Filesystem for FuseRwFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let r = self.fs.mkdir(
-            parent.0,
-            name.as_bytes(),
-            mode & !umask,
-            req.uid(),
-            req.gid(),
-        );
+        let r = core::guarded("mkdir", || {
+            self.fs.mkdir(
+                parent.0,
+                name.as_bytes(),
+                mode & !umask,
+                req.uid(),
+                req.gid(),
+            )
+        });
         entry(r, reply);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(self.fs.unlink(parent.0, name.as_bytes()), reply);
+        empty(
+            core::guarded("unlink", || self.fs.unlink(parent.0, name.as_bytes())),
+            reply,
+        );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(self.fs.rmdir(parent.0, name.as_bytes()), reply);
+        empty(
+            core::guarded("rmdir", || self.fs.rmdir(parent.0, name.as_bytes())),
+            reply,
+        );
     }
 
     fn symlink(
@@ -277,13 +302,15 @@ impl Filesystem for FuseRwFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let r = self.fs.symlink(
-            parent.0,
-            link_name.as_bytes(),
-            target.as_os_str().as_bytes(),
-            req.uid(),
-            req.gid(),
-        );
+        let r = core::guarded("symlink", || {
+            self.fs.symlink(
+                parent.0,
+                link_name.as_bytes(),
+                target.as_os_str().as_bytes(),
+                req.uid(),
+                req.gid(),
+            )
+        });
         entry(r, reply);
     }
 
@@ -297,13 +324,15 @@ impl Filesystem for FuseRwFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let r = self.fs.rename(
-            parent.0,
-            name.as_bytes(),
-            newparent.0,
-            newname.as_bytes(),
-            flags.bits(),
-        );
+        let r = core::guarded("rename", || {
+            self.fs.rename(
+                parent.0,
+                name.as_bytes(),
+                newparent.0,
+                newname.as_bytes(),
+                flags.bits(),
+            )
+        });
         empty(r, reply);
     }
 
@@ -315,7 +344,12 @@ impl Filesystem for FuseRwFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        entry(self.fs.link(ino.0, newparent.0, newname.as_bytes()), reply);
+        entry(
+            core::guarded("link", || {
+                self.fs.link(ino.0, newparent.0, newname.as_bytes())
+            }),
+            reply,
+        );
     }
 
     fn create(
@@ -328,13 +362,15 @@ impl Filesystem for FuseRwFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let r = self.fs.create(
-            parent.0,
-            name.as_bytes(),
-            mode & !umask,
-            req.uid(),
-            req.gid(),
-        );
+        let r = core::guarded("create", || {
+            self.fs.create(
+                parent.0,
+                name.as_bytes(),
+                mode & !umask,
+                req.uid(),
+                req.gid(),
+            )
+        });
         match r {
             Ok((a, fh)) => reply.created(
                 &TTL,
@@ -357,14 +393,16 @@ impl Filesystem for FuseRwFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let r = self.fs.mknod(
-            parent.0,
-            name.as_bytes(),
-            mode & !(umask & 0o7777),
-            rdev,
-            req.uid(),
-            req.gid(),
-        );
+        let r = core::guarded("mknod", || {
+            self.fs.mknod(
+                parent.0,
+                name.as_bytes(),
+                mode & !(umask & 0o7777),
+                rdev,
+                req.uid(),
+                req.gid(),
+            )
+        });
         entry(r, reply);
     }
 
@@ -378,7 +416,12 @@ impl Filesystem for FuseRwFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        empty(self.fs.fallocate(ino.0, offset, length, mode as u32), reply);
+        empty(
+            core::guarded("fallocate", || {
+                self.fs.fallocate(ino.0, offset, length, mode as u32)
+            }),
+            reply,
+        );
     }
 
     fn setxattr(
@@ -398,6 +441,11 @@ impl Filesystem for FuseRwFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(self.fs.removexattr(ino.0, name.as_bytes()), reply);
+        empty(
+            core::guarded("removexattr", || {
+                self.fs.removexattr(ino.0, name.as_bytes())
+            }),
+            reply,
+        );
     }
 }

@@ -77,6 +77,10 @@ mod unix {
         /// Bound of the decompressed-chunk cache (K/M/G suffixes).
         #[arg(long, default_value = "256M", value_parser = parse_size)]
         cache_size: usize,
+        /// Bound of the scratch file for decoded solid chunks (default: half the space free in
+        /// $TMPDIR at mount time); past it, chunks are decoded in memory as needed.
+        #[arg(long, value_parser = parse_size)]
+        scratch_size: Option<usize>,
         /// Log debugging detail.
         #[arg(long)]
         debug: bool,
@@ -256,7 +260,9 @@ mod unix {
             .and_then(|i| i.name.clone());
         let mut wim = wim;
         // Each solid chunk is decoded once for the life of the mount (kept on disk after).
-        if let Err(e) = wim.keep_solid_chunks_in(&std::env::temp_dir()) {
+        if let Err(e) =
+            wim.keep_solid_chunks_in(&std::env::temp_dir(), args.scratch_size.map(|n| n as u64))
+        {
             tracing::warn!("{e}");
         }
         let wim = Arc::new(wim);

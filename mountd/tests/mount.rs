@@ -105,9 +105,15 @@ struct Mount {
 impl Mount {
     /// Starts wimfs-mountd directly, the way `wimfs mount` does.
     fn start(wim: &Path, dir: &Path, extra: &[&str]) -> Mount {
+        Self::start_with_env(wim, dir, extra, &[])
+    }
+
+    /// [`Mount::start`] with variables set for the daemon.
+    fn start_with_env(wim: &Path, dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Mount {
         fs::create_dir_all(dir).unwrap();
         let dir = fs::canonicalize(dir).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_wimfs-mountd"))
+            .envs(env.iter().copied())
             .arg(wim)
             .arg("1")
             .arg(&dir)
@@ -201,6 +207,17 @@ fn mounted_tree_equals_source_for_every_compression() {
         capture(&src, &wim, args);
         let m = Mount::start(&wim, &tmp.path().join(format!("mnt-{name}")), &[]);
         diff(&src, &m.dir);
+        if name == "solid" {
+            // With no scratch space at all (the cap reached at once), solid chunks are
+            // decoded in memory as needed: the same bytes.
+            let capped = Mount::start(
+                &wim,
+                &tmp.path().join("mnt-capped"),
+                &["--scratch-size", "0", "--cache-size", "1M"],
+            );
+            diff(&src, &capped.dir);
+            assert!(capped.log().contains("reached its cap"), "{}", capped.log());
+        }
         let a = fs::metadata(m.p("dir/big.bin")).unwrap();
         let b = fs::metadata(m.p("big_link")).unwrap();
         assert_eq!(a.ino(), b.ino(), "{name}: hard links share an inode");
@@ -1976,4 +1993,34 @@ fn local_users_cannot_redirect_or_spoof_a_mount() {
         .arg("recover")
         .arg(&c.wim)
         .arg("--discard"));
+}
+
+/// A panic while serving a request (here injected into reads of one file) fails that request
+/// with EIO and is logged; the daemon's workers survive it, so after many such panics every
+/// other file still reads correctly.
+#[test]
+fn a_panic_in_a_request_costs_that_request_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &[]);
+    let m = Mount::start_with_env(
+        &wim,
+        &tmp.path().join("mnt"),
+        &[],
+        &[("WIMFS_TEST_PANIC_READ_SIZE", "5000")],
+    );
+    for _ in 0..20 {
+        let e = fs::read(m.p("dir/sub/small")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+    }
+    // Everything else, after far more panics than the daemon has workers.
+    for i in 0..200 {
+        let rel = format!("dir/f{i:03}");
+        assert!(fs::read(m.p(&rel)).unwrap() == fs::read(src.join(&rel)).unwrap());
+    }
+    assert_eq!(fs::read(m.p("dir/big.bin")).unwrap(), pattern(5 << 20, 3));
+    assert_eq!(fs::read(m.p("hello.txt")).unwrap(), b"hello\n");
+    assert!(m.log().contains("internal error"), "{}", m.log());
 }

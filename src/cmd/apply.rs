@@ -109,7 +109,15 @@ pub fn run_extract(a: ExtractArgs) -> Result<i32> {
         let dest = if d == Image::ROOT {
             a.dest_dir.clone()
         } else {
-            a.dest_dir.join(&img.dentries[d].name)
+            let name = &img.dentries[d].name;
+            if let Some(why) = wimfs::image::names::native_name_problem(name) {
+                bail!(
+                    "{}: \"{}\" cannot be extracted here: it has {why}",
+                    wim.path().display(),
+                    super::printable(p)
+                );
+            }
+            a.dest_dir.join(name)
         };
         roots.push((d, dest));
     }
@@ -151,7 +159,17 @@ impl<'a> Extractor<'a> {
                 let ino = img.inode_of(d);
                 if ino.is_directory() {
                     for &c in img.dentries[d].children.iter().rev() {
-                        stack.push((c, path.join(&img.dentries[c].name)));
+                        // A name this platform cannot hold safely (on Windows `..\x`, `C:`,
+                        // `CON`, ...) is skipped with what lies below it, as wimlib does.
+                        let name = &img.dentries[c].name;
+                        if let Some(why) = wimfs::image::names::native_name_problem(name) {
+                            tracing::warn!(
+                                "skipping \"{}\": it has {why}",
+                                super::printable(&img.path_of(c))
+                            );
+                            continue;
+                        }
+                        stack.push((c, path.join(name)));
                     }
                 } else if !img.dentries[d].children.is_empty() {
                     tracing::warn!(

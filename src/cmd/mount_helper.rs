@@ -84,6 +84,7 @@ pub fn translate(args: &[OsString]) -> Result<Option<Vec<OsString>>> {
                 flags.extend(["--streams-interface".into(), v.into()])
             }
             ("cache_size", Some(v)) => flags.extend(["--cache-size".into(), v.into()]),
+            ("scratch_size", Some(v)) => flags.extend(["--scratch-size".into(), v.into()]),
             ("unix_data", None) => flags.push("--unix-data".into()),
             ("allow_other", None) => flags.push("--allow-other".into()),
             ("check", None) => flags.push("--check".into()),

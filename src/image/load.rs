@@ -211,18 +211,7 @@ pub fn name_order(a: &str, b: &str) -> std::cmp::Ordering {
 fn validate(img: &mut Image, path: &Path) -> Result<()> {
     for d in 1..img.dentries.len() {
         let name = &img.dentries[d].name;
-        let bad = if name.is_empty() {
-            Some("an empty name")
-        } else if name == "." || name == ".." {
-            Some("the reserved name \".\" or \"..\"")
-        } else if name.contains('/') {
-            Some("a '/' in its name")
-        } else if name.contains('\0') {
-            Some("a NUL in its name")
-        } else {
-            None
-        };
-        if let Some(why) = bad {
+        if let Some(why) = super::names::unix_name_problem(name) {
             let parent = img.path_of(img.dentries[d].parent);
             return Err(Error::invalid(
                 path,

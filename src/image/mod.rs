@@ -3,6 +3,7 @@
 mod load;
 mod lower;
 mod model;
+pub mod names;
 
 pub use load::name_order;
 pub use model::{Dentry, DentryId, Image, Inode, InodeId, Stream, StreamKind};

@@ -22,6 +22,8 @@ pub(crate) struct Spill {
     /// Where each stored chunk starts in the file.
     index: RwLock<FxHashMap<(u32, u64), u64>>,
     end: AtomicU64,
+    /// The most bytes the file may grow to; chunks past it are decoded in memory as needed.
+    cap: u64,
     /// Set after a failed write (a full disk, say): nothing more is stored.
     off: AtomicBool,
     /// Set when the file system cannot reserve space ahead (no `fallocate`): chunks are
@@ -33,11 +35,12 @@ pub(crate) struct Spill {
 
 impl Spill {
     /// A store in a new unlinked file in `dir`.
-    pub(crate) fn create(dir: &Path) -> std::io::Result<Spill> {
+    pub(crate) fn create(dir: &Path, cap: u64) -> std::io::Result<Spill> {
         Ok(Spill {
             file: tempfile::tempfile_in(dir)?,
             index: RwLock::new(FxHashMap::default()),
             end: AtomicU64::new(0),
+            cap,
             off: AtomicBool::new(false),
             copy_in: AtomicBool::new(false),
         })
@@ -54,7 +57,9 @@ impl Spill {
         if self.off.load(Ordering::Relaxed) || self.find(res, i).is_some() {
             return;
         }
-        let at = self.reserve(data.len());
+        let Some(at) = self.reserve(data.len()) else {
+            return;
+        };
         match write_at(&self.file, data, at) {
             // Listed only once written, so a reader never sees a chunk before its bytes.
             Ok(()) => {
@@ -84,7 +89,9 @@ impl Spill {
         if self.find(res, i).is_some() {
             return Ok(true);
         }
-        let at = self.reserve(len);
+        let Some(at) = self.reserve(len) else {
+            return Ok(false);
+        };
         // Blocks are reserved before the mapping is written: a full disk is an error here,
         // not a SIGBUS in the middle of decoding.
         let (Ok(off), Ok(n)) = (i64::try_from(at), i64::try_from(len)) else {
@@ -123,16 +130,27 @@ impl Spill {
         Ok(true)
     }
 
-    /// Hands out the offset of a new region of `len` bytes. Regions start on page
-    /// boundaries, as mappings must.
-    fn reserve(&self, len: usize) -> u64 {
+    /// Hands out the offset of a new region of `len` bytes (`None` past the cap, which turns
+    /// the store off). Regions start on page boundaries, as mappings must.
+    fn reserve(&self, len: usize) -> Option<u64> {
         #[cfg(unix)]
         // SAFETY: sysconf has no preconditions.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
         #[cfg(not(unix))]
         let page = 4096;
-        self.end
-            .fetch_add((len as u64).next_multiple_of(page), Ordering::Relaxed)
+        let size = (len as u64).next_multiple_of(page);
+        let at = self.end.fetch_add(size, Ordering::Relaxed);
+        if at.saturating_add(size) > self.cap {
+            if !self.off.swap(true, Ordering::Relaxed) {
+                tracing::info!(
+                    "the scratch file for decoded solid chunks reached its cap ({} bytes); \
+                     further chunks are decoded in memory when needed",
+                    self.cap
+                );
+            }
+            return None;
+        }
+        Some(at)
     }
 
     fn stop(&self, e: &std::io::Error) {
@@ -176,9 +194,26 @@ mod tests {
     use crate::error::Error;
 
     #[test]
+    fn the_cap_turns_the_store_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let sp = Spill::create(dir.path(), 6_000).unwrap();
+        sp.put(1, 0, &[7u8; 4096]);
+        assert!(sp.find(1, 0).is_some());
+        // The next page-aligned region would end past 6,000 bytes: not stored, and the
+        // store stays off (reads decode in memory), even for chunks that would fit.
+        sp.put(1, 1, &[8u8; 4096]);
+        assert!(sp.find(1, 1).is_none());
+        sp.put(1, 2, &[9u8; 10]);
+        assert!(sp.find(1, 2).is_none());
+        let mut back = [0u8; 4096];
+        sp.read(sp.find(1, 0).unwrap(), 0, &mut back).unwrap();
+        assert_eq!(back, [7u8; 4096]);
+    }
+
+    #[test]
     fn chunks_decode_into_the_file_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let sp = Spill::create(dir.path()).unwrap();
+        let sp = Spill::create(dir.path(), u64::MAX).unwrap();
         let pattern = |n: usize, seed: u8| -> Vec<u8> {
             (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
         };

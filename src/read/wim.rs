@@ -604,9 +604,10 @@ impl Wim {
     /// when the WIM is closed), so that it is never decoded twice however little memory
     /// the cache has. For a mount of a solid image (an ESD), whose files are read in an
     /// order that has nothing to do with their place in the solid chunks. Needs up to the
-    /// uncompressed size of the solid resources on disk; a failure to write there is logged
-    /// and reads go on decoding. Does nothing for a WIM without solid resources.
-    pub fn keep_solid_chunks_in(&mut self, dir: &Path) -> Result<()> {
+    /// uncompressed size of the solid resources on disk, at most `cap` bytes (default: half
+    /// the space free in `dir`); past the cap, or after a failure to write there (logged),
+    /// reads go on decoding chunks in memory. Does nothing for a WIM without solid resources.
+    pub fn keep_solid_chunks_in(&mut self, dir: &Path, cap: Option<u64>) -> Result<()> {
         if !self
             .resources
             .iter()
@@ -614,7 +615,11 @@ impl Wim {
         {
             return Ok(());
         }
-        let spill = super::spill::Spill::create(dir)
+        let cap = match cap {
+            Some(c) => c,
+            None => default_scratch_cap(dir),
+        };
+        let spill = super::spill::Spill::create(dir, cap)
             .map_err(|e| Error::io(dir, "creating a scratch file for decoded solid chunks", e))?;
         self.spill = Some(spill);
         Ok(())
@@ -1121,4 +1126,15 @@ pub(crate) fn ensure_allocatable(bytes: usize, path: &Path, what: &str) -> Resul
             format!("{what} of {bytes} bytes does not fit in memory"),
         )
     })
+}
+
+/// The default bound of a mount's scratch file: half the space free in `dir` when the mount
+/// starts (on tmpfs that is memory), so the mount never fills the disk it shares.
+fn default_scratch_cap(dir: &Path) -> u64 {
+    #[cfg(unix)]
+    if let Ok(st) = rustix::fs::statvfs(dir) {
+        return st.f_bavail.saturating_mul(st.f_frsize) / 2;
+    }
+    let _ = dir;
+    u64::MAX
 }

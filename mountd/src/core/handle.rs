@@ -225,6 +225,9 @@ impl Fs {
         if offset >= loc.size {
             return Ok(Vec::new());
         }
+        if super::panics_on_read_of(loc.size) {
+            panic!("test fault: a read of {}", self.path_of(h.inode));
+        }
         let n = (size as u64).min(loc.size - offset) as usize;
         if let Ok(Some(span)) = self.wim.chunk_span(&loc, offset, n as u64) {
             if span.last > span.first {

@@ -90,6 +90,35 @@ impl std::error::Error for Errno {}
 /// Result of a filesystem operation.
 pub type FsResult<T> = Result<T, Errno>;
 
+/// Runs one request's call into the core. A panic in it (a bug, or input no check foresaw)
+/// fails that request with EIO and is logged (the panic message, with where it happened,
+/// goes to the log first); the worker thread and every other request go on.
+pub fn guarded<T>(op: &str, f: impl FnOnce() -> FsResult<T>) -> FsResult<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!("{op}: internal error ({msg}); the request failed with EIO");
+            Err(Errno::EIO)
+        }
+    }
+}
+
+/// A fault to inject for tests: reads of files of exactly this many bytes panic
+/// (`WIMFS_TEST_PANIC_READ_SIZE`), so tests can show a panic costs one request, not the mount.
+pub(crate) fn panics_on_read_of(size: u64) -> bool {
+    static SIZE: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *SIZE.get_or_init(|| {
+        std::env::var("WIMFS_TEST_PANIC_READ_SIZE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    }) == Some(size)
+}
+
 /// How named data streams ("alternate data streams") are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StreamsInterface {

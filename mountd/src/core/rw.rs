@@ -330,7 +330,7 @@ pub struct RwFs {
 
 fn check_name(name: &[u8]) -> FsResult<&str> {
     let s = std::str::from_utf8(name).map_err(|_| Errno::EINVAL)?;
-    if s.is_empty() || s == "." || s == ".." || s.contains(['/', '\0']) {
+    if wimfs::image::names::native_name_problem(s).is_some() {
         return Err(Errno::EINVAL);
     }
     if s.encode_utf16().count() > NAME_MAX {

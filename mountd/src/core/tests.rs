@@ -220,7 +220,7 @@ fn solid_chunks_are_decoded_once_and_kept() {
         },
     )
     .unwrap();
-    wim.keep_solid_chunks_in(scratch.path()).unwrap();
+    wim.keep_solid_chunks_in(scratch.path(), None).unwrap();
     let wim = Arc::new(wim);
     let img = Image::load(&wim, 1).unwrap();
     let fs = Fs::new(Arc::clone(&wim), img, FsOptions::default());

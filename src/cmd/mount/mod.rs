@@ -56,6 +56,10 @@ pub struct MountArgs {
     /// Bound of the decompressed-chunk cache (e.g. 512M, 1G).
     #[arg(long, value_name = "N")]
     cache_size: Option<String>,
+    /// Bound of the scratch file for decoded solid chunks (e.g. 4G; default: half the space
+    /// free in $TMPDIR at mount time).
+    #[arg(long, value_name = "N")]
+    scratch_size: Option<String>,
     /// Extra FUSE mount options, comma-separated.
     #[cfg(unix)]
     #[arg(short = 'o', value_name = "FUSE_OPTS")]
@@ -242,6 +246,9 @@ fn start_daemon(a: MountArgs, debug: bool, rw: Option<PathBuf>) -> Result<i32> {
         if on {
             cmd.arg(flag);
         }
+    }
+    if let Some(c) = &a.scratch_size {
+        cmd.args(["--scratch-size", c]);
     }
     if let Some(c) = &a.cache_size {
         cmd.args(["--cache-size", c]);
