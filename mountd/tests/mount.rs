@@ -2024,3 +2024,62 @@ fn a_panic_in_a_request_costs_that_request_only() {
     assert_eq!(fs::read(m.p("hello.txt")).unwrap(), b"hello\n");
     assert!(m.log().contains("internal error"), "{}", m.log());
 }
+
+/// Every symlink's `st_size` is the length of its target as `readlink` gives it (relative,
+/// and absolute ones pointed into the mountpoint), on read-only and read-write mounts.
+#[test]
+fn symlink_sizes_are_their_target_lengths() {
+    let Some(cli) = wimfs_cli() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    make_tree(&src);
+    std::os::unix::fs::symlink(src.join("dir/sub"), src.join("absolute")).unwrap();
+    std::os::unix::fs::symlink("a/b/c/../../../../x", src.join("dangling")).unwrap();
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &[]);
+    let check = |root: &Path, what: &str| {
+        let mut n = 0;
+        for e in walk_all(root) {
+            let m = fs::symlink_metadata(&e).unwrap();
+            if m.file_type().is_symlink() {
+                let t = fs::read_link(&e).unwrap();
+                assert_eq!(
+                    m.len(),
+                    t.as_os_str().len() as u64,
+                    "{what}: {} -> {}",
+                    e.display(),
+                    t.display()
+                );
+                n += 1;
+            }
+        }
+        n
+    };
+    let m = Mount::start(&wim, &tmp.path().join("ro"), &[]);
+    assert_eq!(check(&m.dir, "read-only"), 4);
+    drop(m);
+    let dir = tmp.path().join("rw");
+    fs::create_dir(&dir).unwrap();
+    let dir = fs::canonicalize(&dir).unwrap();
+    let guard = cli_mountrw(&cli, &wim, &dir);
+    std::os::unix::fs::symlink("../made/on/the/mount", dir.join("new_link")).unwrap();
+    assert_eq!(check(&dir, "read-write"), 5);
+    ok(Command::new(&cli).arg("unmount").arg(&dir));
+    drop(guard);
+}
+
+/// Every path below `root` (not following links).
+fn walk_all(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+            out.push(e.path());
+        }
+    }
+    out
+}

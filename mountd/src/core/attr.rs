@@ -104,13 +104,13 @@ impl Fs {
         let size = match (stream, kind) {
             (Some(k), _) => inode.streams[k].size(),
             (None, Kind::File) => inode.size(),
-            // Resolving a target may mean decoding a whole solid chunk, far too costly for a
-            // stat. Report the reparse data's size (as wimlib's mount does) plus the mount
-            // root prepended to fixed-up targets: an upper bound of the target's length,
-            // which readlink callers use only as a buffer hint.
-            (None, Kind::Symlink) => match self.links.lock().get(&i) {
-                Some(t) => t.len() as u64,
-                None => {
+            // The length of the target, as POSIX and every kernel file system give it (and
+            // as `readlink` then answers; the target is read once and kept). Only if the
+            // link data cannot be read is it an upper bound: the reparse data's size plus
+            // the mount root prepended to fixed-up targets.
+            (None, Kind::Symlink) => match self.link_target(i) {
+                Ok(t) => t.len() as u64,
+                Err(_) => {
                     inode.reparse_stream().map_or(0, |s| s.size())
                         + self.opts.link_root.as_ref().map_or(0, |r| r.len() as u64)
                 }

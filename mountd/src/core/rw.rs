@@ -121,6 +121,8 @@ pub(crate) struct RwNode {
     written: bool,
     /// Next `readdir` position to give out (0..=2 are the start, "." and "..").
     next_pos: u64,
+    /// For a symlink of the image: its target's length, once read (`st_size`).
+    link_len: Option<u64>,
 }
 
 impl RwNode {
@@ -377,6 +379,7 @@ impl RwFs {
                 open: 0,
                 written: false,
                 next_pos: 3,
+                link_len: None,
             });
             node.names += 1;
             if d != Image::ROOT {
@@ -483,9 +486,17 @@ impl RwFs {
         };
         let size = match kind {
             Kind::File => n.size(),
-            Kind::Symlink => match &n.new_reparse {
-                Some(d) => d.len() as u64,
-                None => inode.reparse_stream().map_or(0, |s| s.size()),
+            // The target's length, as POSIX gives it; the reparse data's size only for an
+            // image link not yet read (see `with_link_len`) or unreadable.
+            Kind::Symlink => match (&n.new_reparse, n.link_len) {
+                (Some(d), _) => {
+                    LinkReparse::parse(inode.reparse_tag, d).map_or(d.len() as u64, |l| {
+                        l.unix_target(inode.rp_flags, self.opts.link_root.as_deref())
+                            .len() as u64
+                    })
+                }
+                (None, Some(len)) => len,
+                (None, None) => inode.reparse_stream().map_or(0, |s| s.size()),
             },
             _ => 0,
         };
@@ -523,7 +534,25 @@ impl RwFs {
 
     /// Attributes of inode number `ino`.
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        self.with_link_len(ino);
         self.attr_of(&self.tree.lock(), ino)
+    }
+
+    /// Reads the target of image symlink `ino` (outside the tree lock) and keeps its length
+    /// for `st_size`, unless known already. A link that cannot be read keeps its stored size.
+    fn with_link_len(&self, ino: u64) {
+        let needed =
+            self.tree.lock().get(ino).is_ok_and(|n| {
+                n.link_len.is_none() && n.new_reparse.is_none() && n.inode.is_symlink()
+            });
+        if !needed {
+            return;
+        }
+        if let Ok(t) = self.readlink(ino) {
+            if let Ok(n) = self.tree.lock().get_mut(ino) {
+                n.link_len = Some(t.len() as u64);
+            }
+        }
     }
 
     /// Looks `name` up in directory `parent`.
@@ -538,7 +567,9 @@ impl RwFs {
             ".." => tree.dir(parent)?.parent,
             _ => tree.child(parent, name)?,
         };
-        self.attr_of(&tree, ino)
+        drop(tree);
+        self.with_link_len(ino);
+        self.attr_of(&self.tree.lock(), ino)
     }
 
     /// Entries of directory `ino` after position `offset` ("." and ".." first); `add`
@@ -1087,6 +1118,7 @@ impl RwFs {
             open: 0,
             written: false,
             next_pos: 3,
+            link_len: None,
         }
     }
 
