@@ -404,3 +404,44 @@ fn rebuilds_keep_mode_owner_and_symlinks() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Unmounts a tmpfs when dropped.
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// An append that runs out of space fails with an error and leaves the file exactly as it
+/// was: its partial tail is cut off again at once, not left for the next write.
+#[test]
+fn a_failed_append_cuts_its_tail_off() {
+    if !running_as_root() {
+        eprintln!("skipping: a small tmpfs needs root");
+        return;
+    }
+    let t = tempdir();
+    let small = t.path().join("tmpfs");
+    fs::create_dir(&small).unwrap();
+    ok(Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=2m", "tmpfs"])
+        .arg(&small));
+    let _guard = Tmpfs(small.clone());
+    let a = t.path().join("a");
+    fs::create_dir(&a).unwrap();
+    fs::write(a.join("small.txt"), "small\n").unwrap();
+    let big = t.path().join("big");
+    fs::create_dir(&big).unwrap();
+    fs::write(big.join("noise"), pseudo_random(6 << 20, 9)).unwrap();
+    let wim = small.join("t.wim");
+    ok(wimfs_cmd(["capture"]).arg(&a).arg(&wim).arg("A"));
+    let before = fs::read(&wim).unwrap();
+    let out = run(wimfs_cmd(["append"]).arg(&big).arg(&wim).arg("B"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the append fit: {err}");
+    assert!(err.contains(&wim.display().to_string()), "{err}");
+    assert!(fs::read(&wim).unwrap() == before, "the file changed: {err}");
+    ok(wimlib(["verify"]).arg(&wim));
+}

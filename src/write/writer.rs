@@ -124,6 +124,9 @@ pub struct WimWriter {
     boot_index: u32,
     /// GUID for a new file (random unless set, e.g. to keep a joined split set's).
     guid: Option<[u8; 16]>,
+    /// For an in-place write: the old end of the file, where an unfinished write is cut
+    /// back to.
+    cut_back_to: Option<u64>,
     finished: bool,
 }
 
@@ -263,6 +266,7 @@ impl WimWriter {
                 .map_err(|e| Error::io(target, "cutting off an unfinished earlier write", e))?;
         }
         w.seek_to(end)?;
+        w.cut_back_to = Some(end);
         Ok(w)
     }
 
@@ -364,6 +368,7 @@ impl WimWriter {
             boot_index,
             guid: None,
             finished: false,
+            cut_back_to: None,
         })
     }
 
@@ -1158,9 +1163,24 @@ pub(super) fn integrity_of(file: &File, path: &Path, end: u64) -> Result<Integri
 
 impl Drop for WimWriter {
     fn drop(&mut self) {
-        if !self.finished {
-            if let Mode::NewFile { tmp_path } = &self.mode {
-                let _ = std::fs::remove_file(tmp_path);
+        if self.finished {
+            return;
+        }
+        if let Mode::NewFile { tmp_path } = &self.mode {
+            let _ = std::fs::remove_file(tmp_path);
+        }
+        // An in-place write that failed (a full disk, say) takes its partial tail off again,
+        // so the file is as long as before. Buffered bytes are dropped, not flushed past it.
+        if let Some(end) = self.cut_back_to {
+            if let Ok(spare) = self.out.get_ref().try_clone() {
+                let out = std::mem::replace(&mut self.out, BufWriter::new(spare));
+                let (file, _unwritten) = out.into_parts();
+                if let Err(e) = file.set_len(end) {
+                    tracing::warn!(
+                        "{}: cannot cut off the unfinished write ({e}); the next write will",
+                        self.target.display()
+                    );
+                }
             }
         }
     }
