@@ -409,7 +409,15 @@ impl RwMount {
         let fs = &self.fs;
         let _quiet = fs.gate.write();
         let target = fs.wim().path().to_path_buf();
-        fs.journal_now(&Record::Committing)
+        // What recovery needs to tell, after a crash, whether this commit reached the WIM:
+        // the image it replaces changes; one it adds shows only in the image count.
+        let marker = if how.new_image {
+            let images = wimfs::Wim::open(&target)?.image_count();
+            Record::CommittingNewImage { images }
+        } else {
+            Record::Committing
+        };
+        fs.journal_now(&marker)
             .map_err(|e| Error::io(fs.overlay().dir(), "writing the journal", e))?;
         let overlay = fs.overlay();
         let mut lock = self.lock.lock();

@@ -126,6 +126,11 @@ pub enum Record {
     },
     /// A commit is about to write the WIM.
     Committing,
+    /// A commit is about to add the tree to the WIM as a new image, after the `images` it
+    /// has (the base image stays as it is, so only the count shows the commit happened).
+    CommittingNewImage {
+        images: u32,
+    },
 }
 
 /// The open journal of a live mount.
@@ -347,6 +352,7 @@ mod tests {
                 value: Some(vec![0, 1, 255]),
             },
             Record::Committing,
+            Record::CommittingNewImage { images: 3 },
         ];
         for r in &recs {
             j.append(r);

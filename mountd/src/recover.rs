@@ -140,11 +140,19 @@ fn state_of(base: &Record, records: &[Record]) -> &'static str {
     else {
         return "stale";
     };
-    let now = Wim::open(wim)
-        .ok()
-        .and_then(|w| w.metadata_location(*image).map(|l| journal::hex(&l.hash)));
-    if now.as_deref() == Some(metadata.as_str()) {
-        "recoverable"
+    let Ok(now) = Wim::open(wim) else {
+        return "stale";
+    };
+    let base_now = now.metadata_location(*image).map(|l| journal::hex(&l.hash));
+    if base_now.as_deref() == Some(metadata.as_str()) {
+        // Unchanged base: unless the last act was adding the tree as a new image and the
+        // WIM has that image now (then replaying would apply the changes a second time).
+        match records.last() {
+            Some(Record::CommittingNewImage { images }) if now.image_count() > *images => {
+                "committed"
+            }
+            _ => "recoverable",
+        }
     } else if records.last() == Some(&Record::Committing) {
         "committed"
     } else {

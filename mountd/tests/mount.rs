@@ -2083,3 +2083,44 @@ fn walk_all(root: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// kill -9 of the daemon right after a `commit --new-image` reached the WIM's header: the
+/// orphan is seen as committed (the base image is untouched, so only the image count tells),
+/// and recovery does not apply the changes a second time over the original image.
+#[test]
+fn cli_mountrw_killed_after_a_new_image_commit() {
+    let Some(cli) = wimfs_cli() else { return };
+    let c = rw_case();
+    let guard = cli_mountrw_with(
+        &cli,
+        &c.wim,
+        &c.dir,
+        &[],
+        Some(("WIMFS_CRASH_AT", "header")),
+    );
+    change_tree(&c.dir, &c.extra);
+    let out = Command::new(&cli)
+        .args(["commit", "--new-image"])
+        .arg(&c.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the commit died");
+    wait_until("the daemon is gone", || gone(guard.pid));
+    drop(guard);
+    let found = orphans(&cli);
+    let mine: Vec<_> = found
+        .iter()
+        .filter(|o| o["wim"] == c.wim.to_str().unwrap())
+        .collect();
+    assert_eq!(mine.len(), 1, "{found:?}");
+    assert_eq!(mine[0]["state"], "committed");
+    let out = ok(Command::new(&cli)
+        .arg("recover")
+        .arg(&c.wim)
+        .arg("--commit"));
+    assert!(out.contains("already holds"), "{out}");
+    let scratch = c.tmp.path().join("applied");
+    verify_and_compare(&c.wim, 1, &c.src, &scratch);
+    verify_and_compare(&c.wim, 2, &c.expect, &scratch);
+    assert_eq!(wimfs::Wim::open(&c.wim).unwrap().image_count(), 2);
+}

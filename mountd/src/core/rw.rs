@@ -1549,7 +1549,7 @@ impl RwFs {
         for r in records {
             match r {
                 Record::Base { .. } => return Err("a second base line".into()),
-                Record::Committing => {}
+                Record::Committing | Record::CommittingNewImage { .. } => {}
                 Record::Create {
                     path,
                     file,
