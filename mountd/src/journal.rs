@@ -217,6 +217,12 @@ impl Journal {
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+
+    /// A second handle on the journal file, to sync it without holding what guards the
+    /// journal (a sync waits for the disk; appends need not wait for it).
+    pub fn syncer(&self) -> io::Result<File> {
+        self.file.try_clone()
+    }
 }
 
 /// A journal read back.

@@ -946,22 +946,28 @@ impl RwFs {
 
     /// Flushes `ino`'s staged data to disk.
     pub fn fsync(&self, ino: u64) -> FsResult<()> {
-        {
+        // The waits for the disk happen outside the tree lock, so other requests go on
+        // meanwhile; only queuing the small file's data (and its journal line) is inside.
+        let journal = {
             let mut tree = self.tree.lock();
             tree.get(ino)?;
             self.log_small(&mut tree, ino);
-            if tree.journal.is_some() {
-                self.overlay.sync_log().map_err(|e| {
-                    tracing::error!("syncing the data log failed: {e}");
-                    Errno::of_io(&e)
-                })?;
-            }
-            if let Some(j) = &tree.journal {
-                j.sync().map_err(|e| {
-                    tracing::error!("syncing the journal failed: {e}");
-                    Errno::of_io(&e)
-                })?;
-            }
+            tree.journal.as_ref().map(|j| j.syncer()).transpose()
+        }
+        .map_err(|e| {
+            tracing::error!("syncing the journal failed: {e}");
+            Errno::of_io(&e)
+        })?;
+        if let Some(journal) = journal {
+            // What the journal points at first, then the journal.
+            self.overlay.sync_log().map_err(|e| {
+                tracing::error!("syncing the data log failed: {e}");
+                Errno::of_io(&e)
+            })?;
+            journal.sync_data().map_err(|e| {
+                tracing::error!("syncing the journal failed: {e}");
+                Errno::of_io(&e)
+            })?;
         }
         self.overlay.sync(ino).map_err(|e| {
             tracing::error!("{}: sync failed: {e}", self.overlay.path(ino).display());
@@ -1509,14 +1515,18 @@ impl RwFs {
 
     /// Appends `r` to the journal now (for the commit's `committing` line) and syncs it.
     pub(crate) fn journal_now(&self, r: &Record) -> std::io::Result<()> {
-        let mut tree = self.tree.lock();
-        match tree.journal.as_mut() {
-            Some(j) => {
-                j.append(r);
-                j.sync()
+        let syncer = {
+            let mut tree = self.tree.lock();
+            match tree.journal.as_mut() {
+                Some(j) => {
+                    j.append(r);
+                    Some(j.syncer()?)
+                }
+                None => None,
             }
-            None => Ok(()),
-        }
+        };
+        // The wait for the disk outside the tree lock: lookups and reads go on.
+        syncer.map_or(Ok(()), |f| f.sync_data())
     }
 
     fn resolve(&self, path: &str) -> Result<u64, String> {
