@@ -445,3 +445,42 @@ fn a_failed_append_cuts_its_tail_off() {
     assert!(fs::read(&wim).unwrap() == before, "the file changed: {err}");
     ok(wimlib(["verify"]).arg(&wim));
 }
+
+/// `split` takes a decimal size in MiB as wimlib-imagex does, and packs the same parts.
+#[test]
+fn split_takes_decimal_sizes_and_packs_like_wimlib() {
+    let tmp = tempdir();
+    let (a, _) = two_trees(tmp.path());
+    let wim = tmp.path().join("x.wim");
+    ok(wimlib(["capture", "--compress=lzx"]).arg(&a).arg(&wim));
+    let count = |dir: &Path| fs::read_dir(dir).unwrap().count();
+    for size in ["0.25", "0.5", "1.5"] {
+        let ours = tmp.path().join(format!("ours-{size}"));
+        let theirs = tmp.path().join(format!("theirs-{size}"));
+        fs::create_dir(&ours).unwrap();
+        fs::create_dir(&theirs).unwrap();
+        ok(wimfs_cmd(["split", "-q"])
+            .arg(&wim)
+            .arg(ours.join("p.swm"))
+            .arg(size));
+        ok(wimlib(["split"])
+            .arg(&wim)
+            .arg(theirs.join("p.swm"))
+            .arg(size));
+        assert_eq!(
+            count(&ours),
+            count(&theirs),
+            "{size} MiB: part counts differ"
+        );
+        ok(wimlib(["verify"])
+            .arg(ours.join("p.swm"))
+            .arg(format!("--ref={}/p*.swm", ours.display())));
+    }
+    for bad in ["0", "-1", "x", "nan"] {
+        let out = run(wimfs_cmd(["split"])
+            .arg(&wim)
+            .arg(tmp.path().join("b.swm"))
+            .arg(bad));
+        assert!(!out.status.success(), "{bad} accepted");
+    }
+}

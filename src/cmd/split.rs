@@ -14,8 +14,10 @@ pub struct SplitArgs {
     wimfile: PathBuf,
     /// Name of the first part (e.g. install.swm; later parts become install2.swm, ...).
     swmfile: PathBuf,
-    /// Largest part size in MiB (a single resource bigger than this gets a part of its own).
-    part_mib: u64,
+    /// Largest part size in MiB, decimals allowed as wimlib-imagex takes them (`0.5`); a
+    /// single resource bigger than this gets a part of its own.
+    #[arg(value_parser = parse_part_size, value_name = "PART_MIB")]
+    part_bytes: u64,
     /// Write an integrity table into each part.
     #[arg(long)]
     check: bool,
@@ -39,24 +41,28 @@ pub struct JoinArgs {
     quiet: bool,
 }
 
+/// A part size in MiB, as a decimal number, in bytes (the fraction of a byte dropped).
+fn parse_part_size(s: &str) -> std::result::Result<u64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(mib) if mib.is_finite() && mib * 1048576.0 >= 1.0 => Ok((mib * 1048576.0) as u64),
+        _ => Err(format!(
+            "invalid part size {s:?}: give the largest part in MiB, e.g. 100 or 0.5"
+        )),
+    }
+}
+
 pub fn run_split(a: SplitArgs) -> Result<i32> {
     let wim = super::open_wim(&a.wimfile, &[], false)?;
     let total: u64 = wim.blobs().map(|b| wim.resource(b).size_in_wim).sum();
     let pb = super::progress::bytes_bar(total, "splitting", a.quiet);
-    let parts = wimfs::write::split::split(
-        &wim,
-        &a.swmfile,
-        a.part_mib.saturating_mul(1 << 20),
-        a.check,
-        &|n| pb.inc(n),
-    )
-    .with_context(|| {
-        format!(
-            "splitting {} into {}",
-            a.wimfile.display(),
-            a.swmfile.display()
-        )
-    })?;
+    let parts = wimfs::write::split::split(&wim, &a.swmfile, a.part_bytes, a.check, &|n| pb.inc(n))
+        .with_context(|| {
+            format!(
+                "splitting {} into {}",
+                a.wimfile.display(),
+                a.swmfile.display()
+            )
+        })?;
     pb.finish_and_clear();
     if !a.quiet {
         for p in &parts {
