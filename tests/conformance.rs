@@ -258,6 +258,29 @@ fn split_set() {
         .count();
     assert!(parts >= 3, "expected several parts, got {parts}");
     check_wim(&swm, "1", &[glob], false);
+    // Part 1 alone: info and dir work as with wimlib-imagex (the header, XML and metadata
+    // are all in it); what needs file data says which parts are missing.
+    assert_eq!(
+        ok(wimfs_cmd(["info"]).arg(&swm)),
+        ok(wimlib(["info"]).arg(&swm)),
+        "info of part 1"
+    );
+    let mut ours: Vec<String> = ok(wimfs_cmd(["dir"]).arg(&swm).arg("1"))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut theirs: Vec<String> = ok(wimlib(["dir"]).arg(&swm).arg("1"))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    ours.sort();
+    theirs.sort();
+    assert_eq!(ours, theirs, "dir of part 1");
+    let out = run(wimfs_cmd(["apply"])
+        .arg(&swm)
+        .arg("1")
+        .arg(dir.path().join("partial")));
+    assert!(!out.status.success());
     // Without the other parts: a clear error naming the missing parts.
     let out = run(wimfs_cmd(["verify"]).arg(&swm));
     assert!(!out.status.success());

@@ -240,6 +240,7 @@ mod unix {
                 refs: args.refs.clone(),
                 check_integrity: args.check,
                 cache: Some(Arc::new(ChunkCache::new(args.cache_size))),
+                allow_missing_parts: false,
             },
         )?;
         if lock.is_some() && wim.header().total_parts != 1 {

@@ -135,6 +135,7 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
             refs: args.refs.clone(),
             check_integrity: args.check,
             cache: Some(Arc::new(ChunkCache::new(args.cache_size))),
+            allow_missing_parts: false,
         },
     )?;
     let index = wim.resolve_image(&args.image)?;

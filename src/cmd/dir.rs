@@ -55,7 +55,7 @@ const ATTR_NAMES: &[(u32, &str)] = &[
 ];
 
 pub fn run(a: DirArgs) -> Result<i32> {
-    let wim = super::open_wim(&a.wimfile, &a.refs, false)?;
+    let wim = super::open_wim_with(&a.wimfile, &a.refs, false, true)?;
     let index = super::pick_image(&wim, a.image.as_deref())?;
     let img = Image::load(&wim, index)?;
     let start = match &a.path {

@@ -87,7 +87,7 @@ const SHOWN: &[&str] = &[
 ];
 
 pub fn run(a: InfoArgs) -> Result<i32> {
-    let wim = super::open_wim(&a.wimfile, &a.refs, false)?;
+    let wim = super::open_wim_with(&a.wimfile, &a.refs, false, true)?;
     let integrity_ok = if a.check {
         Some(wim.check_integrity()?)
     } else {

@@ -145,10 +145,23 @@ pub fn expand_refs(globs: &[String]) -> Result<Vec<PathBuf>> {
 
 /// Opens a WIM for a command, with split parts from `--ref`.
 pub fn open_wim(path: &std::path::Path, refs: &[String], check: bool) -> Result<Wim> {
+    open_wim_with(path, refs, check, false)
+}
+
+/// [`open_wim`] for verbs that need only what part 1 of a split set holds (header, XML,
+/// metadata): with `part1_enough`, the other parts may be missing, as wimlib-imagex allows
+/// for `info` and `dir`.
+pub fn open_wim_with(
+    path: &std::path::Path,
+    refs: &[String],
+    check: bool,
+    part1_enough: bool,
+) -> Result<Wim> {
     let opts = OpenOptions {
         refs: expand_refs(refs)?,
         check_integrity: check,
         cache: None,
+        allow_missing_parts: part1_enough,
     };
     Ok(Wim::open_with(path, opts)?)
 }

@@ -150,6 +150,10 @@ fn make_inode(wim: &Wim, index: u32, rec: &DentryRecord, img: &Image, id: usize)
         };
         let blob = if is_zero_hash(&hash) {
             None
+        } else if wim.blob(&hash).is_none() && !wim.missing_parts().is_empty() {
+            // In a part that was left out on purpose (`info` or `dir` of part 1 alone): the
+            // stream keeps its hash but has no location, and nothing reads it.
+            None
         } else {
             Some(*wim.blob(&hash).ok_or_else(|| {
                 Error::invalid(

@@ -57,10 +57,16 @@ pub struct OpenOptions {
     pub check_integrity: bool,
     /// A chunk cache to share; a private 256 MiB cache if `None`.
     pub cache: Option<Arc<ChunkCache>>,
+    /// Open part 1 of a split set without its other parts (for what needs only the header,
+    /// the XML and the metadata, all in part 1, as `info` and `dir`); reading a blob that
+    /// lies in a missing part fails.
+    pub allow_missing_parts: bool,
 }
 
 /// An open WIM: header, XML, the blob index and everything needed to read blobs.
 pub struct Wim {
+    /// Parts of a split set opened without (see [`OpenOptions::allow_missing_parts`]).
+    missing_parts: Vec<u16>,
     pub(crate) id: u64,
     pub(crate) parts: Vec<PartFile>,
     header: Header,
@@ -136,6 +142,7 @@ impl Wim {
             parts.push(p);
             headers.push(h);
         }
+        let mut missing_parts = Vec::new();
         if header.total_parts > 1 {
             if header.part_number != 1 {
                 return Err(Error::invalid(
@@ -150,7 +157,8 @@ impl Wim {
                 .filter(|n| !headers.iter().any(|h| h.part_number == *n))
                 .collect();
             missing.sort();
-            if !missing.is_empty() {
+            missing_parts = missing.clone();
+            if !missing.is_empty() && !opts.allow_missing_parts {
                 return Err(Error::invalid(
                     path,
                     format!(
@@ -176,6 +184,7 @@ impl Wim {
             cache,
             decoders: Mutex::new(HashMap::new()),
             spill: None,
+            missing_parts,
         };
         for (i, h) in headers.iter().enumerate() {
             wim.load_blob_table(i, h)?;
@@ -476,6 +485,11 @@ impl Wim {
     /// The chunk cache this WIM reads through.
     pub fn cache(&self) -> &Arc<ChunkCache> {
         &self.cache
+    }
+
+    /// Parts of the split set that were allowed to be missing and are.
+    pub fn missing_parts(&self) -> &[u16] {
+        &self.missing_parts
     }
 
     /// Looks up a blob by SHA-1.

@@ -93,6 +93,7 @@ fn open_fs(wim: &Path, opts: FsOptions) -> Fs {
             wim,
             OpenOptions {
                 cache: Some(Arc::new(ChunkCache::new(8 << 20))),
+                allow_missing_parts: false,
                 ..Default::default()
             },
         )
@@ -216,6 +217,7 @@ fn solid_chunks_are_decoded_once_and_kept() {
         &fx.wim,
         OpenOptions {
             cache: Some(Arc::new(ChunkCache::new(65536))),
+            allow_missing_parts: false,
             ..Default::default()
         },
     )
