@@ -1150,6 +1150,14 @@ fn applies_to(wim: &Path, index: u32, expect: &Path, scratch: &Path) -> bool {
         .success()
 }
 
+/// Orphans `wimfs mounts --json` lists for `wim`.
+fn orphans_of(cli: &Path, wim: &Path) -> Vec<serde_json::Value> {
+    orphans(cli)
+        .into_iter()
+        .filter(|o| o["wim"] == wim.to_str().unwrap())
+        .collect()
+}
+
 /// Orphans `wimfs mounts --json` lists.
 fn orphans(cli: &Path) -> Vec<serde_json::Value> {
     let out = ok(Command::new(cli).args(["mounts", "--json"]));
@@ -1239,12 +1247,8 @@ fn cli_mountrw_killed_daemon_is_recovered() {
         kill9(guard.pid);
         drop(guard);
         assert!(fs::read(&c.wim).unwrap() == before, "the WIM is untouched");
-        let found = orphans(&cli);
-        let mine: Vec<_> = found
-            .iter()
-            .filter(|o| o["wim"] == c.wim.to_str().unwrap())
-            .collect();
-        assert_eq!(mine.len(), 1, "{found:?}");
+        let mine = orphans_of(&cli, &c.wim);
+        assert_eq!(mine.len(), 1, "{mine:?}");
         assert_eq!(mine[0]["state"], "recoverable");
         if !commit_first {
             // A recovery killed right after the WIM's header is written: the next one sees
@@ -1257,12 +1261,8 @@ fn cli_mountrw_killed_daemon_is_recovered() {
                 .output()
                 .unwrap();
             assert!(!out.status.success());
-            let found = orphans(&cli);
-            let mine: Vec<_> = found
-                .iter()
-                .filter(|o| o["wim"] == c.wim.to_str().unwrap())
-                .collect();
-            assert_eq!(mine.len(), 1, "{found:?}");
+            let mine = orphans_of(&cli, &c.wim);
+            assert_eq!(mine.len(), 1, "{mine:?}");
             assert_eq!(mine[0]["state"], "committed");
             let out = ok(Command::new(&cli)
                 .arg("recover")
@@ -1312,12 +1312,8 @@ fn cli_mountrw_killed_during_commit() {
         let old = applies_to(&c.wim, 1, &c.src, &scratch);
         let new = applies_to(&c.wim, 1, &c.expect, &scratch);
         assert_eq!((old, new), (!committed, committed), "{point}");
-        let found = orphans(&cli);
-        let mine: Vec<_> = found
-            .iter()
-            .filter(|o| o["wim"] == c.wim.to_str().unwrap())
-            .collect();
-        assert_eq!(mine.len(), 1, "{point}: {found:?}");
+        let mine = orphans_of(&cli, &c.wim);
+        assert_eq!(mine.len(), 1, "{point}: {mine:?}");
         let want = if committed {
             "committed"
         } else {
@@ -1708,12 +1704,8 @@ fn cli_mountrw_fusermount_unmount_leaves_a_recoverable_orphan() {
     wait_until("the daemon exits", || gone(guard.pid));
     drop(guard);
     assert!(fs::read(&c.wim).unwrap() == before, "the WIM is untouched");
-    let found = orphans(&cli);
-    let mine: Vec<_> = found
-        .iter()
-        .filter(|o| o["wim"] == c.wim.to_str().unwrap())
-        .collect();
-    assert_eq!(mine.len(), 1, "{found:?}");
+    let mine = orphans_of(&cli, &c.wim);
+    assert_eq!(mine.len(), 1, "{mine:?}");
     assert_eq!(mine[0]["state"], "recoverable");
     ok(Command::new(&cli)
         .arg("recover")
@@ -2107,12 +2099,8 @@ fn cli_mountrw_killed_after_a_new_image_commit() {
     assert!(!out.status.success(), "the commit died");
     wait_until("the daemon is gone", || gone(guard.pid));
     drop(guard);
-    let found = orphans(&cli);
-    let mine: Vec<_> = found
-        .iter()
-        .filter(|o| o["wim"] == c.wim.to_str().unwrap())
-        .collect();
-    assert_eq!(mine.len(), 1, "{found:?}");
+    let mine = orphans_of(&cli, &c.wim);
+    assert_eq!(mine.len(), 1, "{mine:?}");
     assert_eq!(mine[0]["state"], "committed");
     let out = ok(Command::new(&cli)
         .arg("recover")
