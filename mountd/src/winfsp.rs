@@ -75,11 +75,13 @@ impl WinFs {
     }
 
     fn resolve(&self, file_name: &U16CStr) -> WinResult<crate::core::Resolved> {
-        self.fs.resolve_win_path(&name(file_name)?).map_err(errno)
+        let name = name(file_name)?;
+        crate::core::guarded("resolve_win_path", || self.fs.resolve_win_path(&name)).map_err(errno)
     }
 
     fn copy_descriptor(&self, ino: u64, buf: Option<&mut [c_void]>) -> WinResult<u64> {
-        let sd = self.fs.win_security(ino).map_err(errno)?;
+        let sd =
+            crate::core::guarded("win_security", || self.fs.win_security(ino)).map_err(errno)?;
         if let Some(buf) = buf {
             copy_into(&sd, bytes_of(buf)).map_err(|_| status(nt::STATUS_BUFFER_OVERFLOW))?;
         }
@@ -87,7 +89,8 @@ impl WinFs {
     }
 
     fn copy_reparse(&self, ino: u64, buf: &mut [u8]) -> WinResult<u64> {
-        let rp = self.fs.reparse_point(ino).map_err(errno)?;
+        let rp =
+            crate::core::guarded("reparse_point", || self.fs.reparse_point(ino)).map_err(errno)?;
         copy_into(&rp, buf)
             .map(|n| n as u64)
             .map_err(|_| status(nt::STATUS_BUFFER_TOO_SMALL))
@@ -107,7 +110,7 @@ impl FileSystemContext for WinFs {
             return Ok(through_link);
         }
         let r = self.resolve(file_name)?;
-        let info = self.fs.win_info(r.ino).map_err(errno)?;
+        let info = crate::core::guarded("win_info", || self.fs.win_info(r.ino)).map_err(errno)?;
         Ok(FileSecurity {
             reparse: false,
             sz_security_descriptor: self.copy_descriptor(r.ino, security_descriptor)?,
@@ -123,8 +126,9 @@ impl FileSystemContext for WinFs {
         file_info: &mut OpenFileInfo,
     ) -> WinResult<WinHandle> {
         let r = self.resolve(file_name)?;
-        let info = self.fs.win_info(r.ino).map_err(errno)?;
-        let fh = self.fs.win_open(r.ino, granted_access).map_err(errno)?;
+        let info = crate::core::guarded("win_info", || self.fs.win_info(r.ino)).map_err(errno)?;
+        let fh = crate::core::guarded("win_open", || self.fs.win_open(r.ino, granted_access))
+            .map_err(errno)?;
         fill(file_info.as_mut(), &info);
         if let Some(n) = &r.normalized {
             let wide: Vec<u16> = n.encode_utf16().collect();
@@ -140,7 +144,10 @@ impl FileSystemContext for WinFs {
     }
 
     fn get_file_info(&self, context: &WinHandle, file_info: &mut FileInfo) -> WinResult<()> {
-        fill(file_info, &self.fs.win_info(context.ino).map_err(errno)?);
+        fill(
+            file_info,
+            &crate::core::guarded("win_info", || self.fs.win_info(context.ino)).map_err(errno)?,
+        );
         Ok(())
     }
 
@@ -155,7 +162,8 @@ impl FileSystemContext for WinFs {
     fn read(&self, context: &WinHandle, buffer: &mut [u8], offset: u64) -> WinResult<u32> {
         let fh = context.fh.ok_or_else(|| errno(Errno::EISDIR))?;
         let want = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
-        let data = self.fs.read(fh, offset, want).map_err(errno)?;
+        let data =
+            crate::core::guarded("read", || self.fs.read(fh, offset, want)).map_err(errno)?;
         if data.is_empty() && want > 0 {
             return Err(status(nt::STATUS_END_OF_FILE));
         }
@@ -218,7 +226,9 @@ impl FileSystemContext for WinFs {
 
     fn get_stream_info(&self, context: &WinHandle, buffer: &mut [u8]) -> WinResult<u32> {
         let mut cursor = 0u32;
-        for s in self.fs.win_streams(context.ino).map_err(errno)? {
+        for s in crate::core::guarded("win_streams", || self.fs.win_streams(context.ino))
+            .map_err(errno)?
+        {
             let mut info: StreamInfo = StreamInfo::new();
             info.stream_size = s.size;
             info.stream_alloc_size = s.allocation_size;
@@ -255,7 +265,10 @@ impl FileSystemContext for WinFs {
 
     fn flush(&self, context: Option<&WinHandle>, file_info: &mut FileInfo) -> WinResult<()> {
         if let Some(c) = context {
-            fill(file_info, &self.fs.win_info(c.ino).map_err(errno)?);
+            fill(
+                file_info,
+                &crate::core::guarded("win_info", || self.fs.win_info(c.ino)).map_err(errno)?,
+            );
         }
         Ok(())
     }
