@@ -94,17 +94,11 @@ impl Read for CheckedBlobReader<'_> {
         if n == 0 || self.inner.pos >= self.inner.len() {
             let h = self.hasher.take().expect("checked above");
             if let Some(loc) = self.inner.loc.filter(|l| l.size > 0) {
-                let got: [u8; 20] = h.finalize().into();
-                if got != loc.hash {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!(
-                            "blob {}: SHA-1 mismatch (data is {})",
-                            crate::format::hash_hex(&loc.hash),
-                            crate::format::hash_hex(&got)
-                        ),
-                    ));
-                }
+                // The same check and message as whole-blob reads (naming the WIM file).
+                self.inner
+                    .wim
+                    .check_hash(&loc, &h.finalize().into())
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
             }
         }
         Ok(n)

@@ -157,7 +157,6 @@ impl Wim {
                 .filter(|n| !headers.iter().any(|h| h.part_number == *n))
                 .collect();
             missing.sort();
-            missing_parts = missing.clone();
             if !missing.is_empty() && !opts.allow_missing_parts {
                 return Err(Error::invalid(
                     path,
@@ -167,6 +166,7 @@ impl Wim {
                     ),
                 ));
             }
+            missing_parts = missing;
         }
         let cache = opts
             .cache

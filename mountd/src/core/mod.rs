@@ -54,6 +54,15 @@ impl Errno {
     pub const ENODATA: Errno = Errno(libc::ENODATA);
     pub const E2BIG: Errno = Errno(libc::E2BIG);
     pub const ERANGE: Errno = Errno(libc::ERANGE);
+
+    /// The errno for a failed I/O on staged data: what the caller can act on (no space, over
+    /// quota, too big, read-only) passes through; anything else is EIO.
+    pub fn of_io(e: &std::io::Error) -> Errno {
+        match e.raw_os_error() {
+            Some(c) if PASSED_THROUGH.contains(&c) => Errno(c),
+            _ => Errno::EIO,
+        }
+    }
 }
 
 /// Errors of staged-data I/O that reach the caller as they are: what it can act on.
@@ -67,17 +76,6 @@ const PASSED_THROUGH: &[i32] = &[
 ];
 #[cfg(not(unix))]
 const PASSED_THROUGH: &[i32] = &[libc::ENOSPC, libc::EFBIG, libc::EROFS, libc::ENOMEM];
-
-impl Errno {
-    /// The errno for a failed I/O on staged data: what the caller can act on (no space, over
-    /// quota, too big, read-only) passes through; anything else is EIO.
-    pub fn of_io(e: &std::io::Error) -> Errno {
-        match e.raw_os_error() {
-            Some(c) if PASSED_THROUGH.contains(&c) => Errno(c),
-            _ => Errno::EIO,
-        }
-    }
-}
 
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
