@@ -1,4 +1,6 @@
-//! The FUSE adapter: translates kernel requests into [`crate::core::Fs`] calls. No rules here.
+//! The FUSE adapter: translates kernel requests into [`FsOps`] calls, for read-only and
+//! read-write mounts alike. No rules here; the mode only sets cache lifetimes and kernel
+//! options.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -13,27 +15,68 @@ use fuser::{
     ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::core::{self, Attr, Fs, Kind};
+use crate::core::{self, Attr, Caller, FsOps, Kind, SetAttr};
 
-/// The image never changes under the mount, so the kernel may cache names and attributes
-/// for as long as it likes.
-const TTL: Duration = Duration::from_secs(24 * 3600);
+/// A read-only image never changes under the mount, so the kernel may cache names and
+/// attributes for as long as it likes.
+const TTL_RO: Duration = Duration::from_secs(24 * 3600);
+/// On a read-write mount, names and attributes change only through the mount, which the
+/// kernel sees; a short lifetime still bounds any staleness.
+const TTL_RW: Duration = Duration::from_secs(1);
 /// Largest read the kernel sends in one request (FUSE's maximum of 256 pages).
 pub const MAX_READ: u32 = 1 << 20;
 
-/// A [`Fs`] served over FUSE.
+/// A mounted image served over FUSE.
 pub struct FuseFs {
-    fs: Arc<Fs>,
+    fs: Arc<dyn FsOps>,
+    ttl: Duration,
+    /// Cached file pages stay valid across opens (read-only: the data never changes).
+    open_flags: FopenFlags,
     /// The kernel skips opening directories (directory handles carry no state here).
     no_opendir: bool,
 }
 
 impl FuseFs {
-    pub fn new(fs: Arc<Fs>) -> Self {
+    pub fn new(fs: Arc<dyn FsOps>) -> Self {
+        let writable = fs.writable();
         FuseFs {
             fs,
+            ttl: if writable { TTL_RW } else { TTL_RO },
+            open_flags: if writable {
+                FopenFlags::empty()
+            } else {
+                FopenFlags::FOPEN_KEEP_CACHE
+            },
             no_opendir: false,
         }
+    }
+
+    fn entry(&self, r: core::FsResult<Attr>, reply: ReplyEntry) {
+        match r {
+            Ok(a) => reply.entry(&self.ttl, &attr(&a), Generation(0)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+}
+
+fn empty(r: core::FsResult<()>, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn time(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
     }
 }
 
@@ -87,32 +130,38 @@ impl Filesystem for FuseFs {
         // max_write also sets how many pages one request may carry, i.e. the largest read.
         let _ = config.set_max_write(MAX_READ);
         let _ = config.set_max_readahead(MAX_READ);
-        // Every directory read carries the entries' attributes (not READDIRPLUS_AUTO, with
-        // which the kernel goes back to plain reads after the first page of a directory and
-        // then looks each later entry up on its own: a third of the requests of a
-        // `find -ls`). The image is in memory, so attributes cost next to nothing.
-        let want = InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_CACHE_SYMLINKS;
+        let want = if self.fs.writable() {
+            InitFlags::FUSE_PARALLEL_DIROPS
+        } else {
+            // Every directory read carries the entries' attributes (not READDIRPLUS_AUTO,
+            // with which the kernel goes back to plain reads after the first page of a
+            // directory and then looks each later entry up on its own: a third of the
+            // requests of a `find -ls`). The image is in memory, so attributes cost next
+            // to nothing.
+            InitFlags::FUSE_DO_READDIRPLUS
+                | InitFlags::FUSE_PARALLEL_DIROPS
+                | InitFlags::FUSE_CACHE_SYMLINKS
+        };
         let _ = config.add_capabilities(want & config.capabilities());
         // Answering the first opendir with ENOSYS then tells the kernel to send no more
         // opendir/releasedir: two round trips fewer per directory walked.
-        self.no_opendir = config
-            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
-            .is_ok();
+        self.no_opendir = !self.fs.writable()
+            && config
+                .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+                .is_ok();
         Ok(())
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match core::guarded("lookup", || self.fs.lookup(parent.0, name.as_bytes())) {
-            Ok(a) => reply.entry(&TTL, &attr(&a), Generation(0)),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.entry(
+            core::guarded("lookup", || self.fs.lookup(parent.0, name.as_bytes())),
+            reply,
+        );
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match core::guarded("getattr", || self.fs.getattr(ino.0)) {
-            Ok(a) => reply.attr(&TTL, &attr(&a)),
+            Ok(a) => reply.attr(&self.ttl, &attr(&a)),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -125,9 +174,10 @@ impl Filesystem for FuseFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let write = flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
-        match core::guarded("open", || self.fs.open(ino.0, write)) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        match core::guarded("open", || self.fs.open(ino.0, write, truncate)) {
+            Ok(fh) => reply.opened(FileHandle(fh), self.open_flags),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -149,6 +199,24 @@ impl Filesystem for FuseFs {
         }
     }
 
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        match core::guarded("write", || self.fs.write(ino.0, offset, data)) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
     fn release(
         &self,
         _req: &Request,
@@ -159,7 +227,10 @@ impl Filesystem for FuseFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.fs.release(fh.0);
+        let _ = core::guarded("release", || {
+            self.fs.release(fh.0);
+            Ok(())
+        });
         reply.ok();
     }
 
@@ -177,12 +248,12 @@ impl Filesystem for FuseFs {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        empty(core::guarded("fsync", || self.fs.fsync(ino.0)), reply);
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -190,11 +261,13 @@ impl Filesystem for FuseFs {
             reply.error(Errno::ENOSYS);
             return;
         }
-        match core::guarded("dir_len", || self.fs.dir_len(ino.0)) {
-            Ok(_) => reply.opened(
-                FileHandle(0),
-                FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR,
-            ),
+        let flags = if self.fs.writable() {
+            FopenFlags::empty()
+        } else {
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_CACHE_DIR
+        };
+        match core::guarded("opendir", || self.fs.opendir(ino.0)) {
+            Ok(()) => reply.opened(FileHandle(0), flags),
             Err(e) => reply.error(errno(e)),
         }
     }
@@ -227,16 +300,18 @@ impl Filesystem for FuseFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let fs = &self.fs;
-        let r = fs.readdir(ino.0, offset, &mut |e| match fs.getattr(e.ino) {
-            Ok(a) => reply.add(
-                INodeNo(e.ino),
-                e.next,
-                e.name,
-                &TTL,
-                &attr(&a),
-                Generation(0),
-            ),
-            Err(_) => false,
+        let r = core::guarded("readdirplus", || {
+            fs.readdir(ino.0, offset, &mut |e| match fs.getattr(e.ino) {
+                Ok(a) => reply.add(
+                    INodeNo(e.ino),
+                    e.next,
+                    e.name,
+                    &self.ttl,
+                    &attr(&a),
+                    Generation(0),
+                ),
+                Err(_) => false,
+            })
         });
         match r {
             Ok(()) => reply.ok(),
@@ -246,7 +321,16 @@ impl Filesystem for FuseFs {
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let s = self.fs.statfs();
-        reply.statfs(s.blocks, 0, 0, s.files, 0, s.bsize, s.namelen, s.bsize);
+        reply.statfs(
+            s.blocks,
+            s.free_blocks,
+            s.free_blocks,
+            s.files,
+            s.free_files,
+            s.bsize,
+            s.namelen,
+            s.bsize,
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -266,28 +350,23 @@ impl Filesystem for FuseFs {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        match core::guarded("exists", || self.fs.exists(ino.0)) {
-            Ok(()) if mask.contains(AccessFlags::W_OK) => {
-                reply.error(errno(self.fs.write_denied()))
-            }
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno(e)),
-        }
+        let write = mask.contains(AccessFlags::W_OK);
+        empty(
+            core::guarded("access", || self.fs.access(ino.0, write)),
+            reply,
+        );
     }
-
-    // Everything below would modify the image: refused with EROFS. The mount is `ro`, so
-    // the kernel normally refuses these before they reach us.
 
     fn setattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
-        _size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -296,119 +375,196 @@ impl Filesystem for FuseFs {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        reply.error(errno(self.fs.write_denied()));
-    }
-
-    fn mknod(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(errno(self.fs.write_denied()));
+        let a = SetAttr {
+            size,
+            mode,
+            uid,
+            gid,
+            atime: atime.map(time),
+            mtime: mtime.map(time),
+        };
+        match core::guarded("setattr", || self.fs.setattr(ino.0, &a)) {
+            Ok(a) => reply.attr(&self.ttl, &attr(&a)),
+            Err(e) => reply.error(errno(e)),
+        }
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(errno(self.fs.write_denied()));
+        let r = core::guarded("mkdir", || {
+            self.fs
+                .mkdir(parent.0, name.as_bytes(), mode & !umask, caller(req))
+        });
+        self.entry(r, reply);
     }
 
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(errno(self.fs.write_denied()));
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(
+            core::guarded("unlink", || self.fs.unlink(parent.0, name.as_bytes())),
+            reply,
+        );
     }
 
-    fn rmdir(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(errno(self.fs.write_denied()));
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(
+            core::guarded("rmdir", || self.fs.rmdir(parent.0, name.as_bytes())),
+            reply,
+        );
     }
 
     fn symlink(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _link_name: &OsStr,
-        _target: &Path,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
         reply: ReplyEntry,
     ) {
-        reply.error(errno(self.fs.write_denied()));
+        let r = core::guarded("symlink", || {
+            self.fs.symlink(
+                parent.0,
+                link_name.as_bytes(),
+                target.as_os_str().as_bytes(),
+                caller(req),
+            )
+        });
+        self.entry(r, reply);
     }
 
     fn rename(
         &self,
         _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: RenameFlags,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(errno(self.fs.write_denied()));
+        let r = core::guarded("rename", || {
+            self.fs.rename(
+                parent.0,
+                name.as_bytes(),
+                newparent.0,
+                newname.as_bytes(),
+                flags.bits(),
+            )
+        });
+        empty(r, reply);
     }
 
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(errno(self.fs.write_denied()));
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        reply.error(errno(self.fs.write_denied()));
+        let r = core::guarded("link", || {
+            self.fs.link(ino.0, newparent.0, newname.as_bytes())
+        });
+        self.entry(r, reply);
     }
 
     fn create(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
-        _name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        reply.error(errno(self.fs.write_denied()));
+        let r = core::guarded("create", || {
+            self.fs
+                .create(parent.0, name.as_bytes(), mode & !umask, caller(req))
+        });
+        match r {
+            Ok((a, fh)) => reply.created(
+                &self.ttl,
+                &attr(&a),
+                Generation(0),
+                FileHandle(fh),
+                self.open_flags,
+            ),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let r = core::guarded("mknod", || {
+            self.fs.mknod(
+                parent.0,
+                name.as_bytes(),
+                mode & !(umask & 0o7777),
+                rdev,
+                caller(req),
+            )
+        });
+        self.entry(r, reply);
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        empty(
+            core::guarded("fallocate", || {
+                self.fs.fallocate(ino.0, offset, length, mode as u32)
+            }),
+            reply,
+        );
     }
 
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(errno(self.fs.write_denied()));
+        empty(
+            core::guarded("setxattr", || {
+                self.fs
+                    .setxattr(ino.0, name.as_bytes(), value, flags as u32)
+            }),
+            reply,
+        );
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(errno(self.fs.write_denied()));
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        empty(
+            core::guarded("removexattr", || {
+                self.fs.removexattr(ino.0, name.as_bytes())
+            }),
+            reply,
+        );
     }
 }

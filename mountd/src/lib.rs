@@ -11,8 +11,6 @@ pub mod core;
 #[cfg(unix)]
 pub mod fuse;
 #[cfg(unix)]
-pub mod fuse_rw;
-#[cfg(unix)]
 pub mod journal;
 pub mod mountpoint;
 pub mod options;

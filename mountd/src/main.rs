@@ -43,9 +43,8 @@ mod unix {
     use wimfs_mountd::commit::RwMount;
     use wimfs_mountd::control::{Control, Mounted, Status};
     use wimfs_mountd::core::rw::RwFs;
-    use wimfs_mountd::core::{Fs, FsOptions, StreamsInterface};
+    use wimfs_mountd::core::{Fs, FsOps, FsOptions, StreamsInterface};
     use wimfs_mountd::fuse::{FuseFs, MAX_READ};
-    use wimfs_mountd::fuse_rw::FuseRwFs;
     use wimfs_mountd::options::{parse_mount_options, parse_size};
     use wimfs_mountd::overlay::Overlay;
 
@@ -331,7 +330,7 @@ mod unix {
                 let fs = Arc::new(Fs::new(Arc::clone(&wim), img, opts));
                 let served = Arc::clone(&fs) as Arc<dyn Mounted>;
                 serve(
-                    FuseFs::new(fs),
+                    FuseFs::new(fs as Arc<dyn FsOps>),
                     served,
                     &dir,
                     &config,
@@ -368,7 +367,7 @@ mod unix {
                     fs: Arc::clone(&fs),
                     lock: parking_lot::Mutex::new(lock),
                 });
-                let adapter = FuseRwFs::new(Arc::clone(&fs));
+                let adapter = FuseFs::new(Arc::clone(&fs) as Arc<dyn FsOps>);
                 let result = serve(adapter, served, &dir, &config, control, status, ready);
                 // Staged work is deleted only when the user said so (`wimfs unmount`, which
                 // discards, or commits first with --commit) or when there is none. Any other

@@ -1715,9 +1715,9 @@ fn cli_mountrw_fusermount_unmount_leaves_a_recoverable_orphan() {
     assert!(staging_modes(&c.wim).is_empty());
 }
 
-/// A byte flipped in a file's stored data: changing that file on a read-write mount fails
-/// with EIO at the copy-up, leaves no staging file, and the commit does not store the
-/// corrupt data under a fresh hash.
+/// A byte flipped in a file's stored data: on a read-write mount, reading that file fails
+/// with EIO (checked as on a read-only mount), and so does changing it (at the copy-up),
+/// leaving no staging file; the commit does not store the corrupt data under a fresh hash.
 #[test]
 fn cli_mountrw_copy_up_of_corrupt_data_fails() {
     let Some(cli) = wimfs_cli() else { return };
@@ -1744,6 +1744,12 @@ fn cli_mountrw_copy_up_of_corrupt_data_fails() {
     let before = listing(&c.wim);
 
     let guard = cli_mountrw(&cli, &c.wim, &c.dir);
+    // A read of the unchanged file is checked as on a read-only mount.
+    assert_eq!(
+        errno_of(fs::read(c.dir.join("dir/sub/small"))),
+        libc::EIO,
+        "reading corrupt data of the image fails"
+    );
     use std::io::Write;
     let mut f = fs::OpenOptions::new()
         .append(true)

@@ -11,6 +11,7 @@ mod attr;
 mod dir;
 mod handle;
 pub mod names;
+mod ops;
 mod readahead;
 #[cfg(unix)]
 pub mod rw;
@@ -34,6 +35,7 @@ use wimfs::{Image, Wim};
 
 pub use attr::{Attr, Kind, Statfs};
 pub use dir::DirEntry;
+pub use ops::{Caller, FsOps, SetAttr};
 pub use wininfo::{Resolved, WinInfo, WinStream, WinVolume};
 
 /// The inode number of the root directory (FUSE's fixed root number).
@@ -416,6 +418,8 @@ impl Fs {
         Statfs {
             blocks: self.total_bytes.div_ceil(attr::BLOCK),
             files: self.img.inodes.len() as u64,
+            free_blocks: 0,
+            free_files: 0,
             bsize: attr::BLOCK as u32,
             namelen: 255,
         }

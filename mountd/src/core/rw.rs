@@ -8,7 +8,6 @@
 //! keep working until closed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -23,11 +22,11 @@ use wimfs::format::reparse::{LinkReparse, IO_REPARSE_TAG_SYMLINK, RP_FLAG_NOT_FI
 use wimfs::format::tagged::UnixData;
 use wimfs::format::Sha1Hash;
 use wimfs::image::DentryId;
-use wimfs::read::BlobLocation;
 use wimfs::time::{filetime_to_system, now_filetime, unix_to_filetime};
-use wimfs::{BlobReader, CheckedBlobReader, Image, Inode, StreamKind, Wim};
+use wimfs::{CheckedBlobReader, Image, Inode, StreamKind, Wim};
 
-use super::{Attr, DirEntry, Errno, FsOptions, FsResult, Kind, Statfs, ROOT_INO};
+use super::attr::{attr_of, kind_of};
+use super::{Attr, DirEntry, Errno, Fs, FsOptions, FsResult, Kind, Statfs, ROOT_INO};
 use crate::journal::{self, Journal, Record};
 use crate::overlay::Overlay;
 
@@ -44,16 +43,7 @@ pub use xattr::{XATTR_CREATE, XATTR_REPLACE};
 /// Longest name a WIM (UTF-16) can hold that Linux tools can also handle.
 const NAME_MAX: usize = 255;
 
-/// Attribute changes requested by `setattr`; `None` leaves a field alone.
-#[derive(Debug, Clone, Default)]
-pub struct SetAttr {
-    pub size: Option<u64>,
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub atime: Option<SystemTime>,
-    pub mtime: Option<SystemTime>,
-}
+pub use super::ops::SetAttr;
 
 /// A name in a directory.
 #[derive(Debug, Clone)]
@@ -123,6 +113,9 @@ pub(crate) struct RwNode {
     next_pos: u64,
     /// For a symlink of the image: its target's length, once read (`st_size`).
     link_len: Option<u64>,
+    /// The number of the inode in the image it comes from (in the read-only core over the
+    /// image, [`RwFs::base`]), which serves its data while the data is unchanged.
+    base: Option<u64>,
 }
 
 impl RwNode {
@@ -151,11 +144,19 @@ impl RwNode {
     }
 }
 
+/// An open file.
+struct OpenFile {
+    ino: u64,
+    /// The handle in the read-only core that reads the image's data of an unchanged file
+    /// (opened on the first read).
+    base_fh: Option<u64>,
+}
+
 pub(crate) struct Tree {
     /// By inode number (a fast hasher: the tree is walked by number all the time).
     pub(crate) nodes: rustc_hash::FxHashMap<u64, RwNode>,
     next_ino: u64,
-    handles: HashMap<u64, u64>,
+    handles: HashMap<u64, OpenFile>,
     next_fh: u64,
     /// Where changes are recorded for recovery (none in tests and during a replay).
     pub(crate) journal: Option<Journal>,
@@ -314,6 +315,10 @@ impl Tree {
 /// The read-write filesystem.
 pub struct RwFs {
     wim: Arc<Wim>,
+    /// The image as mounted, served by the read-only core: every read of data this mount
+    /// has not changed goes through it (SHA-1 check, read-ahead, cache), as on a read-only
+    /// mount.
+    base: Fs,
     /// The mounted image's index, security table and original tree.
     base_index: AtomicU32,
     security: Vec<Vec<u8>>,
@@ -354,6 +359,10 @@ fn system_to_filetime(t: SystemTime) -> u64 {
 impl RwFs {
     /// Builds the mutable tree over image `img` of `wim`, staging data in `overlay`.
     pub fn new(wim: Arc<Wim>, img: Image, opts: FsOptions, overlay: Overlay) -> RwFs {
+        let index = img.index;
+        let security = img.security.clone();
+        let base = Fs::new(Arc::clone(&wim), img, opts.clone());
+        let img = base.image();
         let mut nodes: rustc_hash::FxHashMap<u64, RwNode> = rustc_hash::FxHashMap::default();
         let mut ino_of: HashMap<usize, u64> = HashMap::new();
         let mut next_ino = ROOT_INO + 1;
@@ -380,6 +389,7 @@ impl RwFs {
                 written: false,
                 next_pos: 3,
                 link_len: None,
+                base: Some(base.ino_of(dentry.inode)),
             });
             node.names += 1;
             if d != Image::ROOT {
@@ -390,8 +400,9 @@ impl RwFs {
         }
         RwFs {
             wim,
-            base_index: AtomicU32::new(img.index),
-            security: img.security,
+            base,
+            base_index: AtomicU32::new(index),
+            security,
             opts,
             overlay,
             tree: Mutex::new(Tree {
@@ -452,38 +463,13 @@ impl RwFs {
     }
 
     fn kind(&self, n: &RwNode) -> Kind {
-        let ino = &n.inode;
-        if ino.is_symlink() {
-            return Kind::Symlink;
-        }
-        if ino.is_directory() {
-            return Kind::Directory;
-        }
-        if self.opts.unix_data {
-            if let Some(u) = ino.unix {
-                match u.mode & 0o170000 {
-                    0o020000 => return Kind::CharDevice,
-                    0o060000 => return Kind::BlockDevice,
-                    0o010000 => return Kind::Fifo,
-                    0o140000 => return Kind::Socket,
-                    _ => {}
-                }
-            }
-        }
-        Kind::File
+        kind_of(&n.inode, self.opts.unix_data)
     }
 
     fn attr_of(&self, tree: &Tree, ino: u64) -> FsResult<Attr> {
         let n = tree.get(ino)?;
         let kind = self.kind(n);
         let inode = &n.inode;
-        let unix = inode.unix.filter(|_| self.opts.unix_data);
-        let perm = match (unix, kind) {
-            (Some(u), _) => (u.mode & 0o7777) as u16,
-            (None, Kind::Directory) => 0o755,
-            (None, Kind::Symlink) => 0o777,
-            (None, _) => 0o644,
-        };
         let size = match kind {
             Kind::File => n.size(),
             // The target's length, as POSIX gives it; the reparse data's size only for an
@@ -510,26 +496,17 @@ impl RwFs {
             }
             _ => n.names,
         };
-        let is_special = matches!(kind, Kind::CharDevice | Kind::BlockDevice);
-        Ok(Attr {
+        // Bigger than a read-only mount's: programs that buffer by it (stdio) write in
+        // requests this big, and writes have no read-ahead to gather them.
+        Ok(attr_of(
+            inode,
             ino,
-            size,
-            blocks: size.div_ceil(512),
-            atime: filetime_to_system(inode.last_access_time),
-            mtime: filetime_to_system(inode.last_write_time),
-            ctime: filetime_to_system(inode.last_write_time),
-            crtime: filetime_to_system(inode.creation_time),
             kind,
-            perm,
+            size,
             nlink,
-            uid: unix.map_or(self.opts.uid, |u| u.uid),
-            gid: unix.map_or(self.opts.gid, |u| u.gid),
-            rdev: match unix {
-                Some(u) if is_special => u.rdev,
-                _ => 0,
-            },
-            blksize: 128 << 10,
-        })
+            &self.opts,
+            128 << 10,
+        ))
     }
 
     /// Attributes of inode number `ino`.
@@ -605,35 +582,29 @@ impl RwFs {
 
     /// The target of a symlink, as a Unix path.
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let (tag, flags, data, loc) = {
+        let (inode, data, base) = {
             let tree = self.tree.lock();
             let n = tree.get(ino)?;
             if !n.inode.is_symlink() {
                 return Err(Errno::EINVAL);
             }
-            let loc = n.inode.reparse_stream().and_then(|s| s.blob);
-            (
-                n.inode.reparse_tag,
-                n.inode.rp_flags,
-                n.new_reparse.clone(),
-                loc,
-            )
+            let inode = (n.inode.reparse_tag, n.inode.rp_flags);
+            (inode, n.new_reparse.clone(), n.base)
         };
-        let data = match (data, loc) {
-            (Some(d), _) => d,
-            (None, Some(loc)) => self.wim.read_blob(&loc, true).map_err(|e| {
-                tracing::error!("inode {ino}: reading link data failed: {e}");
-                Errno::EIO
-            })?,
-            (None, None) => Vec::new(),
-        };
-        let link = LinkReparse::parse(tag, &data).map_err(|e| {
-            tracing::error!("inode {ino}: bad link data: {e}");
-            Errno::EIO
-        })?;
-        Ok(link
-            .unix_target(flags, self.opts.link_root.as_deref())
-            .into_bytes())
+        match (data, base) {
+            (Some(d), _) => {
+                let link = LinkReparse::parse(inode.0, &d).map_err(|e| {
+                    tracing::error!("inode {ino}: bad link data: {e}");
+                    Errno::EIO
+                })?;
+                Ok(link
+                    .unix_target(inode.1, self.opts.link_root.as_deref())
+                    .into_bytes())
+            }
+            // A link of the image, read and kept by the read-only core.
+            (None, Some(b)) => self.base.readlink(b),
+            (None, None) => Err(Errno::EIO),
+        }
     }
 
     /// Opens `ino`; with `truncate` its data is cut to nothing first.
@@ -655,15 +626,15 @@ impl RwFs {
         n.open += 1;
         let fh = tree.next_fh;
         tree.next_fh += 1;
-        tree.handles.insert(fh, ino);
+        tree.handles.insert(fh, OpenFile { ino, base_fh: None });
         Ok(fh)
     }
 
     /// Closes a handle from `open` or `create`.
     pub fn release(&self, fh: u64) {
-        let gone = {
+        let (gone, base_fh) = {
             let mut tree = self.tree.lock();
-            let Some(ino) = tree.handles.remove(&fh) else {
+            let Some(OpenFile { ino, base_fh }) = tree.handles.remove(&fh) else {
                 return;
             };
             let mut written = None;
@@ -681,17 +652,22 @@ impl RwFs {
                 // already; only the time they left is.
                 tree.log_mtime(ino, mtime);
             }
-            tree.reap(ino)
+            (tree.reap(ino), base_fh)
         };
+        if let Some(b) = base_fh {
+            self.base.release(b);
+        }
         if let Some(ino) = gone {
             self.overlay.remove(ino);
         }
     }
 
-    /// Reads up to `size` bytes of `ino`'s data at `offset`.
-    pub fn read(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let (staged, loc) = {
+    /// Reads up to `size` bytes at `offset` through handle `fh`.
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let (ino, staged, base) = {
             let tree = self.tree.lock();
+            let h = tree.handles.get(&fh).ok_or(Errno::EBADF)?;
+            let ino = h.ino;
             let n = tree.get(ino)?;
             if n.is_dir() {
                 return Err(Errno::EISDIR);
@@ -713,10 +689,14 @@ impl RwFs {
                 }
                 None => {}
             }
-            (n.staged, n.inode.data_stream().and_then(|s| s.blob))
+            let base = match (n.staged, n.base) {
+                (None, Some(b)) => Some((b, h.base_fh)),
+                _ => None,
+            };
+            (ino, n.staged, base)
         };
-        match staged {
-            Some(len) => {
+        match (staged, base) {
+            (Some(len), _) => {
                 let want = (len.saturating_sub(offset)).min(size as u64) as usize;
                 let mut v = self.overlay.read_at(ino, offset, want).map_err(|e| {
                     tracing::error!("{}: read failed: {e}", self.overlay.path(ino).display());
@@ -726,29 +706,42 @@ impl RwFs {
                 v.resize(want, 0);
                 Ok(v)
             }
-            None => self.read_wim(loc, offset, size as usize).map_err(|e| {
-                tracing::error!("inode {ino}: read failed: {e}");
-                Errno::EIO
-            }),
+            (None, Some((b, base_fh))) => {
+                let base_fh = match base_fh {
+                    Some(f) => f,
+                    None => self.open_base(fh, b)?,
+                };
+                self.base.read(base_fh, offset, size)
+            }
+            // Made on this mount without data (a special file).
+            (None, None) => Ok(Vec::new()),
         }
     }
 
-    fn read_wim(
-        &self,
-        loc: Option<BlobLocation>,
-        offset: u64,
-        size: usize,
-    ) -> std::io::Result<Vec<u8>> {
-        let mut r = BlobReader::new(&self.wim, loc);
-        let len = r.len();
-        if offset >= len {
-            return Ok(Vec::new());
+    /// Opens image inode `b` in the read-only core for handle `fh`, which reads an
+    /// unchanged file of the image; returns the base handle.
+    fn open_base(&self, fh: u64, b: u64) -> FsResult<u64> {
+        let base_fh = self.base.open(b, false)?;
+        let mut tree = self.tree.lock();
+        match tree.handles.get_mut(&fh) {
+            Some(h) => match h.base_fh {
+                // Another read of the same handle got there first.
+                Some(other) => {
+                    drop(tree);
+                    self.base.release(base_fh);
+                    Ok(other)
+                }
+                None => {
+                    h.base_fh = Some(base_fh);
+                    Ok(base_fh)
+                }
+            },
+            None => {
+                drop(tree);
+                self.base.release(base_fh);
+                Err(Errno::EBADF)
+            }
         }
-        r.seek(SeekFrom::Start(offset))?;
-        let want = (len - offset).min(size as u64) as usize;
-        let mut buf = vec![0u8; want];
-        r.read_exact(&mut buf)?;
-        Ok(buf)
     }
 
     /// Moves `ino`'s data into the overlay if it is not there yet.
@@ -1125,6 +1118,7 @@ impl RwFs {
             written: false,
             next_pos: 3,
             link_len: None,
+            base: None,
         }
     }
 
@@ -1747,6 +1741,9 @@ impl RwFs {
         Statfs {
             blocks: bytes.div_ceil(4096),
             files: tree.nodes.len() as u64,
+            // No limit of its own: what the staging directory's disk has.
+            free_blocks: u32::MAX as u64,
+            free_files: u32::MAX as u64,
             bsize: 4096,
             namelen: NAME_MAX as u32,
         }

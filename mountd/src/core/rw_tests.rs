@@ -100,7 +100,10 @@ fn write_file(fs: &RwFs, path: &str, data: &[u8]) {
 
 fn read_all(fs: &RwFs, path: &str) -> Vec<u8> {
     let i = ino(fs, path);
-    fs.read(i, 0, 1 << 24).unwrap()
+    let fh = fs.open(i, false, false).unwrap();
+    let data = fs.read(fh, 0, 1 << 24).unwrap();
+    fs.release(fh);
+    data
 }
 
 /// The scenario of the acceptance test, on the core and on a plain copy `e` of the source.
@@ -179,7 +182,7 @@ fn operations(fs: &RwFs, e: &Path) {
     let (tmp, fh) = fs.create(ROOT_INO, b"tmp", 0o600, 0, 0).unwrap();
     fs.write(tmp.ino, 0, b"still here").unwrap();
     fs.unlink(ROOT_INO, b"tmp").unwrap();
-    assert_eq!(fs.read(tmp.ino, 0, 100).unwrap(), b"still here");
+    assert_eq!(fs.read(fh, 0, 100).unwrap(), b"still here");
     fs.release(fh);
     assert_eq!(fs.getattr(tmp.ino), Err(Errno::ENOENT));
     // Names that cannot be stored.
@@ -372,7 +375,7 @@ fn without_commit_the_wim_is_unchanged() {
     let small = ino(&fs, "dir/sub/small");
     let fh = fs.open(small, true, true).unwrap();
     assert_eq!(fs.getattr(small).unwrap().size, 0);
-    assert_eq!(fs.read(small, 0, 100).unwrap(), b"");
+    assert_eq!(fs.read(fh, 0, 100).unwrap(), b"");
     fs.release(fh);
     assert_eq!(
         fs.setattr(
@@ -643,7 +646,9 @@ fn mknod_makes_special_files_with_unix_data_only() {
     assert_eq!((sock.kind, sock.rdev), (Kind::Socket, 0));
     let reg = fs.mknod(ROOT_INO, b"reg", 0o100600, 0, 0, 0).unwrap();
     assert_eq!((reg.kind, reg.perm, reg.size), (Kind::File, 0o600, 0));
-    assert_eq!(fs.read(reg.ino, 0, 10).unwrap(), b"");
+    let fh = fs.open(reg.ino, false, false).unwrap();
+    assert_eq!(fs.read(fh, 0, 10).unwrap(), b"");
+    fs.release(fh);
     let reg0 = fs.mknod(ROOT_INO, b"reg0", 0o644, 0, 0, 0).unwrap();
     assert_eq!(reg0.kind, Kind::File);
     assert_eq!(
