@@ -3,7 +3,9 @@
 # the same WIM, in one run, per format: copy a tree of ~130 MB into the mount, then
 # `unmount --commit`. Prints median wall times of RUNS runs (default 3) and the ratios
 # wimlib/wimfs for copy-in and commit (above 1.0 = wimfs faster) and the size ratio of the
-# committed files wimfs/wimlib (goal: copy-in >= 3, commit >= 1, size <= 1.01).
+# committed files wimfs/wimlib (goal: copy-in >= 3, commit >= 1, size <= 1.01). Then, per
+# format, a full read (`tar -cf - . | cat`) of the unchanged tree through `wimfs mountrw` and
+# through `wimfs mount`, page cache dropped before each, and the ratio rw/ro (goal <= 1.1).
 #   BENCH_DIR=/tmp/wimfs-bench FORMATS="xpress lzx lzms" RUNS=3 INJECT="DIR ..." \
 #   SOURCES="/usr/share:/share /usr/bin:/bin /usr/lib/x86_64-linux-gnu:/lib" scripts/bench-rw.sh
 # The base WIMs are the "usr" corpus of scripts/bench-mount.sh (shared through BENCH_DIR);
@@ -83,4 +85,30 @@ for f in $formats; do
     printf '%-7s %9.2f %9.2f %7.2f %10.2f %10.2f %7.2f %8.4f\n' "$f" "$mca" "$mcb" \
         "$(echo "$mca / $mcb" | bc -l)" "$mka" "$mkb" "$(echo "$mka / $mkb" | bc -l)" \
         "$(echo "$sb / $sa" | bc -l)"
+done
+
+# Reading an unchanged tree: a read-write mount against a read-only one (same daemon code for
+# unchanged data). The WIM is not changed: the read-write mount is ended without --commit.
+readall() { # tool mode wim -> seconds
+    local m=$mb t0 t1
+    sync
+    echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+    "$wimfs" "$1" "$2" 1 "$m"
+    t0=$(now)
+    (cd "$m" && tar -cf - . | cat > /dev/null)
+    t1=$(now)
+    "$wimfs" unmount "$m"
+    secs "$t0" "$t1"
+}
+printf '%-7s %9s %9s %7s\n' format read_ro read_rw rw/ro
+for f in $formats; do
+    wim=$dir/$tag-$f.wim
+    [ -s "$wim" ] || continue
+    ra=(); rb=()
+    for _ in $(seq "$runs"); do
+        ra+=("$(readall mount "$wim")")
+        rb+=("$(readall mountrw "$wim")")
+    done
+    mra=$(printf '%s\n' "${ra[@]}" | median); mrb=$(printf '%s\n' "${rb[@]}" | median)
+    printf '%-7s %9.2f %9.2f %7.2f\n' "$f" "$mra" "$mrb" "$(echo "$mrb / $mra" | bc -l)"
 done
