@@ -322,8 +322,13 @@ impl Fs {
         }
     }
 
+    /// The highest inode number in use (inodes, then streams shown as files).
+    pub(crate) fn last_ino(&self) -> u64 {
+        (self.img.inodes.len() + self.stream_nodes.len()) as u64
+    }
+
     /// The dentry a directory inode is reached by.
-    fn dir_dentry(&self, i: InodeId) -> DentryId {
+    pub(crate) fn dir_dentry(&self, i: InodeId) -> DentryId {
         if i == self.root {
             Image::ROOT
         } else {

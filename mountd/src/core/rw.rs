@@ -7,7 +7,7 @@
 //! mount; an inode lives while it has a name or an open handle, so open-but-unlinked files
 //! keep working until closed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,277 +40,21 @@ pub const FALLOC_FL_KEEP_SIZE: u32 = 1;
 
 pub use xattr::{XATTR_CREATE, XATTR_REPLACE};
 
+/// Preferred I/O size of files on a read-write mount: bigger than a read-only mount's, since
+/// programs that buffer by it (stdio) write in requests this big, and writes have no
+/// read-ahead to gather them.
+const RW_FILE_BLKSIZE: u32 = 128 << 10;
+
 /// Longest name a WIM (UTF-16) can hold that Linux tools can also handle.
 const NAME_MAX: usize = 255;
 
 pub use super::ops::SetAttr;
 
-/// A name in a directory.
-#[derive(Debug, Clone)]
-pub(crate) struct Entry {
-    pub(crate) ino: u64,
-    /// The DOS name from the image; dropped when the entry moves.
-    pub(crate) short_name: String,
-    /// Position for `readdir` offsets: given out in increasing order per directory and
-    /// never reused, so removing entries during a listing skips none of the others.
-    pos: u64,
-}
+#[path = "rw_tree.rs"]
+mod tree;
 
-/// Files made on the mount up to this size keep their data in memory while they are being
-/// written and in the staging directory's data log once closed (one append, no file
-/// creation each: copying in a tree of small files runs at memory speed). A file that
-/// grows past it, and any file of the image that is changed, gets a staging file.
-pub(crate) const SMALL_FILE: u64 = 64 << 10;
-
-/// Where the data of a small file made on the mount is.
-#[derive(Debug, Clone)]
-pub(crate) enum Small {
-    /// In memory, changed since it was last logged.
-    Mem(Vec<u8>),
-    /// `len` bytes at `offset` of the data log.
-    Log { offset: u64, len: u64 },
-}
-
-impl Small {
-    pub(crate) fn len(&self) -> u64 {
-        match self {
-            Small::Mem(v) => v.len() as u64,
-            Small::Log { len, .. } => *len,
-        }
-    }
-}
-
-/// Named data streams set on a mount: (name, contents).
-pub(crate) type NewStreams = Vec<(String, Vec<u8>)>;
-
-/// One inode of the mutable tree.
-pub(crate) struct RwNode {
-    /// Attributes, times, security, streams, UNIX data, tagged items as in the image (its
-    /// `dentries` are not kept up to date; the tree is). The unnamed data stream is stale
-    /// once `staged` is set.
-    pub(crate) inode: Inode,
-    /// Number of names.
-    pub(crate) names: u32,
-    /// Directory and name of one of its names (for a directory, its only name): how the
-    /// journal names it. Stale while the inode has no name left.
-    pub(crate) parent: u64,
-    pub(crate) name: String,
-    /// Entries of a directory, by name.
-    pub(crate) children: BTreeMap<String, Entry>,
-    /// Length of the data in the overlay, once the data lives there.
-    pub(crate) staged: Option<u64>,
-    /// The data of a small file made on this mount (then `staged` is `None`).
-    pub(crate) small: Option<Small>,
-    /// Reparse data of a link made on this mount (not in the WIM).
-    pub(crate) new_reparse: Option<Vec<u8>>,
-    /// Named data streams set on this mount, (name, contents); a stream of the same name
-    /// is gone from `inode.streams`, which keeps only the untouched ones.
-    pub(crate) new_streams: NewStreams,
-    open: u32,
-    /// Data written since the last close (the journal then records the new times).
-    written: bool,
-    /// Next `readdir` position to give out (0..=2 are the start, "." and "..").
-    next_pos: u64,
-    /// For a symlink of the image: its target's length, once read (`st_size`).
-    link_len: Option<u64>,
-    /// The number of the inode in the image it comes from (in the read-only core over the
-    /// image, [`RwFs::base`]), which serves its data while the data is unchanged.
-    base: Option<u64>,
-}
-
-impl RwNode {
-    fn is_dir(&self) -> bool {
-        self.inode.is_directory()
-    }
-
-    fn add_entry(&mut self, name: &str, ino: u64, short_name: String) {
-        let pos = self.next_pos;
-        self.next_pos += 1;
-        self.children.insert(
-            name.to_string(),
-            Entry {
-                ino,
-                short_name,
-                pos,
-            },
-        );
-    }
-
-    fn size(&self) -> u64 {
-        match &self.small {
-            Some(s) => s.len(),
-            None => self.staged.unwrap_or_else(|| self.inode.size()),
-        }
-    }
-}
-
-/// An open file.
-struct OpenFile {
-    ino: u64,
-    /// The handle in the read-only core that reads the image's data of an unchanged file
-    /// (opened on the first read).
-    base_fh: Option<u64>,
-}
-
-pub(crate) struct Tree {
-    /// By inode number (a fast hasher: the tree is walked by number all the time).
-    pub(crate) nodes: rustc_hash::FxHashMap<u64, RwNode>,
-    next_ino: u64,
-    handles: HashMap<u64, OpenFile>,
-    next_fh: u64,
-    /// Where changes are recorded for recovery (none in tests and during a replay).
-    pub(crate) journal: Option<Journal>,
-}
-
-impl Tree {
-    fn get(&self, ino: u64) -> FsResult<&RwNode> {
-        self.nodes.get(&ino).ok_or(Errno::ENOENT)
-    }
-
-    fn get_mut(&mut self, ino: u64) -> FsResult<&mut RwNode> {
-        self.nodes.get_mut(&ino).ok_or(Errno::ENOENT)
-    }
-
-    fn dir(&self, ino: u64) -> FsResult<&RwNode> {
-        let n = self.get(ino)?;
-        if !n.is_dir() {
-            return Err(Errno::ENOTDIR);
-        }
-        Ok(n)
-    }
-
-    fn child(&self, dir: u64, name: &str) -> FsResult<u64> {
-        self.dir(dir)?
-            .children
-            .get(name)
-            .map(|e| e.ino)
-            .ok_or(Errno::ENOENT)
-    }
-
-    /// Whether `ino` is `anc` or lies below it.
-    fn is_within(&self, mut ino: u64, anc: u64) -> bool {
-        loop {
-            if ino == anc {
-                return true;
-            }
-            if ino == ROOT_INO {
-                return false;
-            }
-            match self.nodes.get(&ino) {
-                Some(n) => ino = n.parent,
-                None => return false,
-            }
-        }
-    }
-
-    /// Drops one name of `ino`; returns the inode number if the inode is now gone and its
-    /// staging file has to be removed.
-    fn drop_name(&mut self, ino: u64) -> Option<u64> {
-        let n = self.nodes.get_mut(&ino)?;
-        n.names = n.names.saturating_sub(1);
-        self.reap(ino)
-    }
-
-    fn reap(&mut self, ino: u64) -> Option<u64> {
-        let n = self.nodes.get(&ino)?;
-        if n.names == 0 && n.open == 0 {
-            let staged = n.staged.is_some();
-            self.nodes.remove(&ino);
-            return staged.then_some(ino);
-        }
-        None
-    }
-
-    /// The path of `dir/name` from the image root, as the journal writes it.
-    fn path_in(&self, dir: u64, name: &str) -> String {
-        let mut parts = vec![name];
-        let mut ino = dir;
-        while ino != ROOT_INO {
-            match self.nodes.get(&ino) {
-                Some(n) => {
-                    parts.push(&n.name);
-                    ino = n.parent;
-                }
-                None => break,
-            }
-        }
-        parts.reverse();
-        parts.join("/")
-    }
-
-    /// The path of one of `ino`'s names (`None` once it has none).
-    fn path(&self, ino: u64) -> Option<String> {
-        if ino == ROOT_INO {
-            return Some(String::new());
-        }
-        let n = self.nodes.get(&ino)?;
-        (n.names > 0).then(|| self.path_in(n.parent, &n.name))
-    }
-
-    /// Appends a journal line made by `r` (not called when there is no journal).
-    fn log(&mut self, r: impl FnOnce(&Tree) -> Option<Record>) {
-        if self.journal.is_none() {
-            return;
-        }
-        if let Some(rec) = r(self) {
-            if let Some(j) = self.journal.as_mut() {
-                j.append(&rec);
-            }
-        }
-    }
-
-    /// Journals `ino`'s new modification time.
-    pub(crate) fn log_mtime(&mut self, ino: u64, mtime: u64) {
-        self.log(|t| {
-            Some(Record::SetAttr {
-                path: t.path(ino)?,
-                size: None,
-                mode: None,
-                uid: None,
-                gid: None,
-                atime: None,
-                mtime: Some(mtime),
-            })
-        });
-    }
-
-    /// `ino` loses its name `dir/name` (already removed from `dir`): if that was the name
-    /// the journal knows it by, another of its names takes its place.
-    fn unname(&mut self, ino: u64, dir: u64, name: &str) {
-        let Some(n) = self.nodes.get(&ino) else {
-            return;
-        };
-        if n.names <= 1 || n.parent != dir || n.name != name {
-            return;
-        }
-        let other = self.nodes.iter().find_map(|(&d, dn)| {
-            dn.children
-                .iter()
-                .find(|(_, e)| e.ino == ino)
-                .map(|(nm, _)| (d, nm.clone()))
-        });
-        if let (Some((d, nm)), Some(n)) = (other, self.nodes.get_mut(&ino)) {
-            n.parent = d;
-            n.name = nm;
-        }
-    }
-
-    /// `ino`'s name `from` became `to`: the name the journal knows it by follows.
-    fn rename_primary(&mut self, ino: u64, from: (u64, &str), to: (u64, &str)) {
-        if let Some(n) = self.nodes.get_mut(&ino) {
-            if n.parent == from.0 && n.name == from.1 {
-                n.parent = to.0;
-                n.name = to.1.to_string();
-            }
-        }
-    }
-
-    fn touch_dir(&mut self, dir: u64) {
-        if let Some(n) = self.nodes.get_mut(&dir) {
-            n.inode.last_write_time = now_filetime();
-        }
-    }
-}
+use tree::{OpenFile, RwNode, Tree};
+pub(crate) use tree::{Small, SMALL_FILE};
 
 /// The read-write filesystem.
 pub struct RwFs {
@@ -318,7 +62,7 @@ pub struct RwFs {
     /// The image as mounted, served by the read-only core: every read of data this mount
     /// has not changed goes through it (SHA-1 check, read-ahead, cache), as on a read-only
     /// mount.
-    base: Fs,
+    base: Arc<Fs>,
     /// The mounted image's index, security table and original tree.
     base_index: AtomicU32,
     security: Vec<Vec<u8>>,
@@ -357,61 +101,20 @@ fn system_to_filetime(t: SystemTime) -> u64 {
 }
 
 impl RwFs {
-    /// Builds the mutable tree over image `img` of `wim`, staging data in `overlay`.
+    /// Serves image `img` of `wim` read-write, staging data in `overlay`. Nothing is
+    /// done per inode: the tree's layer starts empty.
     pub fn new(wim: Arc<Wim>, img: Image, opts: FsOptions, overlay: Overlay) -> RwFs {
         let index = img.index;
         let security = img.security.clone();
-        let base = Fs::new(Arc::clone(&wim), img, opts.clone());
-        let img = base.image();
-        let mut nodes: rustc_hash::FxHashMap<u64, RwNode> = rustc_hash::FxHashMap::default();
-        let mut ino_of: HashMap<usize, u64> = HashMap::new();
-        let mut next_ino = ROOT_INO + 1;
-        let root_inode = img.dentries[Image::ROOT].inode;
-        ino_of.insert(root_inode, ROOT_INO);
-        for d in img.walk(Image::ROOT) {
-            let dentry = &img.dentries[d];
-            let ino = *ino_of.entry(dentry.inode).or_insert_with(|| {
-                next_ino += 1;
-                next_ino - 1
-            });
-            let parent_ino = ino_of[&img.dentries[dentry.parent].inode];
-            let node = nodes.entry(ino).or_insert_with(|| RwNode {
-                inode: img.inodes[dentry.inode].clone(),
-                names: 0,
-                parent: parent_ino,
-                name: dentry.name.clone(),
-                children: BTreeMap::new(),
-                staged: None,
-                small: None,
-                new_reparse: None,
-                new_streams: Vec::new(),
-                open: 0,
-                written: false,
-                next_pos: 3,
-                link_len: None,
-                base: Some(base.ino_of(dentry.inode)),
-            });
-            node.names += 1;
-            if d != Image::ROOT {
-                if let Some(p) = nodes.get_mut(&parent_ino) {
-                    p.add_entry(&dentry.name, ino, dentry.short_name.clone());
-                }
-            }
-        }
+        let base = Arc::new(Fs::new(Arc::clone(&wim), img, opts.clone()));
         RwFs {
             wim,
-            base,
+            base: Arc::clone(&base),
             base_index: AtomicU32::new(index),
             security,
             opts,
             overlay,
-            tree: Mutex::new(Tree {
-                nodes,
-                next_ino,
-                handles: HashMap::new(),
-                next_fh: 1,
-                journal: None,
-            }),
+            tree: Mutex::new(Tree::new(Arc::clone(&base))),
             copy_up: Mutex::new(()),
             gate: RwLock::new(()),
             changed: AtomicBool::new(false),
@@ -466,8 +169,13 @@ impl RwFs {
         kind_of(&n.inode, self.opts.unix_data)
     }
 
+    /// Attributes of `ino` (for one of the image not in the layer, the base's, which may
+    /// read a link target: callers of the hot paths use [`RwFs::getattr`], which does that
+    /// outside the lock).
     fn attr_of(&self, tree: &Tree, ino: u64) -> FsResult<Attr> {
-        let n = tree.get(ino)?;
+        let Some(n) = tree.peek(ino)? else {
+            return self.base_attr(ino);
+        };
         let kind = self.kind(n);
         let inode = &n.inode;
         let size = match kind {
@@ -488,16 +196,10 @@ impl RwFs {
         };
         let nlink = match kind {
             Kind::Directory => {
-                2 + n
-                    .children
-                    .values()
-                    .filter(|e| tree.nodes.get(&e.ino).is_some_and(RwNode::is_dir))
-                    .count() as u32
+                2 + n.children.values().filter(|e| tree.is_dir(e.ino)).count() as u32
             }
             _ => n.names,
         };
-        // Bigger than a read-only mount's: programs that buffer by it (stdio) write in
-        // requests this big, and writes have no read-ahead to gather them.
         Ok(attr_of(
             inode,
             ino,
@@ -505,28 +207,44 @@ impl RwFs {
             size,
             nlink,
             &self.opts,
-            128 << 10,
+            RW_FILE_BLKSIZE,
         ))
+    }
+
+    /// Attributes of an unchanged inode of the image: the read-only core's.
+    fn base_attr(&self, ino: u64) -> FsResult<Attr> {
+        let mut a = self.base.getattr(ino)?;
+        if a.kind != Kind::Directory {
+            a.blksize = RW_FILE_BLKSIZE;
+        }
+        Ok(a)
     }
 
     /// Attributes of inode number `ino`.
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
         self.with_link_len(ino);
-        self.attr_of(&self.tree.lock(), ino)
+        let tree = self.tree.lock();
+        if tree.peek(ino)?.is_none() {
+            drop(tree);
+            return self.base_attr(ino);
+        }
+        self.attr_of(&tree, ino)
     }
 
-    /// Reads the target of image symlink `ino` (outside the tree lock) and keeps its length
-    /// for `st_size`, unless known already. A link that cannot be read keeps its stored size.
+    /// Reads the target of image symlink `ino` in the layer (outside the tree lock) and
+    /// keeps its length for `st_size`, unless known already. A link that cannot be read
+    /// keeps its stored size.
     fn with_link_len(&self, ino: u64) {
-        let needed =
-            self.tree.lock().get(ino).is_ok_and(|n| {
+        let needed = self.tree.lock().peek(ino).is_ok_and(|n| {
+            n.is_some_and(|n| {
                 n.link_len.is_none() && n.new_reparse.is_none() && n.inode.is_symlink()
-            });
+            })
+        });
         if !needed {
             return;
         }
         if let Ok(t) = self.readlink(ino) {
-            if let Ok(n) = self.tree.lock().get_mut(ino) {
+            if let Some(n) = self.tree.lock().nodes.get_mut(&ino) {
                 n.link_len = Some(t.len() as u64);
             }
         }
@@ -538,15 +256,17 @@ impl RwFs {
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         let ino = match name {
             "." => {
-                tree.dir(parent)?;
+                tree.check_dir(parent)?;
                 parent
             }
-            ".." => tree.dir(parent)?.parent,
+            ".." => {
+                tree.check_dir(parent)?;
+                tree.parent(parent)
+            }
             _ => tree.child(parent, name)?,
         };
         drop(tree);
-        self.with_link_len(ino);
-        self.attr_of(&self.tree.lock(), ino)
+        self.getattr(ino)
     }
 
     /// Entries of directory `ino` after position `offset` ("." and ".." first); `add`
@@ -558,15 +278,20 @@ impl RwFs {
         add: &mut dyn FnMut(DirEntry<'_>) -> bool,
     ) -> FsResult<()> {
         let tree = self.tree.lock();
-        let dir = tree.dir(ino)?;
-        let mut kids: Vec<(&str, &Entry)> =
+        tree.check_dir(ino)?;
+        let Some(dir) = tree.peek(ino)? else {
+            // An unchanged directory of the image lists as on a read-only mount, with the
+            // same offsets (see `Entry::pos`).
+            return self.base.readdir(ino, offset, add);
+        };
+        let mut kids: Vec<(&str, &tree::Entry)> =
             dir.children.iter().map(|(n, e)| (n.as_str(), e)).collect();
         kids.sort_by_key(|(_, e)| e.pos);
-        let all = [(".", ino, 1), ("..", dir.parent, 2)]
+        let all = [(".", ino, 1), ("..", tree.parent(ino), 2)]
             .into_iter()
             .chain(kids.into_iter().map(|(n, e)| (n, e.ino, e.pos)));
         for (name, child, pos) in all.filter(|&(_, _, pos)| pos > offset) {
-            let kind = tree.get(child).map_or(Kind::File, |c| self.kind(c));
+            let kind = tree.kind(child, self.opts.unix_data).unwrap_or(Kind::File);
             let full = add(DirEntry {
                 ino: child,
                 next: pos,
@@ -582,17 +307,20 @@ impl RwFs {
 
     /// The target of a symlink, as a Unix path.
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let (inode, data, base) = {
+        let (inode, data) = {
             let tree = self.tree.lock();
-            let n = tree.get(ino)?;
+            let Some(n) = tree.peek(ino)? else {
+                drop(tree);
+                return self.base.readlink(ino);
+            };
             if !n.inode.is_symlink() {
                 return Err(Errno::EINVAL);
             }
             let inode = (n.inode.reparse_tag, n.inode.rp_flags);
-            (inode, n.new_reparse.clone(), n.base)
+            (inode, n.new_reparse.clone())
         };
-        match (data, base) {
-            (Some(d), _) => {
+        match data {
+            Some(d) => {
                 let link = LinkReparse::parse(inode.0, &d).map_err(|e| {
                     tracing::error!("inode {ino}: bad link data: {e}");
                     Errno::EIO
@@ -602,8 +330,7 @@ impl RwFs {
                     .into_bytes())
             }
             // A link of the image, read and kept by the read-only core.
-            (None, Some(b)) => self.base.readlink(b),
-            (None, None) => Err(Errno::EIO),
+            None => self.base.readlink(ino),
         }
     }
 
@@ -619,11 +346,11 @@ impl RwFs {
             )?;
         }
         let mut tree = self.tree.lock();
-        let n = tree.get_mut(ino)?;
-        if write && n.is_dir() {
+        tree.peek(ino)?;
+        if write && tree.is_dir(ino) {
             return Err(Errno::EISDIR);
         }
-        n.open += 1;
+        tree.opened(ino);
         let fh = tree.next_fh;
         tree.next_fh += 1;
         tree.handles.insert(fh, OpenFile { ino, base_fh: None });
@@ -637,9 +364,9 @@ impl RwFs {
             let Some(OpenFile { ino, base_fh }) = tree.handles.remove(&fh) else {
                 return;
             };
+            tree.closed(ino);
             let mut written = None;
             if let Some(n) = tree.nodes.get_mut(&ino) {
-                n.open = n.open.saturating_sub(1);
                 if std::mem::take(&mut n.written) {
                     written = Some(n.inode.last_write_time);
                 }
@@ -664,38 +391,37 @@ impl RwFs {
 
     /// Reads up to `size` bytes at `offset` through handle `fh`.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
-        let (ino, staged, base) = {
+        let (ino, staged, base_fh) = {
             let tree = self.tree.lock();
             let h = tree.handles.get(&fh).ok_or(Errno::EBADF)?;
             let ino = h.ino;
-            let n = tree.get(ino)?;
-            if n.is_dir() {
-                return Err(Errno::EISDIR);
-            }
-            match &n.small {
-                Some(Small::Mem(v)) => {
-                    let from = (offset as usize).min(v.len());
-                    let to = (from + size as usize).min(v.len());
-                    return Ok(v[from..to].to_vec());
+            match tree.peek(ino)? {
+                // Unchanged data of the image, through the read-only core.
+                None => (ino, None, Some(h.base_fh)),
+                Some(n) if n.is_dir() => return Err(Errno::EISDIR),
+                Some(n) => {
+                    match &n.small {
+                        Some(Small::Mem(v)) => {
+                            let from = (offset as usize).min(v.len());
+                            let to = (from + size as usize).min(v.len());
+                            return Ok(v[from..to].to_vec());
+                        }
+                        Some(Small::Log { offset: at, len }) => {
+                            let want = len.saturating_sub(offset).min(size as u64);
+                            let (at, want) = (*at + offset.min(*len), want);
+                            drop(tree);
+                            return self.overlay.read_log(at, want).map_err(|e| {
+                                tracing::error!("inode {ino}: reading the data log failed: {e}");
+                                Errno::EIO
+                            });
+                        }
+                        None => {}
+                    }
+                    (ino, n.staged, n.data_unchanged().then_some(h.base_fh))
                 }
-                Some(Small::Log { offset: at, len }) => {
-                    let want = len.saturating_sub(offset).min(size as u64);
-                    let (at, want) = (*at + offset.min(*len), want);
-                    drop(tree);
-                    return self.overlay.read_log(at, want).map_err(|e| {
-                        tracing::error!("inode {ino}: reading the data log failed: {e}");
-                        Errno::EIO
-                    });
-                }
-                None => {}
             }
-            let base = match (n.staged, n.base) {
-                (None, Some(b)) => Some((b, h.base_fh)),
-                _ => None,
-            };
-            (ino, n.staged, base)
         };
-        match (staged, base) {
+        match (staged, base_fh) {
             (Some(len), _) => {
                 let want = (len.saturating_sub(offset)).min(size as u64) as usize;
                 let mut v = self.overlay.read_at(ino, offset, want).map_err(|e| {
@@ -706,10 +432,10 @@ impl RwFs {
                 v.resize(want, 0);
                 Ok(v)
             }
-            (None, Some((b, base_fh))) => {
+            (None, Some(base_fh)) => {
                 let base_fh = match base_fh {
                     Some(f) => f,
-                    None => self.open_base(fh, b)?,
+                    None => self.open_base(fh, ino)?,
                 };
                 self.base.read(base_fh, offset, size)
             }
@@ -749,7 +475,7 @@ impl RwFs {
         let _one = self.copy_up.lock();
         self.spill(ino)?;
         let loc = {
-            let tree = self.tree.lock();
+            let mut tree = self.tree.lock();
             let n = tree.get(ino)?;
             if n.staged.is_some() {
                 return Ok(());
@@ -1083,49 +809,34 @@ impl RwFs {
 
     fn new_node(&self, attributes: u32, kind: Kind, mode: u32, uid: u32, gid: u32) -> RwNode {
         let now = now_filetime();
-        RwNode {
-            inode: Inode {
-                attributes,
-                // No security descriptor: Windows gives the file its directory's inherited
-                // ACL on apply, as it does for files wimlib captures on Linux.
-                security_id: -1,
-                creation_time: now,
-                last_access_time: now,
-                last_write_time: now,
-                reparse_tag: 0,
-                rp_reserved: 0,
-                rp_flags: 0,
-                unknown_0x54: 0,
-                link_group: 0,
-                streams: Vec::new(),
-                unix: self
-                    .opts
-                    .unix_data
-                    .then(|| default_unix(kind, mode, uid, gid)),
-                xattrs: Vec::new(),
-                tagged: Vec::new(),
-                dentries: Vec::new(),
-            },
-            names: 1,
-            parent: ROOT_INO,
-            name: String::new(),
-            children: BTreeMap::new(),
-            staged: None,
-            small: None,
-            new_reparse: None,
-            new_streams: Vec::new(),
-            open: 0,
-            written: false,
-            next_pos: 3,
-            link_len: None,
-            base: None,
-        }
+        RwNode::new(Inode {
+            attributes,
+            // No security descriptor: Windows gives the file its directory's inherited
+            // ACL on apply, as it does for files wimlib captures on Linux.
+            security_id: -1,
+            creation_time: now,
+            last_access_time: now,
+            last_write_time: now,
+            reparse_tag: 0,
+            rp_reserved: 0,
+            rp_flags: 0,
+            unknown_0x54: 0,
+            link_group: 0,
+            streams: Vec::new(),
+            unix: self
+                .opts
+                .unix_data
+                .then(|| default_unix(kind, mode, uid, gid)),
+            xattrs: Vec::new(),
+            tagged: Vec::new(),
+            dentries: Vec::new(),
+        })
     }
 
     /// Adds `node` as `name` in `parent`; returns its attributes.
     fn insert(&self, tree: &mut Tree, parent: u64, name: &str, mut node: RwNode) -> FsResult<Attr> {
-        let dir = tree.dir(parent)?;
-        if dir.children.contains_key(name) {
+        tree.check_dir(parent)?;
+        if tree.child(parent, name).is_ok() {
             return Err(Errno(libc::EEXIST));
         }
         let ino = tree.next_ino;
@@ -1291,8 +1002,8 @@ impl RwFs {
         if tree.get(ino)?.is_dir() {
             return Err(Errno(libc::EPERM));
         }
-        let dir = tree.dir(parent)?;
-        if dir.children.contains_key(name) {
+        tree.check_dir(parent)?;
+        if tree.child(parent, name).is_ok() {
             return Err(Errno(libc::EEXIST));
         }
         let from = tree.path(ino);
@@ -1389,7 +1100,7 @@ impl RwFs {
                 flags,
             };
             let src = tree.child(parent, name)?;
-            tree.dir(new_parent)?;
+            tree.check_dir(new_parent)?;
             let dst = tree.child(new_parent, new_name).ok();
             let src_dir = tree.get(src)?.is_dir();
             if src_dir && tree.is_within(new_parent, src) {
@@ -1736,11 +1447,10 @@ impl RwFs {
 
     /// Filesystem totals for `statfs`.
     pub fn statfs(&self) -> Statfs {
-        let tree = self.tree.lock();
-        let bytes: u64 = tree.nodes.values().map(RwNode::size).sum();
+        let (bytes, files) = self.tree.lock().totals();
         Statfs {
             blocks: bytes.div_ceil(4096),
-            files: tree.nodes.len() as u64,
+            files,
             // No limit of its own: what the staging directory's disk has.
             free_blocks: u32::MAX as u64,
             free_files: u32::MAX as u64,
@@ -1754,16 +1464,22 @@ impl RwFs {
     /// in the result for the caller to write and fill in.
     pub(crate) fn snapshot(&self) -> Snapshot {
         let tree = self.tree.lock();
+        let (names, inodes) = {
+            let b = self.base.image();
+            (
+                b.dentries.len() + tree.nodes.len() + 1,
+                b.inodes.len() + tree.nodes.len(),
+            )
+        };
         // Sized up front: growing these by doubling would touch twice the memory.
-        let names = tree.nodes.values().map(|n| n.children.len()).sum::<usize>() + 1;
         let mut img = Image {
             index: self.image_index(),
             security: self.security.clone(),
             dentries: Vec::with_capacity(names),
-            inodes: Vec::with_capacity(tree.nodes.len()),
+            inodes: Vec::with_capacity(inodes),
         };
         let mut inode_of: rustc_hash::FxHashMap<u64, usize> =
-            rustc_hash::FxHashMap::with_capacity_and_hasher(tree.nodes.len(), Default::default());
+            rustc_hash::FxHashMap::with_capacity_and_hasher(inodes, Default::default());
         let mut staged = Vec::new();
         let mut small = Vec::new();
         let mut reparse = Vec::new();
@@ -1771,8 +1487,19 @@ impl RwFs {
         // (dentry id, inode number) of directories still to fill, depth first.
         let mut stack: Vec<(DentryId, u64)> = Vec::new();
         let mut add = |img: &mut Image, ino: u64, name: &str, short: &str, parent: DentryId| {
-            let n = &tree.nodes[&ino];
             let id = *inode_of.entry(ino).or_insert_with(|| {
+                let id = img.inodes.len();
+                let Some(n) = tree.nodes.get(&ino) else {
+                    // Unchanged: the image's record as it is.
+                    // (Every listed number has one; an empty file would stand in otherwise.)
+                    let mut inode = tree
+                        .inode(ino)
+                        .cloned()
+                        .unwrap_or_else(|| self.new_node(0, Kind::File, 0o644, 0, 0).inode);
+                    inode.dentries.clear();
+                    img.inodes.push(inode);
+                    return id;
+                };
                 let mut inode = n.inode.clone();
                 inode.dentries.clear();
                 if n.staged.is_some() || n.small.is_some() {
@@ -1781,19 +1508,19 @@ impl RwFs {
                         .retain(|s| !(s.kind == StreamKind::Data && s.name.is_empty()));
                 }
                 match (&n.small, n.staged) {
-                    (Some(d), _) if d.len() > 0 => small.push((img.inodes.len(), d.clone())),
-                    (None, Some(len)) if len > 0 => staged.push((img.inodes.len(), ino, len)),
+                    (Some(d), _) if d.len() > 0 => small.push((id, d.clone())),
+                    (None, Some(len)) if len > 0 => staged.push((id, ino, len)),
                     _ => {}
                 }
                 if let Some(d) = &n.new_reparse {
                     inode.streams.retain(|s| s.kind != StreamKind::Reparse);
-                    reparse.push((img.inodes.len(), d.clone()));
+                    reparse.push((id, d.clone()));
                 }
                 if !n.new_streams.is_empty() {
-                    streams.push((img.inodes.len(), n.new_streams.clone()));
+                    streams.push((id, n.new_streams.clone()));
                 }
                 img.inodes.push(inode);
-                img.inodes.len() - 1
+                id
             });
             let d = img.dentries.len();
             img.dentries.push(wimfs::Dentry {
@@ -1809,14 +1536,13 @@ impl RwFs {
         let root = add(&mut img, ROOT_INO, "", "", 0);
         stack.push((root, ROOT_INO));
         while let Some((d, ino)) = stack.pop() {
-            let n = &tree.nodes[&ino];
-            let mut kids: Vec<(&String, &Entry)> = n.children.iter().collect();
+            let mut kids = tree.entries(ino);
             kids.sort_by(|a, b| wimfs::image::name_order(a.0, b.0));
-            for (name, e) in kids {
-                let c = add(&mut img, e.ino, name, &e.short_name, d);
+            for (name, child, short) in kids {
+                let c = add(&mut img, child, name, short, d);
                 img.dentries[d].children.push(c);
-                if tree.nodes[&e.ino].is_dir() {
-                    stack.push((c, e.ino));
+                if tree.is_dir(child) {
+                    stack.push((c, child));
                 }
             }
         }
@@ -1840,7 +1566,7 @@ pub(crate) struct Snapshot {
     /// (image inode, reparse data of a link made on this mount).
     pub(crate) reparse: Vec<(usize, Vec<u8>)>,
     /// (image inode, named data streams set on this mount: name, contents).
-    pub(crate) streams: Vec<(usize, NewStreams)>,
+    pub(crate) streams: Vec<(usize, tree::NewStreams)>,
 }
 
 fn default_unix(kind: Kind, mode: u32, uid: u32, gid: u32) -> UnixData {

@@ -864,3 +864,111 @@ fn replay_refuses_lost_staged_data() {
         assert!(err.contains("/dir/big.bin"), "{how}: {err}");
     }
 }
+
+/// Inodes of the image enter the layer only when they change: reads, lookups and listings
+/// bring nothing in; hard links of the image, moved directories and listings in progress
+/// keep working across the change; the journal names everything by its current path, so
+/// the replayed journal commits the same tree as a plain copy given the same changes.
+#[test]
+fn image_inodes_enter_the_layer_only_when_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    for d in ["d1", "d2", "d3"] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    fs::create_dir_all(src.join("deep/sub")).unwrap();
+    fs::create_dir_all(src.join("many")).unwrap();
+    fs::write(src.join("d1/f"), "linked\n").unwrap();
+    fs::hard_link(src.join("d1/f"), src.join("d2/f")).unwrap();
+    fs::hard_link(src.join("d1/f"), src.join("d3/f")).unwrap();
+    fs::write(src.join("deep/sub/file"), "deep\n").unwrap();
+    fs::write(src.join("deep/sub/other"), "other\n").unwrap();
+    for i in 0..10 {
+        fs::write(src.join(format!("many/e{i}")), format!("{i}\n")).unwrap();
+    }
+    let wim = dir.path().join("t.wim");
+    run(Command::new("wimlib-imagex")
+        .arg("capture")
+        .arg(&src)
+        .arg(&wim)
+        .arg("--compress=lzx"));
+    let expect = dir.path().join("expect");
+    run(Command::new("cp").arg("-a").arg(&src).arg(&expect));
+    let s = Setup { dir, wim, expect };
+    let fs = open_rw_journaled(&s);
+    let layer = |fs: &RwFs| fs.tree.lock().nodes.len();
+
+    assert_eq!(read_all(&fs, "d2/f"), b"linked\n");
+    assert_eq!(fs.getattr(ino(&fs, "d1/f")).unwrap().nlink, 3);
+    fs.readdir(ino(&fs, "many"), 0, &mut |_| false).unwrap();
+    assert_eq!(
+        fs.statfs().files,
+        20,
+        "root, 6 directories, 13 files (one with 3 names)"
+    );
+    assert_eq!(layer(&fs), 0, "reading brings nothing into the layer");
+
+    // The name the journal knows a file of the image by goes while it is open: the file
+    // stays readable, and its other names, in directories the change does not touch, keep
+    // it (and the journal then names it by one of them).
+    let f = ino(&fs, "d1/f");
+    let primary = {
+        let mut tree = fs.tree.lock();
+        let parent = tree.get(f).unwrap().parent;
+        let dir = tree.path_in(parent, "");
+        tree.nodes.remove(&f);
+        dir.trim_end_matches('/').to_string()
+    };
+    let fh = fs.open(f, false, false).unwrap();
+    fs.unlink(ino(&fs, &primary), b"f").unwrap();
+    assert_eq!(fs.read(fh, 0, 100).unwrap(), b"linked\n");
+    fs.release(fh);
+    fs::remove_file(s.expect.join(&primary).join("f")).unwrap();
+    let left = ["d1", "d2", "d3"]
+        .into_iter()
+        .find(|&d| d != primary)
+        .unwrap();
+    assert_eq!(fs.getattr(f).unwrap().nlink, 2);
+    let fh = fs.open(f, true, false).unwrap();
+    fs.write(f, 0, b"LINKED").unwrap();
+    fs.release(fh);
+    fs::write(s.expect.join(left).join("f"), "LINKED\n").unwrap();
+
+    // A directory of the image moved: what lies below it, unchanged, moves with it.
+    fs.rename(ROOT_INO, b"deep", ROOT_INO, b"moved", 0).unwrap();
+    assert_eq!(read_all(&fs, "moved/sub/file"), b"deep\n");
+    let other = ino(&fs, "moved/sub/other");
+    let fh = fs.open(other, true, true).unwrap();
+    fs.write(other, 0, b"changed below a move\n").unwrap();
+    fs.release(fh);
+    fs::rename(s.expect.join("deep"), s.expect.join("moved")).unwrap();
+    fs::write(s.expect.join("moved/sub/other"), "changed below a move\n").unwrap();
+
+    // A listing of an image directory goes on across a change made during it.
+    let many = ino(&fs, "many");
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    loop {
+        let mut batch = Vec::new();
+        fs.readdir(many, offset, &mut |e| {
+            batch.push((e.name.to_string(), e.next));
+            batch.len() == 4
+        })
+        .unwrap();
+        let Some(last) = batch.last() else { break };
+        offset = last.1;
+        if seen.is_empty() {
+            write_file(&fs, "many/new", b"new\n");
+        }
+        seen.extend(batch.into_iter().map(|b| b.0));
+    }
+    let mut old: Vec<_> = seen.iter().filter(|n| n.starts_with('e')).collect();
+    old.sort();
+    old.dedup();
+    assert_eq!(old.len(), 10, "{seen:?}");
+    assert_eq!(seen.iter().filter(|n| n.starts_with('e')).count(), 10);
+    fs::write(s.expect.join("many/new"), "new\n").unwrap();
+
+    replay_and_commit(&s, fs);
+    check_committed(&s);
+}

@@ -26,14 +26,10 @@ pub const XATTR_CREATE: u32 = 1;
 /// `setxattr` flag: fail with ENODATA unless the attribute exists.
 pub const XATTR_REPLACE: u32 = 2;
 
-/// The DOS name of `ino`, if its name in its parent directory still has one.
+/// The DOS name of `ino` (in the layer), if its name in its parent directory still has one.
 fn short_name(tree: &Tree, ino: u64) -> Option<String> {
     let n = tree.nodes.get(&ino)?;
-    let p = tree.nodes.get(&n.parent)?;
-    p.children
-        .values()
-        .find(|e| e.ino == ino && !e.short_name.is_empty())
-        .map(|e| e.short_name.clone())
+    tree.short_name_in(n.parent, &n.name)
 }
 
 fn has_stream(n: &RwNode, stream: &str) -> bool {
@@ -81,7 +77,10 @@ impl RwFs {
     /// Names of the extended attributes of `ino`, each NUL-terminated, as `listxattr` wants.
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
         let tree = self.tree.lock();
-        let n = tree.get(ino)?;
+        let Some(n) = tree.peek(ino)? else {
+            drop(tree);
+            return self.base.listxattr(ino);
+        };
         let mut out = Vec::new();
         let mut add = |name: &[u8]| {
             out.extend_from_slice(name);
@@ -123,7 +122,10 @@ impl RwFs {
         // What to read from the WIM once the lock is dropped: (blob, reparse header).
         let (loc, header) = {
             let tree = self.tree.lock();
-            let n = tree.get(ino)?;
+            let Some(n) = tree.peek(ino)? else {
+                drop(tree);
+                return self.base.getxattr(ino, name);
+            };
             if let Some(v) = self.linux_xattr(n, name) {
                 return Ok(v.to_vec());
             }
