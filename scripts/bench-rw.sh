@@ -6,7 +6,7 @@
 # committed files wimfs/wimlib (goal: copy-in >= 3, commit >= 1, size <= 1.01). Then, per
 # format, a full read (`tar -cf - . | cat`) of the unchanged tree through `wimfs mountrw` and
 # through `wimfs mount`, page cache dropped before each, and the ratio rw/ro (goal <= 1.1).
-#   BENCH_DIR=/tmp/wimfs-bench FORMATS="xpress lzx lzms" RUNS=3 INJECT="DIR ..." \
+#   BENCH_DIR=/tmp/wimfs-bench FORMATS="xpress lzx lzms" RUNS=3 INJECT="DIR ..." PARTS="write read" \
 #   SOURCES="/usr/share:/share /usr/bin:/bin /usr/lib/x86_64-linux-gnu:/lib" scripts/bench-rw.sh
 # The base WIMs are the "usr" corpus of scripts/bench-mount.sh (shared through BENCH_DIR);
 # INJECT defaults to /usr/include (~130 MB, ~9000 mostly small files, like a driver tree, and
@@ -65,6 +65,8 @@ one() {
     rm -f "$work/$tool.wim"
 }
 
+parts=" ${PARTS:-write read} "
+if [[ $parts == *" write "* ]]; then
 echo "inject: $(du -scm $inject 2>/dev/null | tail -1 | cut -f1) MB from $inject" >&2
 tar cf - $inject 2>/dev/null > /dev/null # same page-cache state for both tools
 printf '%-7s %9s %9s %7s %10s %10s %7s %8s\n' format copy_wl copy_wf copy_x commit_wl commit_wf commit_x size_x
@@ -86,6 +88,7 @@ for f in $formats; do
         "$(echo "$mca / $mcb" | bc -l)" "$mka" "$mkb" "$(echo "$mka / $mkb" | bc -l)" \
         "$(echo "$sb / $sa" | bc -l)"
 done
+fi
 
 # Reading an unchanged tree: a read-write mount against a read-only one (same daemon code for
 # unchanged data). The WIM is not changed: the read-write mount is ended without --commit.
@@ -100,6 +103,7 @@ readall() { # tool mode wim -> seconds
     "$wimfs" unmount "$m"
     secs "$t0" "$t1"
 }
+[[ $parts == *" read "* ]] || exit 0
 printf '%-7s %9s %9s %7s\n' format read_ro read_rw rw/ro
 for f in $formats; do
     wim=$dir/$tag-$f.wim

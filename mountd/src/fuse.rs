@@ -1,6 +1,6 @@
 //! The FUSE adapter: translates kernel requests into [`FsOps`] calls, for read-only and
-//! read-write mounts alike. No rules here; the mode only sets cache lifetimes and kernel
-//! options.
+//! read-write mounts alike. No rules here; the mode only sets how long the kernel may cache
+//! names, attributes, pages and listings.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -130,25 +130,20 @@ impl Filesystem for FuseFs {
         // max_write also sets how many pages one request may carry, i.e. the largest read.
         let _ = config.set_max_write(MAX_READ);
         let _ = config.set_max_readahead(MAX_READ);
-        let want = if self.fs.writable() {
-            InitFlags::FUSE_PARALLEL_DIROPS
-        } else {
-            // Every directory read carries the entries' attributes (not READDIRPLUS_AUTO,
-            // with which the kernel goes back to plain reads after the first page of a
-            // directory and then looks each later entry up on its own: a third of the
-            // requests of a `find -ls`). The image is in memory, so attributes cost next
-            // to nothing.
-            InitFlags::FUSE_DO_READDIRPLUS
-                | InitFlags::FUSE_PARALLEL_DIROPS
-                | InitFlags::FUSE_CACHE_SYMLINKS
-        };
+        // Every directory read carries the entries' attributes (not READDIRPLUS_AUTO, with
+        // which the kernel goes back to plain reads after the first page of a directory and
+        // then looks each later entry up on its own: a third of the requests of a
+        // `find -ls`). Attributes come from memory, so they cost next to nothing.
+        let want = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS;
         let _ = config.add_capabilities(want & config.capabilities());
         // Answering the first opendir with ENOSYS then tells the kernel to send no more
-        // opendir/releasedir: two round trips fewer per directory walked.
-        self.no_opendir = !self.fs.writable()
-            && config
-                .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
-                .is_ok();
+        // opendir/releasedir: two round trips fewer per directory walked (directory
+        // handles carry no state in either mode).
+        self.no_opendir = config
+            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+            .is_ok();
         Ok(())
     }
 

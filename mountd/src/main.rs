@@ -305,7 +305,10 @@ mod unix {
             SessionACL::Owner
         };
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-        config.n_threads = Some(threads.clamp(2, 8));
+        // A read-write mount's changes wait while a commit runs, each holding a worker:
+        // more workers keep lookups and reads answered meanwhile.
+        let least = if lock.is_some() { 4 } else { 2 };
+        config.n_threads = Some(threads.clamp(least, 8));
         config.clone_fd = true;
 
         // Detach from the caller's session so its terminal's signals do not reach us.

@@ -274,13 +274,23 @@ pub fn recover(dir: &Path, commit_it: bool, check: bool) -> Result<String> {
     let files = fs
         .replay(&rep.records, dir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    // A commit that was adding the tree as a new image when the daemon died is finished
+    // the same way; anything else replaces the mounted image.
+    let new_image = matches!(rep.records.last(), Some(Record::CommittingNewImage { .. }));
     let how = CommitOptions {
         check,
+        new_image,
         ..CommitOptions::default()
     };
     // As a daemon's commit does: if this one dies after the WIM's header names the new
     // image, the next recovery sees the work as done instead of as stale.
-    journal::append_to(&mut held, &Record::Committing)
+    let marker = match new_image {
+        true => Record::CommittingNewImage {
+            images: wim.image_count(),
+        },
+        false => Record::Committing,
+    };
+    journal::append_to(&mut held, &marker)
         .with_context(|| format!("{}: writing the journal", dir.display()))?;
     let log = Overlay::log_path_in(dir);
     commit(
@@ -292,8 +302,12 @@ pub fn recover(dir: &Path, commit_it: bool, check: bool) -> Result<String> {
     )
     .with_context(|| format!("{wim_path}: committing the recovered changes"))?;
     drop(fs);
+    let to = match new_image {
+        true => format!("a new image {} of {wim_path}", wim.image_count() + 1),
+        false => format!("image {image} of {wim_path}"),
+    };
     remove(&format!(
-        "committed {} change(s) to image {image} of {wim_path}",
+        "committed {} change(s) to {to}",
         rep.records.len()
     ))
 }

@@ -1290,46 +1290,90 @@ fn cli_mountrw_killed_daemon_is_recovered() {
     }
 }
 
-/// kill -9 of the daemon at several moments of a commit: the WIM always verifies and holds
-/// the old or the new tree; `wimfs recover` then finishes the job (or sees it was done).
+/// kill -9 of the daemon at every named point of a commit (after the new data, after the
+/// tables, after the header; after the rename that puts a rebuilt file in place), for a
+/// commit in place, one adding a new image and one rebuilding the file: the WIM always
+/// verifies and holds the old or the new tree, and `wimfs recover --commit` then finishes
+/// the job the way it was being done (or sees that it was done).
 #[test]
 fn cli_mountrw_killed_during_commit() {
     let Some(cli) = wimfs_cli() else { return };
-    for (point, committed) in [("data", false), ("tables", false), ("header", true)] {
-        let c = rw_case();
-        let guard = cli_mountrw_with(&cli, &c.wim, &c.dir, &[], Some(("WIMFS_CRASH_AT", point)));
-        change_tree(&c.dir, &c.extra);
-        let out = Command::new(&cli)
-            .args(["unmount", "--commit"])
-            .arg(&c.dir)
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{point}: the commit died");
-        wait_until("the daemon is gone", || gone(guard.pid));
-        drop(guard);
-        let scratch = c.tmp.path().join("applied");
-        ok(Command::new("wimlib-imagex").arg("verify").arg(&c.wim));
-        let old = applies_to(&c.wim, 1, &c.src, &scratch);
-        let new = applies_to(&c.wim, 1, &c.expect, &scratch);
-        assert_eq!((old, new), (!committed, committed), "{point}");
-        let mine = orphans_of(&cli, &c.wim);
-        assert_eq!(mine.len(), 1, "{point}: {mine:?}");
-        let want = if committed {
-            "committed"
-        } else {
-            "recoverable"
-        };
-        assert_eq!(mine[0]["state"], want, "{point}");
-        ok(Command::new(&cli)
-            .arg("recover")
-            .arg(&c.wim)
-            .arg("--commit"));
-        verify_and_compare(&c.wim, 1, &c.expect, &scratch);
-        assert_eq!(
-            wimfs::Wim::open(&c.wim).unwrap().image_count(),
-            1,
-            "{point}"
-        );
+    let cases: &[(&str, &[&str], &[(&str, bool)])] = &[
+        (
+            "in place",
+            &[],
+            &[("data", false), ("tables", false), ("header", true)],
+        ),
+        (
+            "new image",
+            &["--new-image"],
+            &[("data", false), ("tables", false), ("header", true)],
+        ),
+        (
+            "rebuild",
+            &["--rebuild"],
+            &[
+                ("data", false),
+                ("tables", false),
+                ("header", false),
+                ("renamed", true),
+            ],
+        ),
+    ];
+    for &(how, args, points) in cases {
+        let new_image = args.contains(&"--new-image");
+        for &(point, committed) in points {
+            let what = format!("{how}, killed at {point}");
+            let c = rw_case_with(12);
+            let guard =
+                cli_mountrw_with(&cli, &c.wim, &c.dir, &[], Some(("WIMFS_CRASH_AT", point)));
+            change_tree(&c.dir, &c.extra);
+            let out = Command::new(&cli)
+                .args(["unmount", "--commit"])
+                .args(args)
+                .arg(&c.dir)
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{what}: the commit died");
+            wait_until("the daemon is gone", || gone(guard.pid));
+            drop(guard);
+            let scratch = c.tmp.path().join("applied");
+            ok(Command::new("wimlib-imagex").arg("verify").arg(&c.wim));
+            let count = wimfs::Wim::open(&c.wim).unwrap().image_count();
+            let (old, new) = match new_image {
+                true => (
+                    count == 1,
+                    count == 2 && applies_to(&c.wim, 2, &c.expect, &scratch),
+                ),
+                false => (
+                    applies_to(&c.wim, 1, &c.src, &scratch),
+                    applies_to(&c.wim, 1, &c.expect, &scratch),
+                ),
+            };
+            assert_eq!((old, new), (!committed, committed), "{what}");
+            let mine = orphans_of(&cli, &c.wim);
+            assert_eq!(mine.len(), 1, "{what}: {mine:?}");
+            let want = if committed {
+                "committed"
+            } else {
+                "recoverable"
+            };
+            assert_eq!(mine[0]["state"], want, "{what}");
+            ok(Command::new(&cli)
+                .arg("recover")
+                .arg(&c.wim)
+                .arg("--commit"));
+            assert!(orphans_of(&cli, &c.wim).is_empty(), "{what}");
+            let images = wimfs::Wim::open(&c.wim).unwrap().image_count();
+            if new_image {
+                assert_eq!(images, 2, "{what}");
+                verify_and_compare(&c.wim, 1, &c.src, &scratch);
+                verify_and_compare(&c.wim, 2, &c.expect, &scratch);
+            } else {
+                assert_eq!(images, 1, "{what}");
+                verify_and_compare(&c.wim, 1, &c.expect, &scratch);
+            }
+        }
     }
 }
 
@@ -2117,4 +2161,85 @@ fn cli_mountrw_killed_after_a_new_image_commit() {
     verify_and_compare(&c.wim, 1, &c.src, &scratch);
     verify_and_compare(&c.wim, 2, &c.expect, &scratch);
     assert_eq!(wimfs::Wim::open(&c.wim).unwrap().image_count(), 2);
+}
+
+/// A commit does not freeze the mount: while `wimfs commit --rebuild` compresses new data
+/// and copies a WIM of several hundred MB, lookups, listings and reads of unchanged files
+/// answer within a second, even while a writer waits for the commit to end; the writer's
+/// change then lands in the next commit.
+#[test]
+fn cli_commit_rebuild_keeps_the_mount_answering() {
+    let Some(cli) = wimfs_cli() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    let mut big = pattern(50 << 20, 5);
+    for i in 0..6u8 {
+        big[0] = i;
+        fs::write(src.join(format!("big{i}")), &big).unwrap();
+    }
+    drop(big);
+    fs::write(src.join("unchanged.txt"), "unchanged\n").unwrap();
+    let wim = tmp.path().join("t.wim");
+    capture(&src, &wim, &["--compress=lzx"]);
+    let dir = tmp.path().join("mnt");
+    fs::create_dir(&dir).unwrap();
+    let dir = fs::canonicalize(&dir).unwrap();
+    let guard = cli_mountrw(&cli, &wim, &dir);
+    // New data for the commit to compress.
+    let new = pattern(64 << 20, 77);
+    fs::write(dir.join("new.bin"), &new).unwrap();
+    fs::write(src.join("new.bin"), &new).unwrap();
+    drop(new);
+
+    let mut commit = Command::new(&cli)
+        .args(["commit", "--rebuild"])
+        .arg(&dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let the commit take the gate, then start a writer that has to wait for it.
+    std::thread::sleep(Duration::from_millis(300));
+    let writer = {
+        let path = dir.join("written-during-commit");
+        std::thread::spawn(move || fs::write(path, "late\n"))
+    };
+    let mut worst = Duration::ZERO;
+    let mut during = 0;
+    let mut n = 0;
+    while commit.try_wait().unwrap().is_none() {
+        let t = Instant::now();
+        // A name never looked up before always reaches the daemon.
+        assert!(fs::metadata(dir.join(format!("missing{n}"))).is_err());
+        let names = fs::read_dir(&dir).unwrap().count();
+        assert!(names >= 8, "{names} entries");
+        assert_eq!(fs::read(dir.join("unchanged.txt")).unwrap(), b"unchanged\n");
+        let took = t.elapsed();
+        if commit.try_wait().unwrap().is_none() {
+            worst = worst.max(took);
+            during += 1;
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = commit.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    writer.join().unwrap().unwrap();
+    assert!(
+        during >= 5,
+        "the commit was too quick to show anything ({during} probes)"
+    );
+    assert!(
+        worst < Duration::from_secs(1),
+        "a probe took {worst:?} during the commit"
+    );
+    fs::write(src.join("written-during-commit"), "late\n").unwrap();
+    unmount_commit(&cli, &dir);
+    drop(guard);
+    let scratch = tmp.path().join("applied");
+    verify_and_compare(&wim, 1, &src, &scratch);
 }

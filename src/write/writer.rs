@@ -1091,6 +1091,7 @@ impl WimWriter {
                 )
             })?;
             sync_parent_dir(&self.target);
+            crash_point("renamed");
         }
         self.finished = true;
         Ok(())

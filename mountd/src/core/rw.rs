@@ -277,25 +277,39 @@ impl RwFs {
         offset: u64,
         add: &mut dyn FnMut(DirEntry<'_>) -> bool,
     ) -> FsResult<()> {
-        let tree = self.tree.lock();
-        tree.check_dir(ino)?;
-        let Some(dir) = tree.peek(ino)? else {
-            // An unchanged directory of the image lists as on a read-only mount, with the
-            // same offsets (see `Entry::pos`).
-            return self.base.readdir(ino, offset, add);
+        // Taken out under the lock and handed over without it: `add` may call back into
+        // the file system (readdirplus asks for each entry's attributes).
+        let entries: Vec<(String, u64, u64, Kind)> = {
+            let tree = self.tree.lock();
+            tree.check_dir(ino)?;
+            let Some(dir) = tree.peek(ino)? else {
+                drop(tree);
+                // An unchanged directory of the image lists as on a read-only mount, with the
+                // same offsets (see `Entry::pos`).
+                return self.base.readdir(ino, offset, add);
+            };
+            let mut kids: Vec<(&str, &tree::Entry)> = dir
+                .children
+                .iter()
+                .filter(|(_, e)| e.pos > offset)
+                .map(|(n, e)| (n.as_str(), e))
+                .collect();
+            kids.sort_by_key(|(_, e)| e.pos);
+            [(".", ino, 1), ("..", tree.parent(ino), 2)]
+                .into_iter()
+                .filter(|&(_, _, pos)| pos > offset)
+                .chain(kids.into_iter().map(|(n, e)| (n, e.ino, e.pos)))
+                .map(|(name, child, pos)| {
+                    let kind = tree.kind(child, self.opts.unix_data).unwrap_or(Kind::File);
+                    (name.to_string(), child, pos, kind)
+                })
+                .collect()
         };
-        let mut kids: Vec<(&str, &tree::Entry)> =
-            dir.children.iter().map(|(n, e)| (n.as_str(), e)).collect();
-        kids.sort_by_key(|(_, e)| e.pos);
-        let all = [(".", ino, 1), ("..", tree.parent(ino), 2)]
-            .into_iter()
-            .chain(kids.into_iter().map(|(n, e)| (n, e.ino, e.pos)));
-        for (name, child, pos) in all.filter(|&(_, _, pos)| pos > offset) {
-            let kind = tree.kind(child, self.opts.unix_data).unwrap_or(Kind::File);
+        for (name, child, pos, kind) in &entries {
             let full = add(DirEntry {
-                ino: child,
-                next: pos,
-                kind,
+                ino: *child,
+                next: *pos,
+                kind: *kind,
                 name,
             });
             if full {
