@@ -1298,7 +1298,9 @@ fn cli_mountrw_killed_daemon_is_recovered() {
 #[test]
 fn cli_mountrw_killed_during_commit() {
     let Some(cli) = wimfs_cli() else { return };
-    let cases: &[(&str, &[&str], &[(&str, bool)])] = &[
+    // (how, unmount options, [(crash point, whether the WIM then holds the new tree)])
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, bool)]);
+    let cases: &[Case] = &[
         (
             "in place",
             &[],
