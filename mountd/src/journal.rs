@@ -133,6 +133,13 @@ pub enum Record {
     },
 }
 
+/// `r` as one line of the journal, newline included.
+pub fn line(r: &Record) -> io::Result<String> {
+    let mut l = serde_json::to_string(r).map_err(io::Error::other)?;
+    l.push('\n');
+    Ok(l)
+}
+
 /// The open journal of a live mount.
 pub struct Journal {
     file: File,
@@ -170,8 +177,7 @@ impl Journal {
         flock(&file, libc::LOCK_EX | libc::LOCK_NB)?;
         let mut text = String::new();
         for r in std::iter::once(base).chain(lines) {
-            text.push_str(&serde_json::to_string(r).map_err(io::Error::other)?);
-            text.push('\n');
+            text.push_str(&line(r)?);
         }
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
@@ -187,18 +193,18 @@ impl Journal {
     /// Appends one line. A failure is logged once and stops the journal (the mount itself
     /// keeps working; only recovery after a crash would lose the changes from then on).
     pub fn append(&mut self, r: &Record) {
-        if self.broken {
+        match line(r) {
+            Ok(l) => self.append_lines(l.as_bytes()),
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Appends lines made by [`line`], as [`Journal::append`] does.
+    pub fn append_lines(&mut self, lines: &[u8]) {
+        if self.broken || lines.is_empty() {
             return;
         }
-        let mut line = match serde_json::to_string(r) {
-            Ok(l) => l,
-            Err(e) => {
-                self.fail(io::Error::other(e));
-                return;
-            }
-        };
-        line.push('\n');
-        if let Err(e) = self.file.write_all(line.as_bytes()) {
+        if let Err(e) = self.file.write_all(lines) {
             self.fail(e);
         }
     }
@@ -297,9 +303,7 @@ pub fn take_orphan(dir: &Path) -> io::Result<Option<File>> {
 
 /// Appends `r` to a journal taken with [`take_orphan`] and syncs it.
 pub fn append_to(f: &mut File, r: &Record) -> io::Result<()> {
-    let mut line = serde_json::to_string(r).map_err(io::Error::other)?;
-    line.push('\n');
-    f.write_all(line.as_bytes())?;
+    f.write_all(line(r)?.as_bytes())?;
     f.sync_data()
 }
 

@@ -69,6 +69,9 @@ pub struct RwFs {
     opts: FsOptions,
     overlay: Overlay,
     pub(crate) tree: Mutex<Tree>,
+    /// The journal file. Lines are queued in the tree under its lock and written here
+    /// after it is released; lock order: this, then the tree.
+    journal: Mutex<Option<Journal>>,
     /// Serializes copy-ups, so that two first writes to a file decode it once.
     copy_up: Mutex<()>,
     /// Held shared by every change and exclusively by a commit, which so sees a tree and
@@ -115,6 +118,7 @@ impl RwFs {
             opts,
             overlay,
             tree: Mutex::new(Tree::new(Arc::clone(&base))),
+            journal: Mutex::new(None),
             copy_up: Mutex::new(()),
             gate: RwLock::new(()),
             changed: AtomicBool::new(false),
@@ -124,6 +128,25 @@ impl RwFs {
     /// The WIM being served.
     pub fn wim(&self) -> &Arc<Wim> {
         &self.wim
+    }
+
+    /// Locks the tree; journal lines queued meanwhile are written when the guard goes.
+    pub(crate) fn tree(&self) -> TreeGuard<'_> {
+        TreeGuard {
+            fs: self,
+            guard: Some(self.tree.lock()),
+        }
+    }
+
+    /// Writes the queued journal lines, in the order they were queued. A change's line is
+    /// in the file when the change returns: either its own call writes it, or another one
+    /// that took it along finished writing before this one got the journal.
+    fn flush_journal(&self) {
+        let mut journal = self.journal.lock();
+        let lines = std::mem::take(&mut self.tree.lock().pending);
+        if let Some(j) = journal.as_mut() {
+            j.append_lines(&lines);
+        }
     }
 
     /// The index of the mounted image.
@@ -139,7 +162,7 @@ impl RwFs {
 
     /// Number of open file handles.
     pub fn open_handles(&self) -> usize {
-        self.tree.lock().handles.len()
+        self.tree().handles.len()
     }
 
     /// The staging overlay.
@@ -223,7 +246,7 @@ impl RwFs {
     /// Attributes of inode number `ino`.
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
         self.with_link_len(ino);
-        let tree = self.tree.lock();
+        let tree = self.tree();
         if tree.peek(ino)?.is_none() {
             drop(tree);
             return self.base_attr(ino);
@@ -235,7 +258,7 @@ impl RwFs {
     /// keeps its length for `st_size`, unless known already. A link that cannot be read
     /// keeps its stored size.
     fn with_link_len(&self, ino: u64) {
-        let needed = self.tree.lock().peek(ino).is_ok_and(|n| {
+        let needed = self.tree().peek(ino).is_ok_and(|n| {
             n.is_some_and(|n| {
                 n.link_len.is_none() && n.new_reparse.is_none() && n.inode.is_symlink()
             })
@@ -244,7 +267,7 @@ impl RwFs {
             return;
         }
         if let Ok(t) = self.readlink(ino) {
-            if let Some(n) = self.tree.lock().nodes.get_mut(&ino) {
+            if let Some(n) = self.tree().nodes.get_mut(&ino) {
                 n.link_len = Some(t.len() as u64);
             }
         }
@@ -252,7 +275,7 @@ impl RwFs {
 
     /// Looks `name` up in directory `parent`.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Attr> {
-        let tree = self.tree.lock();
+        let tree = self.tree();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         let ino = match name {
             "." => {
@@ -280,7 +303,7 @@ impl RwFs {
         // Taken out under the lock and handed over without it: `add` may call back into
         // the file system (readdirplus asks for each entry's attributes).
         let entries: Vec<(String, u64, u64, Kind)> = {
-            let tree = self.tree.lock();
+            let tree = self.tree();
             tree.check_dir(ino)?;
             let Some(dir) = tree.peek(ino)? else {
                 drop(tree);
@@ -322,7 +345,7 @@ impl RwFs {
     /// The target of a symlink, as a Unix path.
     pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
         let (inode, data) = {
-            let tree = self.tree.lock();
+            let tree = self.tree();
             let Some(n) = tree.peek(ino)? else {
                 drop(tree);
                 return self.base.readlink(ino);
@@ -359,7 +382,7 @@ impl RwFs {
                 },
             )?;
         }
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         tree.peek(ino)?;
         if write && tree.is_dir(ino) {
             return Err(Errno::EISDIR);
@@ -374,7 +397,7 @@ impl RwFs {
     /// Closes a handle from `open` or `create`.
     pub fn release(&self, fh: u64) {
         let (gone, base_fh) = {
-            let mut tree = self.tree.lock();
+            let mut tree = self.tree();
             let Some(OpenFile { ino, base_fh }) = tree.handles.remove(&fh) else {
                 return;
             };
@@ -406,7 +429,7 @@ impl RwFs {
     /// Reads up to `size` bytes at `offset` through handle `fh`.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (ino, staged, base_fh) = {
-            let tree = self.tree.lock();
+            let tree = self.tree();
             let h = tree.handles.get(&fh).ok_or(Errno::EBADF)?;
             let ino = h.ino;
             match tree.peek(ino)? {
@@ -462,7 +485,7 @@ impl RwFs {
     /// unchanged file of the image; returns the base handle.
     fn open_base(&self, fh: u64, b: u64) -> FsResult<u64> {
         let base_fh = self.base.open(b, false)?;
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         match tree.handles.get_mut(&fh) {
             Some(h) => match h.base_fh {
                 // Another read of the same handle got there first.
@@ -489,7 +512,7 @@ impl RwFs {
         let _one = self.copy_up.lock();
         self.spill(ino)?;
         let loc = {
-            let mut tree = self.tree.lock();
+            let mut tree = self.tree();
             let n = tree.get(ino)?;
             if n.staged.is_some() {
                 return Ok(());
@@ -509,7 +532,7 @@ impl RwFs {
             self.overlay.remove(ino);
             Errno::of_io(&e)
         })?;
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         match tree.nodes.get_mut(&ino) {
             Some(n) => {
                 n.staged = Some(len);
@@ -532,7 +555,7 @@ impl RwFs {
     /// Gives a small file a staging file of its own (it is growing past [`SMALL_FILE`]).
     /// Rare and small, so done under the tree's lock, which keeps writers out meanwhile.
     fn spill(&self, ino: u64) -> FsResult<()> {
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         let n = tree.get_mut(ino)?;
         let Some(small) = n.small.as_ref() else {
             return Ok(());
@@ -606,7 +629,7 @@ impl RwFs {
         let _g = self.changing();
         let end = offset.saturating_add(data.len() as u64);
         if end <= SMALL_FILE {
-            let mut tree = self.tree.lock();
+            let mut tree = self.tree();
             let n = tree.get_mut(ino)?;
             if let Some(v) = self.small_mem(n, ino)? {
                 if v.len() < end as usize {
@@ -623,7 +646,7 @@ impl RwFs {
             tracing::error!("{}: write failed: {e}", self.overlay.path(ino).display());
             Errno::of_io(&e)
         })?;
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         let n = tree.get_mut(ino)?;
         let end = offset + data.len() as u64;
         n.staged = Some(n.staged.unwrap_or(0).max(end));
@@ -648,7 +671,7 @@ impl RwFs {
             .checked_add(len)
             .filter(|&e| e <= i64::MAX as u64)
             .ok_or(Errno(libc::EFBIG))?;
-        match self.kind(self.tree.lock().get(ino)?) {
+        match self.kind(self.tree().get(ino)?) {
             Kind::File => {}
             Kind::Directory => return Err(Errno::EISDIR),
             _ => return Err(Errno(libc::ENODEV)),
@@ -665,7 +688,7 @@ impl RwFs {
                 Errno::of_io(&e)
             })?;
         if !keep_size {
-            let mut tree = self.tree.lock();
+            let mut tree = self.tree();
             let n = tree.get_mut(ino)?;
             if end > n.staged.unwrap_or(0) {
                 // The staging file grew with it: replay reads the size from there.
@@ -681,16 +704,21 @@ impl RwFs {
     pub fn fsync(&self, ino: u64) -> FsResult<()> {
         // The waits for the disk happen outside the tree lock, so other requests go on
         // meanwhile; only queuing the small file's data (and its journal line) is inside.
-        let journal = {
-            let mut tree = self.tree.lock();
+        {
+            let mut tree = self.tree();
             tree.get(ino)?;
             self.log_small(&mut tree, ino);
-            tree.journal.as_ref().map(|j| j.syncer()).transpose()
         }
-        .map_err(|e| {
-            tracing::error!("syncing the journal failed: {e}");
-            Errno::of_io(&e)
-        })?;
+        let journal = self
+            .journal
+            .lock()
+            .as_ref()
+            .map(|j| j.syncer())
+            .transpose()
+            .map_err(|e| {
+                tracing::error!("syncing the journal failed: {e}");
+                Errno::of_io(&e)
+            })?;
         if let Some(journal) = journal {
             // What the journal points at first, then the journal.
             self.overlay.sync_log().map_err(|e| {
@@ -718,7 +746,7 @@ impl RwFs {
         let _g = self.changing();
         let mut small_done = false;
         if let Some(size) = a.size {
-            match self.kind(self.tree.lock().get(ino)?) {
+            match self.kind(self.tree().get(ino)?) {
                 Kind::Directory => return Err(Errno::EISDIR),
                 Kind::File => {}
                 _ => return Err(Errno::EINVAL),
@@ -726,7 +754,7 @@ impl RwFs {
             {
                 // A small file stays in memory; a file of the image cut to nothing (a copy
                 // over it) becomes one, needing none of its old data.
-                let mut tree = self.tree.lock();
+                let mut tree = self.tree();
                 let n = tree.get_mut(ino)?;
                 if size <= SMALL_FILE && (n.small.is_some() || (size == 0 && n.staged.is_none())) {
                     n.small.get_or_insert(Small::Mem(Vec::new()));
@@ -746,7 +774,7 @@ impl RwFs {
                 })?;
             }
         }
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         let kind = self.kind(tree.get(ino)?);
         let unix_data = self.opts.unix_data;
         let (uid, gid) = (self.opts.uid, self.opts.gid);
@@ -877,7 +905,7 @@ impl RwFs {
         let mut node = self.new_node(FILE_ATTRIBUTE_NORMAL, Kind::File, mode, uid, gid);
         node.small = Some(Small::Mem(Vec::new()));
         let attr = {
-            let mut tree = self.tree.lock();
+            let mut tree = self.tree();
             let attr = self.insert(&mut tree, parent, name, node)?;
             tree.log(|t| {
                 Some(Record::Create {
@@ -935,7 +963,7 @@ impl RwFs {
             });
             node
         };
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         let attr = self.insert(&mut tree, parent, name, node)?;
         tree.log(|t| {
             let path = t.path_in(parent, name);
@@ -964,7 +992,7 @@ impl RwFs {
         let _g = self.changing();
         let name = check_name(name)?;
         let node = self.new_node(FILE_ATTRIBUTE_DIRECTORY, Kind::Directory, mode, uid, gid);
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         let attr = self.insert(&mut tree, parent, name, node)?;
         tree.log(|t| {
             Some(Record::Mkdir {
@@ -995,7 +1023,7 @@ impl RwFs {
         node.inode.reparse_tag = IO_REPARSE_TAG_SYMLINK;
         node.inode.rp_flags = RP_FLAG_NOT_FIXED;
         node.new_reparse = Some(data);
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         let attr = self.insert(&mut tree, parent, name, node)?;
         tree.log(|t| {
             Some(Record::Symlink {
@@ -1012,7 +1040,7 @@ impl RwFs {
     pub fn link(&self, ino: u64, parent: u64, name: &[u8]) -> FsResult<Attr> {
         let _g = self.changing();
         let name = check_name(name)?;
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         if tree.get(ino)?.is_dir() {
             return Err(Errno(libc::EPERM));
         }
@@ -1046,7 +1074,7 @@ impl RwFs {
         let _g = self.changing();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         let gone = {
-            let mut tree = self.tree.lock();
+            let mut tree = self.tree();
             let ino = tree.child(parent, name)?;
             if tree.get(ino)?.is_dir() {
                 return Err(Errno::EISDIR);
@@ -1068,7 +1096,7 @@ impl RwFs {
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
         let _g = self.changing();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         let ino = tree.child(parent, name)?;
         let n = tree.get(ino)?;
         if !n.is_dir() {
@@ -1107,7 +1135,7 @@ impl RwFs {
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         let new_name = check_name(new_name)?;
         let gone = {
-            let mut tree = self.tree.lock();
+            let mut tree = self.tree();
             let record = |t: &Tree| Record::Rename {
                 from: t.path_in(parent, name),
                 to: t.path_in(new_parent, new_name),
@@ -1192,7 +1220,9 @@ impl RwFs {
     /// image `self.image_index()` of `wim`, whose metadata resource has hash `metadata`;
     /// files whose data is staged are listed so that later changes to them replay.
     pub fn start_journal(&self, wim: &Path, metadata: &Sha1Hash) -> std::io::Result<()> {
-        let mut tree = self.tree.lock();
+        // No change runs meanwhile (at mount, or under a commit's gate).
+        let mut journal = self.journal.lock();
+        let tree = self.tree.lock();
         let base = Record::Base {
             version: journal::VERSION,
             wim: wim.to_string_lossy().into_owned(),
@@ -1227,16 +1257,20 @@ impl RwFs {
             offset,
             len,
         }));
-        let j = Journal::start(self.overlay.dir(), &base, &lines)?;
-        tree.journal = Some(j);
+        drop(tree);
+        *journal = Some(Journal::start(self.overlay.dir(), &base, &lines)?);
+        let mut tree = self.tree.lock();
+        tree.journaling = true;
+        tree.pending.clear();
         Ok(())
     }
 
     /// Appends `r` to the journal now (for the commit's `committing` line) and syncs it.
     pub(crate) fn journal_now(&self, r: &Record) -> std::io::Result<()> {
+        self.flush_journal();
         let syncer = {
-            let mut tree = self.tree.lock();
-            match tree.journal.as_mut() {
+            let mut journal = self.journal.lock();
+            match journal.as_mut() {
                 Some(j) => {
                     j.append(r);
                     Some(j.syncer()?)
@@ -1249,7 +1283,7 @@ impl RwFs {
     }
 
     fn resolve(&self, path: &str) -> Result<u64, String> {
-        let tree = self.tree.lock();
+        let tree = self.tree();
         let mut ino = ROOT_INO;
         for part in path.split('/').filter(|p| !p.is_empty()) {
             ino = tree
@@ -1346,7 +1380,7 @@ impl RwFs {
                 }
                 Record::Staged { path, file } => {
                     let ino = self.resolve(path)?;
-                    let mut tree = self.tree.lock();
+                    let mut tree = self.tree();
                     let n = tree.get_mut(ino).map_err(|e| fail(r, e))?;
                     least.insert(ino, n.size());
                     n.small = None;
@@ -1358,7 +1392,7 @@ impl RwFs {
                         return Err(format!("{r:?}: more data than a small file holds"));
                     }
                     let ino = self.resolve(path)?;
-                    let mut tree = self.tree.lock();
+                    let mut tree = self.tree();
                     let n = tree.get_mut(ino).map_err(|e| fail(r, e))?;
                     n.staged = None;
                     n.small = Some(Small::Log {
@@ -1381,7 +1415,7 @@ impl RwFs {
                         // The staging file has the size already; only the tree learns it.
                         // A small file's data comes with its next `data` line; until then,
                         // what the cut left of it.
-                        let mut tree = self.tree.lock();
+                        let mut tree = self.tree();
                         let n = tree.get_mut(ino).map_err(|e| fail(r, e))?;
                         if n.small.is_some() || (n.staged.is_none() && *size == 0) {
                             if *size > SMALL_FILE {
@@ -1424,7 +1458,7 @@ impl RwFs {
                 }
             }
         }
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         files.retain(|ino, _| tree.nodes.contains_key(ino));
         for (ino, file) in &files {
             let path = staging.join(file.to_string());
@@ -1461,7 +1495,7 @@ impl RwFs {
 
     /// Filesystem totals for `statfs`.
     pub fn statfs(&self) -> Statfs {
-        let (bytes, files) = self.tree.lock().totals();
+        let (bytes, files) = self.tree().totals();
         Statfs {
             blocks: bytes.div_ceil(4096),
             files,
@@ -1477,7 +1511,7 @@ impl RwFs {
     /// the image had; inodes whose data was staged or links made on this mount are listed
     /// in the result for the caller to write and fill in.
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let tree = self.tree.lock();
+        let tree = self.tree();
         let (names, inodes) = {
             let b = self.base.image();
             (
@@ -1603,3 +1637,31 @@ mod xattr;
 #[cfg(test)]
 #[path = "rw_tests.rs"]
 mod tests;
+
+/// The tree, locked; queued journal lines are written once the lock is released.
+pub(crate) struct TreeGuard<'a> {
+    fs: &'a RwFs,
+    guard: Option<parking_lot::MutexGuard<'a, Tree>>,
+}
+
+impl std::ops::Deref for TreeGuard<'_> {
+    type Target = Tree;
+    fn deref(&self) -> &Tree {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl std::ops::DerefMut for TreeGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Tree {
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for TreeGuard<'_> {
+    fn drop(&mut self) {
+        let queued = self.guard.take().is_some_and(|t| !t.pending.is_empty());
+        if queued {
+            self.fs.flush_journal();
+        }
+    }
+}

@@ -21,7 +21,7 @@ use wimfs::time::now_filetime;
 use wimfs::Inode;
 
 use super::super::{Errno, Fs, FsResult, Kind, Node, ROOT_INO};
-use crate::journal::{Journal, Record};
+use crate::journal::{self, Record};
 
 /// A name in a directory.
 #[derive(Debug, Clone)]
@@ -166,8 +166,11 @@ pub(crate) struct Tree {
     pub(crate) next_ino: u64,
     pub(crate) handles: HashMap<u64, OpenFile>,
     pub(crate) next_fh: u64,
-    /// Where changes are recorded for recovery (none in tests and during a replay).
-    pub(crate) journal: Option<Journal>,
+    /// Whether changes are journaled (not in tests and during a replay).
+    pub(crate) journaling: bool,
+    /// Journal lines of changes made under the lock, written to the journal once it is
+    /// released (see `RwFs::flush_journal`), in this order.
+    pub(crate) pending: Vec<u8>,
 }
 
 impl Tree {
@@ -180,7 +183,8 @@ impl Tree {
             open: FxHashMap::default(),
             handles: HashMap::new(),
             next_fh: 1,
-            journal: None,
+            journaling: false,
+            pending: Vec::new(),
         }
     }
 
@@ -413,14 +417,15 @@ impl Tree {
         None
     }
 
-    /// Appends a journal line made by `r` (not called when there is no journal).
+    /// Queues a journal line made by `r` (not called when there is no journal).
     pub(crate) fn log(&mut self, r: impl FnOnce(&Tree) -> Option<Record>) {
-        if self.journal.is_none() {
+        if !self.journaling {
             return;
         }
         if let Some(rec) = r(self) {
-            if let Some(j) = self.journal.as_mut() {
-                j.append(&rec);
+            match journal::line(&rec) {
+                Ok(l) => self.pending.extend_from_slice(l.as_bytes()),
+                Err(e) => tracing::error!("cannot journal {rec:?}: {e}"),
             }
         }
     }

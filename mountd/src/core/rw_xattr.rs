@@ -76,7 +76,7 @@ impl RwFs {
 
     /// Names of the extended attributes of `ino`, each NUL-terminated, as `listxattr` wants.
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let tree = self.tree.lock();
+        let tree = self.tree();
         let Some(n) = tree.peek(ino)? else {
             drop(tree);
             return self.base.listxattr(ino);
@@ -121,7 +121,7 @@ impl RwFs {
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
         // What to read from the WIM once the lock is dropped: (blob, reparse header).
         let (loc, header) = {
-            let tree = self.tree.lock();
+            let tree = self.tree();
             let Some(n) = tree.peek(ino)? else {
                 drop(tree);
                 return self.base.getxattr(ino, name);
@@ -189,7 +189,7 @@ impl RwFs {
             return Err(Errno::EINVAL);
         }
         let _g = self.changing();
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         let n = tree.get_mut(ino)?;
         let stream = self.writable_stream(n, name)?;
         if value.len() as u64 > XATTR_SIZE_MAX {
@@ -217,7 +217,7 @@ impl RwFs {
     /// Removes extended attribute `name` of `ino`: deletes a named data stream.
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
         let _g = self.changing();
-        let mut tree = self.tree.lock();
+        let mut tree = self.tree();
         let n = tree.get_mut(ino)?;
         let stream = self.writable_stream(n, name)?;
         if !has_stream(n, stream) {
