@@ -396,7 +396,7 @@ impl RwFs {
 
     /// Closes a handle from `open` or `create`.
     pub fn release(&self, fh: u64) {
-        let (gone, base_fh) = {
+        let (gone, base_fh, logged) = {
             let mut tree = self.tree();
             let Some(OpenFile { ino, base_fh }) = tree.handles.remove(&fh) else {
                 return;
@@ -408,16 +408,16 @@ impl RwFs {
                     written = Some(n.inode.last_write_time);
                 }
             }
-            if written.is_some() {
-                self.log_small(&mut tree, ino);
-            }
             if let Some(mtime) = written {
                 // Writes are not journaled one by one: their data is in the staging file
                 // already; only the time they left is.
                 tree.log_mtime(ino, mtime);
             }
-            (tree.reap(ino), base_fh)
+            (tree.reap(ino), base_fh, written.map(|_| ino))
         };
+        if let Some(ino) = logged {
+            self.log_small(ino);
+        }
         if let Some(b) = base_fh {
             self.base.release(b);
         }
@@ -553,34 +553,41 @@ impl RwFs {
     }
 
     /// Gives a small file a staging file of its own (it is growing past [`SMALL_FILE`]).
-    /// Rare and small, so done under the tree's lock, which keeps writers out meanwhile.
+    /// The file is written without the tree's lock; if the data changed meanwhile, again.
     fn spill(&self, ino: u64) -> FsResult<()> {
-        let mut tree = self.tree();
-        let n = tree.get_mut(ino)?;
-        let Some(small) = n.small.as_ref() else {
+        loop {
+            let Some(small) = self.tree().get(ino)?.small.clone() else {
+                return Ok(());
+            };
+            let data = match &small {
+                Small::Mem(v) => v.clone(),
+                Small::Log { offset, len } => {
+                    self.overlay.read_log(*offset, *len).map_err(|e| {
+                        tracing::error!("inode {ino}: reading the data log failed: {e}");
+                        Errno::EIO
+                    })?
+                }
+            };
+            self.overlay.fill(ino, &mut data.as_slice()).map_err(|e| {
+                tracing::error!("{}: staging failed: {e}", self.overlay.path(ino).display());
+                self.overlay.remove(ino);
+                Errno::of_io(&e)
+            })?;
+            let mut tree = self.tree();
+            let n = tree.get_mut(ino)?;
+            if n.small.as_ref() != Some(&small) {
+                continue;
+            }
+            n.small = None;
+            n.staged = Some(data.len() as u64);
+            tree.log(|t| {
+                Some(Record::Staged {
+                    path: t.path(ino)?,
+                    file: ino,
+                })
+            });
             return Ok(());
-        };
-        let data = match small {
-            Small::Mem(v) => v.clone(),
-            Small::Log { offset, len } => self.overlay.read_log(*offset, *len).map_err(|e| {
-                tracing::error!("inode {ino}: reading the data log failed: {e}");
-                Errno::EIO
-            })?,
-        };
-        self.overlay.fill(ino, &mut data.as_slice()).map_err(|e| {
-            tracing::error!("{}: staging failed: {e}", self.overlay.path(ino).display());
-            self.overlay.remove(ino);
-            Errno::of_io(&e)
-        })?;
-        n.small = None;
-        n.staged = Some(data.len() as u64);
-        tree.log(|t| {
-            Some(Record::Staged {
-                path: t.path(ino)?,
-                file: ino,
-            })
-        });
-        Ok(())
+        }
     }
 
     /// Makes a small file's data editable in memory; `None` if it is not a small file.
@@ -599,29 +606,38 @@ impl RwFs {
     }
 
     /// Appends a changed small file's data to the data log and journals where it is (on
-    /// close and fsync). A failure keeps the data in memory: it is still committed, only a
-    /// crash would lose it.
-    fn log_small(&self, tree: &mut Tree, ino: u64) {
+    /// close and fsync), without holding the tree's lock while it writes: the data is
+    /// taken as it is, and only if it is still the same afterwards does the file point at
+    /// the log (a later change is logged when it is closed). A failure keeps the data in
+    /// memory: it is still committed, only a crash would lose it.
+    fn log_small(&self, ino: u64) {
+        let data = match self.tree().nodes.get(&ino).and_then(|n| n.small.as_ref()) {
+            Some(Small::Mem(v)) => v.clone(),
+            _ => return,
+        };
+        let len = data.len() as u64;
+        let offset = match self.overlay.append_log(&data) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("inode {ino}: writing the data log failed: {e}");
+                return;
+            }
+        };
+        let mut tree = self.tree();
         let Some(n) = tree.nodes.get_mut(&ino) else {
             return;
         };
-        let Some(Small::Mem(v)) = &n.small else {
+        if !matches!(&n.small, Some(Small::Mem(v)) if *v == data) {
             return;
-        };
-        let len = v.len() as u64;
-        match self.overlay.append_log(v) {
-            Ok(offset) => {
-                n.small = Some(Small::Log { offset, len });
-                tree.log(|t| {
-                    Some(Record::Data {
-                        path: t.path(ino)?,
-                        offset,
-                        len,
-                    })
-                });
-            }
-            Err(e) => tracing::error!("inode {ino}: writing the data log failed: {e}"),
         }
+        n.small = Some(Small::Log { offset, len });
+        tree.log(|t| {
+            Some(Record::Data {
+                path: t.path(ino)?,
+                offset,
+                len,
+            })
+        });
     }
 
     /// Writes `data` at `offset`; returns the bytes written.
@@ -703,12 +719,9 @@ impl RwFs {
     /// Flushes `ino`'s staged data to disk.
     pub fn fsync(&self, ino: u64) -> FsResult<()> {
         // The waits for the disk happen outside the tree lock, so other requests go on
-        // meanwhile; only queuing the small file's data (and its journal line) is inside.
-        {
-            let mut tree = self.tree();
-            tree.get(ino)?;
-            self.log_small(&mut tree, ino);
-        }
+        // meanwhile.
+        self.tree().get(ino)?;
+        self.log_small(ino);
         let journal = self
             .journal
             .lock()
@@ -843,10 +856,11 @@ impl RwFs {
                 mtime: (a.mtime.is_some() || size.is_some()).then_some(mtime),
             })
         });
+        drop(tree);
         if log_now {
-            self.log_small(&mut tree, ino);
+            self.log_small(ino);
         }
-        self.attr_of(&tree, ino)
+        self.attr_of(&self.tree(), ino)
     }
 
     fn new_node(&self, attributes: u32, kind: Kind, mode: u32, uid: u32, gid: u32) -> RwNode {

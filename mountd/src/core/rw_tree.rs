@@ -42,7 +42,7 @@ pub(crate) struct Entry {
 pub(crate) const SMALL_FILE: u64 = 64 << 10;
 
 /// Where the data of a small file made on the mount is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Small {
     /// In memory, changed since it was last logged.
     Mem(Vec<u8>),
