@@ -319,7 +319,7 @@ mod unix {
             image: index,
             image_name,
             dir: dir.to_string_lossy().into_owned(),
-            mode: "ro",
+            mode: "ro".into(),
             pid: std::process::id(),
             log: log.map(|l| l.to_string_lossy().into_owned()),
             open_files: 0,
@@ -365,7 +365,7 @@ mod unix {
                 fs.start_journal(wim.path(), &base.hash)
                     .with_context(|| format!("{}: cannot start the journal", staging.display()))?;
                 wimfs_mountd::recover::register(&staging);
-                status.mode = "rw";
+                status.mode = "rw".into();
                 let served = Arc::new(RwMount {
                     fs: Arc::clone(&fs),
                     lock: parking_lot::Mutex::new(lock),

@@ -202,7 +202,7 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
         image: index,
         image_name,
         dir: mp.clone(),
-        mode: "ro",
+        mode: "ro".into(),
         pid: std::process::id(),
         log: log.map(|l| l.to_string_lossy().into_owned()),
         open_files: 0,

@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use serde::Serialize;
 use wimfs::write::TargetLock;
 use wimfs::{Image, Wim};
 
@@ -57,19 +56,7 @@ pub fn unregister(staging: &Path) {
     let _ = std::fs::remove_file(registry_entry(staging));
 }
 
-/// What a dead daemon left.
-#[derive(Debug, Clone, Serialize)]
-pub struct Orphan {
-    /// The staging directory.
-    pub staging: String,
-    pub wim: String,
-    pub image: u32,
-    /// Journal lines after the base.
-    pub changes: usize,
-    /// `recoverable`; `committed` (the WIM already holds the changes: only cleanup is
-    /// left); or `stale` (the WIM changed since: the changes no longer apply).
-    pub state: &'static str,
-}
+pub use wimfs::mount_proto::Orphan;
 
 /// Whether `dir` is a real directory (not a link) owned by this user, holding a journal
 /// that is too: the only staging directories wimfs adopts, so that another user cannot plant
@@ -187,7 +174,7 @@ pub fn find_orphans(wim: Option<&Path>) -> Vec<Orphan> {
             wim: base_wim.clone(),
             image,
             changes: rep.records.len(),
-            state: state_of(&rep.base, &rep.records),
+            state: state_of(&rep.base, &rep.records).to_string(),
         });
     }
     out

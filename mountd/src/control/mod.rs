@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde::Serialize;
 use wimfs::Wim;
 
 use crate::core::Fs;
@@ -26,22 +25,7 @@ pub use wimfs::mount_proto::unix::{runtime_dir, socket_path};
 #[cfg(windows)]
 pub use windows::{pipe_name, request, Control, Served};
 
-/// What `status` reports.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub wim: String,
-    pub image: u32,
-    pub image_name: Option<String>,
-    pub dir: String,
-    pub mode: &'static str,
-    pub pid: u32,
-    pub log: Option<String>,
-    pub open_files: usize,
-    pub cache_bytes: usize,
-    pub cache_capacity: usize,
-    pub cache_hits: u64,
-    pub cache_misses: u64,
-}
+pub use wimfs::mount_proto::Status;
 
 /// Errors setting up the control channel.
 #[derive(Debug, thiserror::Error)]
@@ -135,30 +119,6 @@ pub fn unmount_refusal(open_files: usize, lazy: bool) -> Option<String> {
     })
 }
 
-/// Reads a `status` reply back (for the already-mounted check).
-pub(crate) fn parse_status(line: &str) -> std::io::Result<Status> {
-    let v: serde_json::Value = serde_json::from_str(line)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-    Ok(Status {
-        wim: v["wim"].as_str().unwrap_or_default().to_string(),
-        image: v["image"].as_u64().unwrap_or(0) as u32,
-        image_name: v["image_name"].as_str().map(str::to_string),
-        dir: v["dir"].as_str().unwrap_or_default().to_string(),
-        mode: if v["mode"].as_str() == Some("rw") {
-            "rw"
-        } else {
-            "ro"
-        },
-        pid: v["pid"].as_u64().unwrap_or(0) as u32,
-        log: None,
-        open_files: 0,
-        cache_bytes: 0,
-        cache_capacity: 0,
-        cache_hits: 0,
-        cache_misses: 0,
-    })
-}
-
 /// The security descriptor (SDDL) of a control pipe: a protected DACL that grants the one
 /// user `sid` full access and nobody else anything, owned by that user.
 pub fn pipe_sddl(sid: &str) -> String {
@@ -187,7 +147,7 @@ mod tests {
             pipe_sddl("S-1-5-21-1-2-3-1001"),
             "O:S-1-5-21-1-2-3-1001D:P(A;;GA;;;S-1-5-21-1-2-3-1001)"
         );
-        let s = parse_status(r#"{"wim":"a.wim","image":2,"dir":"M:","pid":7}"#).unwrap();
+        let s = Status::parse(r#"{"wim":"a.wim","image":2,"dir":"M:","pid":7}"#).unwrap();
         assert_eq!(
             (s.wim.as_str(), s.image, s.dir.as_str(), s.pid),
             ("a.wim", 2, "M:", 7)

@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use wimfs::mount_proto::unix::{checked_runtime_dir, connect, euid, peer_uid, socket_path};
 
-use super::{parse_status, reply_to, ControlError, Mounted, Status};
+use super::{reply_to, ControlError, Mounted, Status};
 
 /// The listening side, owned by the daemon.
 pub struct Control {
@@ -183,5 +183,5 @@ pub fn request(socket: &Path, what: &str) -> std::io::Result<String> {
 }
 
 fn query_status(socket: &Path) -> std::io::Result<Status> {
-    parse_status(&request(socket, "status")?)
+    Status::parse(&request(socket, "status")?)
 }

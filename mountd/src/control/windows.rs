@@ -31,7 +31,7 @@ use windows_sys::Win32::System::Pipes::{
 };
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
-use super::{mount_hash, parse_status, pipe_sddl, reply_to, unmount_refusal, ControlError, Status};
+use super::{mount_hash, pipe_sddl, reply_to, unmount_refusal, ControlError, Status};
 use crate::core::Fs;
 
 /// The pipe name for a mountpoint (as the daemon normalized it: `M:` or an absolute path).
@@ -131,7 +131,7 @@ impl Control {
     pub fn bind(mountpoint: &str) -> Result<Control, ControlError> {
         let name = pipe_name(mountpoint);
         if let Ok(line) = request(&name, "status") {
-            if let Ok(s) = parse_status(&line) {
+            if let Ok(s) = Status::parse(&line) {
                 return Err(ControlError::AlreadyMounted(mountpoint.into(), s.pid));
             }
         }

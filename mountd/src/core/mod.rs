@@ -323,6 +323,7 @@ impl Fs {
     }
 
     /// The highest inode number in use (inodes, then streams shown as files).
+    #[cfg(unix)]
     pub(crate) fn last_ino(&self) -> u64 {
         (self.img.inodes.len() + self.stream_nodes.len()) as u64
     }

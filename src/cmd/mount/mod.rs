@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
+#[cfg(unix)]
+use wimfs::mount_proto::Orphan;
+use wimfs::mount_proto::Status;
 
 #[cfg(unix)]
 mod unix;
@@ -289,39 +292,25 @@ fn start_daemon(a: MountArgs, debug: bool, rw: Option<PathBuf>) -> Result<i32> {
 }
 
 /// One running daemon, as its `status` reply describes it.
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 struct MountInfo {
-    wim: String,
-    image: u32,
-    #[serde(default)]
-    image_name: Option<String>,
-    dir: String,
-    mode: String,
-    pid: u32,
-    #[serde(default)]
-    log: Option<String>,
+    #[serde(flatten)]
+    status: Status,
     /// The control socket or pipe it answered on.
-    #[serde(skip_serializing)]
-    #[serde(default)]
+    #[serde(skip)]
     socket: PathBuf,
-    #[serde(default)]
-    open_files: usize,
 }
 
-/// What a dead read-write daemon left, as `wimfs-mountd orphans` reports it.
-#[cfg(unix)]
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
-struct OrphanInfo {
-    staging: String,
-    wim: String,
-    image: u32,
-    changes: usize,
-    state: String,
+impl std::ops::Deref for MountInfo {
+    type Target = Status;
+    fn deref(&self) -> &Status {
+        &self.status
+    }
 }
 
 /// Orphans of `wim` (of every WIM whose daemon registered, if `None`).
 #[cfg(unix)]
-fn list_orphans(wim: Option<&std::path::Path>) -> Result<Vec<OrphanInfo>> {
+fn list_orphans(wim: Option<&std::path::Path>) -> Result<Vec<Orphan>> {
     let daemon = daemon_path()?;
     let mut cmd = Command::new(&daemon);
     cmd.arg("orphans");
@@ -346,11 +335,8 @@ fn list_mounts() -> Result<Vec<MountInfo>> {
     let mut out = Vec::new();
     for p in platform::endpoints()? {
         match platform::request(&p, "status", Duration::from_secs(5)) {
-            Ok(line) => match serde_json::from_str::<MountInfo>(&line) {
-                Ok(mut m) => {
-                    m.socket = p;
-                    out.push(m);
-                }
+            Ok(line) => match Status::parse(&line) {
+                Ok(status) => out.push(MountInfo { status, socket: p }),
                 Err(e) => tracing::warn!("{}: bad status reply: {e}", p.display()),
             },
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
