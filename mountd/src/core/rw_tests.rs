@@ -972,3 +972,54 @@ fn image_inodes_enter_the_layer_only_when_changed() {
     replay_and_commit(&s, fs);
     check_committed(&s);
 }
+
+/// Extended attributes come from one rule in both modes: for every file, a read-write mount
+/// lists and gives the same attributes as a read-only mount of the same image (inode numbers
+/// are the same too), whether the file is still the image's or has entered the layer.
+#[test]
+fn xattrs_are_the_read_only_mounts_before_and_after_entering_the_layer() {
+    let s = setup();
+    let fs = open_rw(&s, false);
+    let wim = Arc::new(Wim::open(&s.wim).unwrap());
+    let img = Image::load(&wim, 1).unwrap();
+    let ro = crate::core::Fs::new(wim, img, FsOptions::default());
+    let paths = [
+        "",
+        "hello.txt",
+        "dir",
+        "dir/big.bin",
+        "dir/sub",
+        "dir/sub/small",
+        "cut",
+        "old_link",
+    ];
+    for path in paths {
+        let i = ino(&fs, path);
+        let list = ro.listxattr(i).unwrap();
+        let mut names: Vec<&[u8]> = list.split(|&b| b == 0).filter(|n| !n.is_empty()).collect();
+        names.extend([
+            &b"system.wim.reparse"[..],
+            b"system.wim.short_name",
+            b"user.none",
+        ]);
+        for layer in [false, true] {
+            if layer {
+                fs.tree.lock().get(i).unwrap();
+            }
+            assert_eq!(
+                fs.listxattr(i).unwrap(),
+                list,
+                "/{path}, in the layer: {layer}"
+            );
+            for name in &names {
+                assert_eq!(
+                    fs.getxattr(i, name),
+                    ro.getxattr(i, name),
+                    "/{path} {}, in the layer: {layer}",
+                    String::from_utf8_lossy(name)
+                );
+            }
+        }
+    }
+    assert!(!fs.tree.lock().nodes.is_empty());
+}

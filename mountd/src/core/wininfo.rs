@@ -361,13 +361,7 @@ impl Fs {
                 .map_err(|e| self.read_failed(i, &e))?,
             None => Vec::new(),
         };
-        let len = u16::try_from(data.len()).map_err(|_| Errno::E2BIG)?;
-        let mut out = Vec::with_capacity(8 + data.len());
-        out.extend_from_slice(&inode.reparse_tag.to_le_bytes());
-        out.extend_from_slice(&len.to_le_bytes());
-        out.extend_from_slice(&inode.rp_reserved.to_le_bytes());
-        out.extend_from_slice(&data);
-        Ok(out)
+        super::xattr::reparse_buffer((inode.reparse_tag, inode.rp_reserved), &data)
     }
 
     /// The data streams of `ino` as Windows lists them: the unnamed one first (not for

@@ -13,8 +13,10 @@
 //! (see `rw_xattr.rs`).
 
 use wimfs::image::InodeId;
+use wimfs::read::BlobLocation;
+use wimfs::Inode;
 
-use super::{Errno, Fs, FsResult, Node, StreamsInterface};
+use super::{Errno, Fs, FsOptions, FsResult, Node, StreamsInterface};
 
 /// Linux refuses xattr values larger than this.
 pub(crate) const XATTR_SIZE_MAX: u64 = 64 << 10;
@@ -43,7 +45,187 @@ pub(crate) fn is_wim_attr(name: &[u8]) -> bool {
     name.starts_with(b"system.wim.")
 }
 
+/// What the extended attributes of one file are made of, on either kind of mount.
+pub(crate) struct XattrSource<'a> {
+    pub(crate) inode: &'a Inode,
+    pub(crate) short_name: Option<&'a str>,
+    pub(crate) security: Option<&'a [u8]>,
+    /// Named streams set on a read-write mount, (name, contents); the inode no longer has
+    /// streams of those names.
+    pub(crate) new_streams: &'a [(String, Vec<u8>)],
+    /// Reparse data set on the mount (a link made there), instead of the stored one.
+    pub(crate) new_reparse: Option<&'a [u8]>,
+}
+
+/// The value of an attribute: at hand, or in the WIM (a stream to read, perhaps to be
+/// given a reparse header); reading is left to the caller, who does it without locks.
+pub(crate) enum XattrValue {
+    Ready(Vec<u8>),
+    Stored {
+        blob: Option<BlobLocation>,
+        reparse: Option<(u32, u16)>,
+    },
+}
+
+impl XattrValue {
+    /// The bytes, reading a stored value with `read`.
+    pub(crate) fn into_bytes(
+        self,
+        read: impl FnOnce(&BlobLocation) -> FsResult<Vec<u8>>,
+    ) -> FsResult<Vec<u8>> {
+        match self {
+            XattrValue::Ready(v) => Ok(v),
+            XattrValue::Stored { blob, reparse } => {
+                let data = match blob {
+                    Some(loc) => read(&loc)?,
+                    None => Vec::new(),
+                };
+                match reparse {
+                    Some(header) => reparse_buffer(header, &data),
+                    None => Ok(data),
+                }
+            }
+        }
+    }
+}
+
+impl XattrSource<'_> {
+    /// The stored Linux xattr `name` (shown with --unix-data only).
+    pub(crate) fn linux_xattr(&self, name: &[u8], opts: &FsOptions) -> Option<&[u8]> {
+        if !opts.unix_data {
+            return None;
+        }
+        self.inode
+            .xattrs
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| x.value.as_slice())
+    }
+
+    /// Whether the file has named data stream `stream`.
+    pub(crate) fn has_stream(&self, stream: &str) -> bool {
+        self.new_streams.iter().any(|(s, _)| s == stream)
+            || self.inode.named_streams().any(|s| s.name == stream)
+    }
+
+    /// The names, each NUL-terminated, as `listxattr` wants them.
+    pub(crate) fn list(&self, opts: &FsOptions) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut add = |n: &[u8]| {
+            out.extend_from_slice(n);
+            out.push(0);
+        };
+        if opts.streams == StreamsInterface::Xattr {
+            for s in self.inode.named_streams() {
+                add(stream_xattr(&s.name).as_bytes());
+            }
+            for (s, _) in self.new_streams {
+                add(stream_xattr(s).as_bytes());
+            }
+        }
+        if opts.unix_data {
+            for x in &self.inode.xattrs {
+                add(&x.name);
+            }
+        }
+        add(ATTRIBUTES.as_bytes());
+        if self.short_name.is_some() {
+            add(SHORT_NAME.as_bytes());
+        }
+        if self.inode.is_reparse_point() {
+            add(REPARSE.as_bytes());
+        }
+        if self.security.is_some() {
+            add(SECURITY.as_bytes());
+        }
+        out
+    }
+
+    /// The value of attribute `name`.
+    pub(crate) fn get(&self, name: &[u8], opts: &FsOptions) -> FsResult<XattrValue> {
+        if let Some(v) = self.linux_xattr(name, opts) {
+            return Ok(XattrValue::Ready(v.to_vec()));
+        }
+        let name = std::str::from_utf8(name).map_err(|_| Errno::ENODATA)?;
+        let inode = self.inode;
+        match name {
+            ATTRIBUTES => {
+                return Ok(XattrValue::Ready(
+                    format!("{:#010x}", inode.attributes).into_bytes(),
+                ))
+            }
+            SHORT_NAME => {
+                return self
+                    .short_name
+                    .map(|s| XattrValue::Ready(s.as_bytes().to_vec()))
+                    .ok_or(Errno::ENODATA)
+            }
+            SECURITY => {
+                return self
+                    .security
+                    .map(|s| XattrValue::Ready(s.to_vec()))
+                    .ok_or(Errno::ENODATA)
+            }
+            REPARSE if inode.is_reparse_point() => {
+                let header = (inode.reparse_tag, inode.rp_reserved);
+                return Ok(match self.new_reparse {
+                    Some(d) => XattrValue::Ready(reparse_buffer(header, d)?),
+                    None => XattrValue::Stored {
+                        blob: inode.reparse_stream().and_then(|s| s.blob),
+                        reparse: Some(header),
+                    },
+                });
+            }
+            _ => {}
+        }
+        let stream = stream_of(name)
+            .filter(|_| opts.streams == StreamsInterface::Xattr)
+            .ok_or(Errno::ENODATA)?;
+        if let Some((_, v)) = self.new_streams.iter().find(|(s, _)| s == stream) {
+            return Ok(XattrValue::Ready(v.clone()));
+        }
+        let s = inode
+            .named_streams()
+            .find(|s| s.name == stream)
+            .ok_or(Errno::ENODATA)?;
+        if s.size() > XATTR_SIZE_MAX {
+            return Err(Errno::E2BIG);
+        }
+        Ok(XattrValue::Stored {
+            blob: s.blob,
+            reparse: None,
+        })
+    }
+}
+
+/// A full reparse buffer: tag (u32 LE), data length (u16 LE), reserved (u16 LE), data.
+pub(crate) fn reparse_buffer((tag, reserved): (u32, u16), data: &[u8]) -> FsResult<Vec<u8>> {
+    let len = u16::try_from(data.len()).map_err(|_| Errno::E2BIG)?;
+    let mut out = Vec::with_capacity(8 + data.len());
+    out.extend_from_slice(&tag.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&reserved.to_le_bytes());
+    out.extend_from_slice(data);
+    Ok(out)
+}
+
 impl Fs {
+    /// What the attributes of image inode `i` are made of.
+    fn xattr_source(&self, i: InodeId) -> XattrSource<'_> {
+        let inode = &self.img.inodes[i];
+        XattrSource {
+            inode,
+            short_name: inode
+                .dentries
+                .first()
+                .map(|&d| self.img.dentries[d].short_name.as_str())
+                .filter(|s| !s.is_empty()),
+            security: self.security_descriptor(i),
+            new_streams: &[],
+            new_reparse: None,
+        }
+    }
+
     fn xattr_inode(&self, ino: u64) -> FsResult<Option<InodeId>> {
         Ok(match self.node(ino)? {
             Node::Inode(i) => Some(i),
@@ -54,38 +236,10 @@ impl Fs {
 
     /// Names of the extended attributes of `ino`, each NUL-terminated, as `listxattr` wants.
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<u8>> {
-        let Some(i) = self.xattr_inode(ino)? else {
-            return Ok(Vec::new());
-        };
-        let inode = &self.img.inodes[i];
-        let mut out = Vec::new();
-        let mut add = |n: &[u8]| {
-            out.extend_from_slice(n);
-            out.push(0);
-        };
-        if self.opts.streams == StreamsInterface::Xattr {
-            for s in inode.named_streams() {
-                add(stream_xattr(&s.name).as_bytes());
-            }
-        }
-        if self.opts.unix_data {
-            for x in &inode.xattrs {
-                add(&x.name);
-            }
-        }
-        add(ATTRIBUTES.as_bytes());
-        if let Some(&d) = inode.dentries.first() {
-            if !self.img.dentries[d].short_name.is_empty() {
-                add(SHORT_NAME.as_bytes());
-            }
-        }
-        if inode.is_reparse_point() {
-            add(REPARSE.as_bytes());
-        }
-        if self.security_descriptor(i).is_some() {
-            add(SECURITY.as_bytes());
-        }
-        Ok(out)
+        Ok(match self.xattr_inode(ino)? {
+            Some(i) => self.xattr_source(i).list(&self.opts),
+            None => Vec::new(),
+        })
     }
 
     /// The value of extended attribute `name` of `ino`.
@@ -93,49 +247,12 @@ impl Fs {
         let Some(i) = self.xattr_inode(ino)? else {
             return Err(Errno::ENODATA);
         };
-        let inode = &self.img.inodes[i];
-        if self.opts.unix_data {
-            if let Some(x) = inode.xattrs.iter().find(|x| x.name == name) {
-                return Ok(x.value.clone());
-            }
-        }
-        let name = std::str::from_utf8(name).map_err(|_| Errno::ENODATA)?;
-        match name {
-            ATTRIBUTES => return Ok(format!("{:#010x}", inode.attributes).into_bytes()),
-            SHORT_NAME => {
-                let d = *inode.dentries.first().ok_or(Errno::ENODATA)?;
-                let s = &self.img.dentries[d].short_name;
-                return if s.is_empty() {
-                    Err(Errno::ENODATA)
-                } else {
-                    Ok(s.clone().into_bytes())
-                };
-            }
-            REPARSE if inode.is_reparse_point() => return self.reparse_point(ino),
-            SECURITY => {
-                return self
-                    .security_descriptor(i)
-                    .map(<[u8]>::to_vec)
-                    .ok_or(Errno::ENODATA)
-            }
-            _ => {}
-        }
-        if self.opts.streams == StreamsInterface::Xattr {
-            if let Some(stream) = stream_of(name) {
-                let s = inode
-                    .named_streams()
-                    .find(|s| s.name == stream)
-                    .ok_or(Errno::ENODATA)?;
-                return match s.blob {
-                    None => Ok(Vec::new()),
-                    Some(loc) if loc.size > XATTR_SIZE_MAX => Err(Errno::E2BIG),
-                    Some(loc) => self
-                        .wim
-                        .read_blob(&loc, true)
-                        .map_err(|e| self.read_failed(i, &e)),
-                };
-            }
-        }
-        Err(Errno::ENODATA)
+        self.xattr_source(i)
+            .get(name, &self.opts)?
+            .into_bytes(|loc| {
+                self.wim
+                    .read_blob(loc, true)
+                    .map_err(|e| self.read_failed(i, &e))
+            })
     }
 }
