@@ -430,9 +430,4 @@ impl Fs {
             namelen: 255,
         }
     }
-
-    /// Any request that would modify the image.
-    pub fn write_denied(&self) -> Errno {
-        Errno::EROFS
-    }
 }

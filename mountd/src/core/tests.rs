@@ -368,7 +368,13 @@ fn writes_are_refused() {
     assert_eq!(fs.open(a.ino, true), Err(Errno::EROFS));
     assert_eq!(fs.open(ROOT_INO, false), Err(Errno::EISDIR));
     assert_eq!(fs.read(999, 0, 10), Err(Errno::EBADF));
-    assert_eq!(fs.write_denied(), Errno::EROFS);
+    // Every change, as the adapters ask for it, is refused.
+    let ops: &dyn crate::core::FsOps = &fs;
+    assert!(!ops.writable());
+    assert_eq!(ops.write(a.ino, 0, b"x"), Err(Errno::EROFS));
+    assert_eq!(ops.unlink(ROOT_INO, b"hello.txt"), Err(Errno::EROFS));
+    assert_eq!(ops.access(a.ino, true), Err(Errno::EROFS));
+    assert_eq!(ops.access(a.ino, false), Ok(()));
 }
 
 #[test]
