@@ -70,14 +70,6 @@ pub fn main() {
     std::process::exit(code);
 }
 
-/// Where logs go by default: the per-user local application data directory.
-fn log_dir() -> PathBuf {
-    std::env::var_os("LOCALAPPDATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join("wimfs")
-}
-
 fn init_logging(debug: bool, log: Option<&Path>) -> Result<()> {
     let filter = if debug {
         tracing_subscriber::EnvFilter::new("debug")
@@ -120,9 +112,10 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
     };
     let mp = mountpoint.name();
     let log = match &args.log {
-        Some(p) if p.as_os_str() == "auto" => {
-            Some(log_dir().join(format!("mnt-{:016x}.log", mount_hash(mp.as_bytes()))))
-        }
+        Some(p) if p.as_os_str() == "auto" => Some(
+            wimfs::mount_proto::runtime_dir()
+                .join(format!("mnt-{:016x}.log", mount_hash(mp.as_bytes()))),
+        ),
         other => other.clone(),
     };
     init_logging(args.debug, log.as_deref())?;

@@ -98,9 +98,64 @@ pub fn is_link_tag(tag: u32) -> bool {
     tag == IO_REPARSE_TAG_SYMLINK || tag == IO_REPARSE_TAG_MOUNT_POINT
 }
 
+/// Symlink reparse data (without the 8-byte header) for a Unix link target, laid out as
+/// wimlib does: '/' and '\\' swapped; absolute targets get a dummy "\??\C:" drive (the
+/// print name leaves out "\??\"), relative ones the RELATIVE flag. `None` if too long.
+pub fn symlink_reparse_data(target: &str) -> Option<Vec<u8>> {
+    let swapped: Vec<u16> = target
+        .encode_utf16()
+        .map(|u| match u {
+            0x2f => 0x5c,
+            0x5c => 0x2f,
+            u => u,
+        })
+        .collect();
+    let absolute = swapped.first().is_none_or(|&u| u == 0x5c);
+    let (sub, print, flags): (Vec<u16>, Vec<u16>, u32) = if absolute {
+        let mut sub: Vec<u16> = "\\??\\C:".encode_utf16().collect();
+        sub.extend_from_slice(&swapped);
+        let print = sub[4..].to_vec();
+        (sub, print, 0)
+    } else {
+        (swapped.clone(), swapped, SYMLINK_FLAG_RELATIVE)
+    };
+    let sub_len = sub.len() * 2;
+    let print_len = print.len() * 2;
+    // The whole reparse buffer (8-byte header + 12 + names + terminators) caps at 16 KiB.
+    if 8 + 12 + sub_len + print_len + 4 > 16 * 1024 {
+        return None;
+    }
+    let mut d = Vec::with_capacity(12 + sub_len + print_len + 4);
+    d.extend_from_slice(&0u16.to_le_bytes());
+    d.extend_from_slice(&(sub_len as u16).to_le_bytes());
+    d.extend_from_slice(&((sub_len + 2) as u16).to_le_bytes());
+    d.extend_from_slice(&(print_len as u16).to_le_bytes());
+    d.extend_from_slice(&flags.to_le_bytes());
+    for u in sub.iter().chain([&0]).chain(print.iter()).chain([&0]) {
+        d.extend_from_slice(&u.to_le_bytes());
+    }
+    Some(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symlink_data_round_trips_through_the_parser() {
+        let rel = symlink_reparse_data("../a/b\\c").unwrap();
+        let p = LinkReparse::parse(IO_REPARSE_TAG_SYMLINK, &rel).unwrap();
+        assert_eq!(p.substitute_name, "..\\a\\b/c");
+        assert!(p.is_relative());
+        assert_eq!(p.unix_target(RP_FLAG_NOT_FIXED, None), "../a/b\\c");
+        let abs = symlink_reparse_data("/etc/hostname").unwrap();
+        let p = LinkReparse::parse(IO_REPARSE_TAG_SYMLINK, &abs).unwrap();
+        assert_eq!(p.substitute_name, "\\??\\C:\\etc\\hostname");
+        assert_eq!(p.print_name, "C:\\etc\\hostname");
+        assert_eq!(p.unix_target(RP_FLAG_NOT_FIXED, None), "/etc/hostname");
+        assert!(symlink_reparse_data(&"x".repeat(9000)).is_none());
+    }
+
     use crate::format::bytes::string_to_utf16le;
 
     fn symlink(target: &str, flags: u32) -> Vec<u8> {

@@ -9,6 +9,16 @@ pub mod unix;
 
 use serde::{Deserialize, Serialize};
 
+/// Where daemon logs and the staging registry live on Windows: the user's local application
+/// data (closed to other users by the profile's ACL), else the temporary directory.
+#[cfg(windows)]
+pub fn runtime_dir() -> std::path::PathBuf {
+    std::env::var_os("LOCALAPPDATA")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("wimfs")
+}
+
 /// What a daemon's `status` reply says about its mount. Fields a reply lacks (an older
 /// daemon's) read as empty.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -20,10 +20,14 @@ mod windows;
 
 #[cfg(unix)]
 pub use unix::{request, Control, Served};
+#[cfg(windows)]
+pub use wimfs::mount_proto::runtime_dir;
 #[cfg(unix)]
 pub use wimfs::mount_proto::unix::{runtime_dir, socket_path};
 #[cfg(windows)]
 pub use windows::{pipe_name, request, Control, Served};
+#[cfg(windows)]
+pub(crate) use windows::{user_sid, Descriptor};
 
 pub use wimfs::mount_proto::Status;
 
@@ -47,7 +51,6 @@ pub trait Mounted: Send + Sync {
     /// Number of open file handles.
     fn open_files(&self) -> usize;
     /// Writes the mount's changes into the WIM; `Err` says why that failed.
-    #[cfg(unix)]
     fn commit(&self, how: crate::commit::CommitOptions) -> Result<(), String> {
         let _ = how;
         Err("the mount is read-only: there is nothing to commit".into())
@@ -83,7 +86,6 @@ pub(crate) fn reply_to(
             };
             serde_json::to_string(&s).unwrap_or_else(|e| format!("error EIO: {e}"))
         }
-        #[cfg(unix)]
         l if l == "commit" || l.starts_with("commit ") => {
             let mut how = crate::commit::CommitOptions::default();
             for word in l.split_whitespace().skip(1) {

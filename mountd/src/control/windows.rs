@@ -47,7 +47,7 @@ fn wide(s: &str) -> Vec<u16> {
 }
 
 /// The current user's SID as a string (`S-1-5-21-...`).
-fn user_sid() -> std::io::Result<String> {
+pub(crate) fn user_sid() -> std::io::Result<String> {
     let mut token: HANDLE = std::ptr::null_mut();
     // SAFETY: the pseudo handle of the current process needs no closing; `token` receives a
     // real handle that is closed below.
@@ -91,10 +91,10 @@ fn user_sid() -> std::io::Result<String> {
 }
 
 /// A security descriptor built from SDDL, freed on drop.
-struct Descriptor(PSECURITY_DESCRIPTOR);
+pub(crate) struct Descriptor(PSECURITY_DESCRIPTOR);
 
 impl Descriptor {
-    fn from_sddl(sddl: &str) -> std::io::Result<Descriptor> {
+    pub(crate) fn from_sddl(sddl: &str) -> std::io::Result<Descriptor> {
         let text = wide(sddl);
         let mut sd: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
         // SAFETY: `text` is NUL-terminated; `sd` receives a LocalAlloc'd descriptor.
@@ -110,6 +110,13 @@ impl Descriptor {
             return Err(std::io::Error::last_os_error());
         }
         Ok(Descriptor(sd))
+    }
+}
+
+impl Descriptor {
+    /// The descriptor, for a SECURITY_ATTRIBUTES.
+    pub(crate) fn as_ptr(&self) -> PSECURITY_DESCRIPTOR {
+        self.0
     }
 }
 

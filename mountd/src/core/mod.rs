@@ -13,7 +13,6 @@ mod handle;
 pub mod names;
 mod ops;
 mod readahead;
-#[cfg(unix)]
 pub mod rw;
 pub mod wininfo;
 pub mod winpath;
@@ -60,24 +59,23 @@ impl Errno {
     /// The errno for a failed I/O on staged data: what the caller can act on (no space, over
     /// quota, too big, read-only) passes through; anything else is EIO.
     pub fn of_io(e: &std::io::Error) -> Errno {
-        match e.raw_os_error() {
-            Some(c) if PASSED_THROUGH.contains(&c) => Errno(c),
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::StorageFull => Errno(libc::ENOSPC),
+            K::QuotaExceeded => Errno(QUOTA),
+            K::FileTooLarge => Errno(libc::EFBIG),
+            K::ReadOnlyFilesystem => Errno::EROFS,
+            K::OutOfMemory => Errno(libc::ENOMEM),
             _ => Errno::EIO,
         }
     }
 }
 
-/// Errors of staged-data I/O that reach the caller as they are: what it can act on.
+/// Over quota: EDQUOT where there is one; Windows reports it as a full disk.
 #[cfg(unix)]
-const PASSED_THROUGH: &[i32] = &[
-    libc::ENOSPC,
-    libc::EDQUOT,
-    libc::EFBIG,
-    libc::EROFS,
-    libc::ENOMEM,
-];
+const QUOTA: i32 = libc::EDQUOT;
 #[cfg(not(unix))]
-const PASSED_THROUGH: &[i32] = &[libc::ENOSPC, libc::EFBIG, libc::EROFS, libc::ENOMEM];
+const QUOTA: i32 = libc::ENOSPC;
 
 impl fmt::Display for Errno {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -323,7 +321,6 @@ impl Fs {
     }
 
     /// The highest inode number in use (inodes, then streams shown as files).
-    #[cfg(unix)]
     pub(crate) fn last_ino(&self) -> u64 {
         (self.img.inodes.len() + self.stream_nodes.len()) as u64
     }

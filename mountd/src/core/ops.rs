@@ -165,7 +165,6 @@ impl FsOps for Fs {
     }
 }
 
-#[cfg(unix)]
 impl FsOps for super::rw::RwFs {
     fn writable(&self) -> bool {
         true

@@ -1031,8 +1031,8 @@ impl RwFs {
         let _g = self.changing();
         let name = check_name(name)?;
         let target = std::str::from_utf8(target).map_err(|_| Errno::EINVAL)?;
-        let data =
-            wimfs::write::capture::symlink_reparse_data(target).ok_or(Errno(libc::ENAMETOOLONG))?;
+        let data = wimfs::format::reparse::symlink_reparse_data(target)
+            .ok_or(Errno(libc::ENAMETOOLONG))?;
         let mut node = self.new_node(FILE_ATTRIBUTE_REPARSE_POINT, Kind::Symlink, 0o777, uid, gid);
         node.inode.reparse_tag = IO_REPARSE_TAG_SYMLINK;
         node.inode.rp_flags = RP_FLAG_NOT_FIXED;

@@ -125,6 +125,12 @@ pub mod nt {
     pub const STATUS_END_OF_FILE: i32 = 0xC000_0011_u32 as i32;
     pub const STATUS_INVALID_PARAMETER: i32 = 0xC000_000D_u32 as i32;
     pub const STATUS_UNEXPECTED_IO_ERROR: i32 = 0xC000_00E9_u32 as i32;
+    pub const STATUS_DISK_FULL: i32 = 0xC000_007F_u32 as i32;
+    pub const STATUS_OBJECT_NAME_COLLISION: i32 = 0xC000_0035_u32 as i32;
+    pub const STATUS_DIRECTORY_NOT_EMPTY: i32 = 0xC000_0101_u32 as i32;
+    pub const STATUS_INSUFFICIENT_RESOURCES: i32 = 0xC000_009A_u32 as i32;
+    pub const STATUS_NOT_SUPPORTED: i32 = 0xC000_00BB_u32 as i32;
+    pub const STATUS_CANNOT_DELETE: i32 = 0xC000_0121_u32 as i32;
 }
 
 impl Errno {
@@ -146,6 +152,13 @@ impl Errno {
             Errno::E2BIG | Errno::ERANGE => STATUS_BUFFER_TOO_SMALL,
             Errno::EIO => STATUS_FILE_CORRUPT_ERROR,
             Errno(e) if e == libc::EACCES || e == libc::EPERM => STATUS_ACCESS_DENIED,
+            Errno(e) if e == libc::ENOSPC => STATUS_DISK_FULL,
+            Errno(e) if e == libc::EEXIST => STATUS_OBJECT_NAME_COLLISION,
+            Errno(e) if e == libc::ENOTEMPTY => STATUS_DIRECTORY_NOT_EMPTY,
+            Errno(e) if e == libc::ENAMETOOLONG => STATUS_OBJECT_NAME_INVALID,
+            Errno(e) if e == libc::EFBIG => STATUS_DISK_FULL,
+            Errno(e) if e == libc::ENOMEM => STATUS_INSUFFICIENT_RESOURCES,
+            Errno(e) if e == libc::EOPNOTSUPP => STATUS_NOT_SUPPORTED,
             _ => STATUS_UNEXPECTED_IO_ERROR,
         }
     }

@@ -40,7 +40,6 @@ pub(crate) fn stream_of(name: &str) -> Option<&str> {
 }
 
 /// Whether `name` is one of the `system.wim.*` attributes (read-only everywhere).
-#[cfg(unix)]
 pub(crate) fn is_wim_attr(name: &[u8]) -> bool {
     name.starts_with(b"system.wim.")
 }

@@ -7,9 +7,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use super::private;
 
 /// File name of the data log in the staging directory.
 pub const DATA_LOG: &str = "data.log";
@@ -39,12 +40,7 @@ impl Overlay {
     /// Creates the staging directory `dir`, which must not exist yet (a discard removes it
     /// whole, so it must hold nothing else), readable by its owner alone.
     pub fn create(dir: &Path) -> io::Result<Overlay> {
-        let made = fs::DirBuilder::new()
-            .mode(0o700)
-            .create(dir)
-            // The umask may have taken bits away but never adds any; set exactly 0700.
-            .and_then(|()| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)));
-        made.map_err(|e| {
+        private::create_dir(dir).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("creating staging directory {}: {e}", dir.display()),
@@ -67,13 +63,14 @@ impl Overlay {
     fn with_log<T>(&self, f: impl FnOnce(&File, &mut u64) -> io::Result<T>) -> io::Result<T> {
         let mut slot = self.log.lock();
         if slot.is_none() {
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .mode(0o600)
-                .truncate(false)
-                .open(Self::log_path_in(&self.dir))?;
+            let f = private::open(
+                &Self::log_path_in(&self.dir),
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false),
+            )?;
             let len = f.metadata()?.len();
             *slot = Some((f, len));
         }
@@ -85,7 +82,7 @@ impl Overlay {
     pub fn append_log(&self, data: &[u8]) -> io::Result<u64> {
         self.with_log(|f, end| {
             let at = *end;
-            f.write_all_at(data, at)?;
+            private::write_all_at(f, data, at)?;
             *end += data.len() as u64;
             Ok(at)
         })
@@ -95,7 +92,7 @@ impl Overlay {
     pub fn read_log(&self, offset: u64, len: u64) -> io::Result<Vec<u8>> {
         self.with_log(|f, _| {
             let mut buf = vec![0u8; len as usize];
-            f.read_exact_at(&mut buf, offset)?;
+            private::read_exact_at(f, &mut buf, offset)?;
             Ok(buf)
         })
     }
@@ -119,15 +116,14 @@ impl Overlay {
         if let Some(f) = self.files.lock().get(&ino) {
             return Ok(Arc::clone(f));
         }
-        let f = Arc::new(
+        let f = Arc::new(private::open(
+            &self.path(ino),
             OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create(true)
-                .mode(0o600)
-                .truncate(false)
-                .open(self.path(ino))?,
-        );
+                .truncate(false),
+        )?);
         self.files.lock().put(ino, Arc::clone(&f));
         Ok(f)
     }
@@ -146,7 +142,7 @@ impl Overlay {
         let mut buf = vec![0u8; size];
         let mut done = 0;
         while done < size {
-            match f.read_at(&mut buf[done..], offset + done as u64)? {
+            match private::read_at(&f, &mut buf[done..], offset + done as u64)? {
                 0 => break,
                 n => done += n,
             }
@@ -157,7 +153,7 @@ impl Overlay {
 
     /// Writes `data` at `offset`, creating the file if needed.
     pub fn write_at(&self, ino: u64, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.open_rw(ino)?.write_all_at(data, offset)
+        private::write_all_at(&*self.open_rw(ino)?, data, offset)
     }
 
     /// Sets the file's length, creating it if needed.
@@ -200,12 +196,10 @@ impl Overlay {
 
     /// Replaces the file's contents with everything `src` yields; returns the byte count.
     pub fn fill(&self, ino: u64, src: &mut dyn Read) -> io::Result<u64> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .truncate(true)
-            .open(self.path(ino))?;
+        let mut f = private::open(
+            &self.path(ino),
+            OpenOptions::new().write(true).create(true).truncate(true),
+        )?;
         let n = io::copy(src, &mut f)?;
         f.flush()?;
         Ok(n)

@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use wimfs::write::TargetLock;
 use wimfs::{Image, Wim};
 
+use super::private;
 use crate::commit::{commit, CommitOptions};
 use crate::core::rw::RwFs;
 use crate::core::FsOptions;
@@ -32,21 +33,38 @@ fn registry_entry(staging: &Path) -> PathBuf {
     registry_dir().join(format!("{h:016x}"))
 }
 
+/// Checks (with `create`, makes) the registry directory: the user's alone, or refused.
+fn checked_registry(create: bool) -> std::io::Result<PathBuf> {
+    let dir = registry_dir();
+    #[cfg(unix)]
+    {
+        use wimfs::mount_proto::unix::{check_private_dir, checked_runtime_dir, runtime_dir};
+        match create {
+            true => checked_runtime_dir(true).map(drop)?,
+            false => check_private_dir(&runtime_dir(), false)?,
+        }
+        check_private_dir(&dir, create)?;
+    }
+    // The runtime directory is in the user's profile, closed to others by its ACL.
+    #[cfg(windows)]
+    if create {
+        std::fs::create_dir_all(&dir)?;
+    }
+    Ok(dir)
+}
+
 /// Records `staging` (an absolute path) in the registry; failures only cost discoverability.
 pub fn register(staging: &Path) {
-    let dir = registry_dir();
-    let res = wimfs::mount_proto::unix::checked_runtime_dir(true)
-        .and_then(|_| wimfs::mount_proto::unix::check_private_dir(&dir, true))
-        .and_then(|()| {
-            std::fs::write(
-                registry_entry(staging),
-                staging.as_os_str().as_encoded_bytes(),
-            )
-        });
+    let res = checked_registry(true).and_then(|_| {
+        std::fs::write(
+            registry_entry(staging),
+            staging.as_os_str().as_encoded_bytes(),
+        )
+    });
     if let Err(e) = res {
         tracing::warn!(
             "{}: cannot register the staging directory: {e}",
-            dir.display()
+            registry_dir().display()
         );
     }
 }
@@ -62,29 +80,18 @@ pub use wimfs::mount_proto::Orphan;
 /// that is too: the only staging directories wimfs adopts, so that another user cannot plant
 /// changes for a recovery to commit.
 fn is_own_staging(dir: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let me = wimfs::mount_proto::unix::euid();
-    let own = |p: &Path, dir: bool| {
-        std::fs::symlink_metadata(p)
-            .is_ok_and(|m| m.uid() == me && if dir { m.is_dir() } else { m.is_file() })
-    };
-    own(dir, true) && own(&dir.join(JOURNAL_NAME), false)
+    private::is_own(dir, true) && private::is_own(&dir.join(JOURNAL_NAME), false)
 }
 
 fn candidates(wim: Option<&Path>) -> Vec<PathBuf> {
     let mut out = BTreeSet::new();
-    let registry = registry_dir();
-    let private = wimfs::mount_proto::unix::check_private_dir(
-        &wimfs::mount_proto::unix::runtime_dir(),
-        false,
-    )
-    .and_then(|()| wimfs::mount_proto::unix::check_private_dir(&registry, false));
-    if let Err(e) = &private {
-        if registry.exists() {
+    let registry = checked_registry(false);
+    if let Err(e) = &registry {
+        if registry_dir().exists() {
             tracing::warn!("ignoring the staging registry: {e}");
         }
     }
-    if let Ok(rd) = private.and_then(|()| std::fs::read_dir(&registry)) {
+    if let Ok(rd) = registry.and_then(std::fs::read_dir) {
         for e in rd.flatten() {
             if let Ok(p) = std::fs::read(e.path()) {
                 if let Ok(s) = String::from_utf8(p) {
@@ -186,10 +193,10 @@ pub fn find_orphans(wim: Option<&Path>) -> Vec<Orphan> {
 pub fn recover(dir: &Path, commit_it: bool, check: bool) -> Result<String> {
     if !is_own_staging(dir) {
         bail!(
-            "{}: not a staging directory of this user (it must be a directory owned by uid \
-             {}, holding its journal)",
+            "{}: not a staging directory of this user (it must be a directory owned by {}, \
+             holding its journal)",
             dir.display(),
-            wimfs::mount_proto::unix::euid()
+            private::me()
         );
     }
     let Some(mut held) =
@@ -200,7 +207,7 @@ pub fn recover(dir: &Path, commit_it: bool, check: bool) -> Result<String> {
             dir.display()
         );
     };
-    let rep = journal::read(dir)?;
+    let rep = journal::read_from(&held, &dir.join(JOURNAL_NAME))?;
     let Record::Base {
         wim: ref wim_path,
         image,

@@ -24,10 +24,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::private;
 
 /// File name of the journal inside the staging directory.
 pub const JOURNAL_NAME: &str = "journal";
@@ -148,15 +149,6 @@ pub struct Journal {
     broken: bool,
 }
 
-fn flock(file: &File, how: libc::c_int) -> io::Result<()> {
-    // SAFETY: flock on a descriptor we own; no memory is passed.
-    if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 impl Journal {
     /// Starts a journal at `dir/journal` (replacing one there atomically) whose first line is
     /// `base` and whose next lines are `lines`. The new journal's contents are synced before
@@ -164,17 +156,22 @@ impl Journal {
     /// old journal (which ends with the commit that reached the WIM, or is the mount's
     /// empty first one) or the complete new one, never a torn or empty file.
     pub fn start(dir: &Path, base: &Record, lines: &[Record]) -> io::Result<Journal> {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join(JOURNAL_NAME);
         let tmp = dir.join(format!("{JOURNAL_NAME}.new"));
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        flock(&file, libc::LOCK_EX | libc::LOCK_NB)?;
+        let mut file = private::open(
+            &tmp,
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )?;
+        if !private::try_lock(&file, true)? {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{}: held by another process", tmp.display()),
+            ));
+        }
         let mut text = String::new();
         for r in std::iter::once(base).chain(lines) {
             text.push_str(&line(r)?);
@@ -182,7 +179,7 @@ impl Journal {
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()?;
+        private::sync_dir(dir)?;
         Ok(Journal {
             file,
             path,
@@ -243,7 +240,12 @@ pub struct Replay {
 /// Reads `dir/journal`.
 pub fn read(dir: &Path) -> io::Result<Replay> {
     let path = dir.join(JOURNAL_NAME);
-    let f = File::open(&path)?;
+    read_from(&File::open(&path)?, &path)
+}
+
+/// Reads the journal at `path` through `f`, an open handle on it from its start (on
+/// Windows, a locked journal can be read only through the handle holding the lock).
+pub fn read_from(f: &File, path: &Path) -> io::Result<Replay> {
     let mut lines = BufReader::new(f).lines();
     let bad = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
     let first = lines
@@ -288,17 +290,14 @@ pub fn read(dir: &Path) -> io::Result<Replay> {
 }
 
 /// Takes the journal of a dead daemon in `dir` for recovery: locked as a daemon holds it
-/// (so no second recovery runs at once), opened for appending. `None` if a live daemon or
-/// another recovery holds it.
+/// (so no second recovery runs at once), opened for reading from its start
+/// ([`read_from`]) and appending. `None` if a live daemon or another recovery holds it.
 pub fn take_orphan(dir: &Path) -> io::Result<Option<File>> {
     let f = OpenOptions::new()
+        .read(true)
         .append(true)
         .open(dir.join(JOURNAL_NAME))?;
-    match flock(&f, libc::LOCK_EX | libc::LOCK_NB) {
-        Ok(()) => Ok(Some(f)),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e),
-    }
+    Ok(private::try_lock(&f, true)?.then_some(f))
 }
 
 /// Appends `r` to a journal taken with [`take_orphan`] and syncs it.
@@ -310,11 +309,7 @@ pub fn append_to(f: &mut File, r: &Record) -> io::Result<()> {
 /// Whether a live daemon holds the journal in `dir` (it keeps an exclusive lock on it).
 pub fn is_held(dir: &Path) -> io::Result<bool> {
     let f = File::open(dir.join(JOURNAL_NAME))?;
-    match flock(&f, libc::LOCK_SH | libc::LOCK_NB) {
-        Ok(()) => Ok(false),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(true),
-        Err(e) => Err(e),
-    }
+    Ok(!private::try_lock(&f, false)?)
 }
 
 /// Hex form of a SHA-1.
