@@ -15,6 +15,7 @@ mod ops;
 mod readahead;
 pub mod rw;
 pub mod wininfo;
+mod winops;
 pub mod winpath;
 mod xattr;
 
@@ -36,6 +37,7 @@ pub use attr::{Attr, Kind, Statfs};
 pub use dir::DirEntry;
 pub use ops::{Caller, FsOps, SetAttr};
 pub use wininfo::{Resolved, WinInfo, WinStream, WinVolume};
+pub use winops::{BasicInfo, NewFile, WinOps};
 
 /// The inode number of the root directory (FUSE's fixed root number).
 pub const ROOT_INO: u64 = 1;

@@ -26,7 +26,9 @@ use wimfs::time::{filetime_to_system, now_filetime, unix_to_filetime};
 use wimfs::{CheckedBlobReader, Image, Inode, StreamKind, Wim};
 
 use super::attr::{attr_of, kind_of};
-use super::{Attr, DirEntry, Errno, Fs, FsOptions, FsResult, Kind, Statfs, ROOT_INO};
+use super::{
+    Attr, BasicInfo, DirEntry, Errno, Fs, FsOptions, FsResult, Kind, Statfs, WinOps, ROOT_INO,
+};
 use crate::journal::{self, Journal, Record};
 use crate::overlay::Overlay;
 
@@ -52,6 +54,9 @@ pub use super::ops::SetAttr;
 
 #[path = "rw_tree.rs"]
 mod tree;
+
+#[path = "rw_win.rs"]
+mod win;
 
 use tree::{OpenFile, RwNode, Tree};
 pub(crate) use tree::{Small, SMALL_FILE};
@@ -383,7 +388,10 @@ impl RwFs {
             )?;
         }
         let mut tree = self.tree();
-        tree.peek(ino)?;
+        // A named stream opened by Windows path has a number but no node.
+        if !tree.streams.contains_key(&ino) {
+            tree.peek(ino)?;
+        }
         if write && tree.is_dir(ino) {
             return Err(Errno::EISDIR);
         }
@@ -402,6 +410,7 @@ impl RwFs {
                 return;
             };
             tree.closed(ino);
+            self.log_stream_if_dirty(&mut tree, ino);
             let mut written = None;
             if let Some(n) = tree.nodes.get_mut(&ino) {
                 if std::mem::take(&mut n.written) {
@@ -432,6 +441,10 @@ impl RwFs {
             let tree = self.tree();
             let h = tree.handles.get(&fh).ok_or(Errno::EBADF)?;
             let ino = h.ino;
+            if let Some((file, name)) = tree.streams.get(&ino).cloned() {
+                drop(tree);
+                return self.read_stream(fh, file, &name, offset, size);
+            }
             match tree.peek(ino)? {
                 // Unchanged data of the image, through the read-only core.
                 None => (ino, None, Some(h.base_fh)),
@@ -642,6 +655,9 @@ impl RwFs {
 
     /// Writes `data` at `offset`; returns the bytes written.
     pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        if let Some((file, name)) = self.stream_of(ino) {
+            return self.write_stream(ino, file, &name, offset, data);
+        }
         let _g = self.changing();
         let end = offset.saturating_add(data.len() as u64);
         if end <= SMALL_FILE {
@@ -720,7 +736,14 @@ impl RwFs {
     pub fn fsync(&self, ino: u64) -> FsResult<()> {
         // The waits for the disk happen outside the tree lock, so other requests go on
         // meanwhile.
-        self.tree().get(ino)?;
+        {
+            let mut tree = self.tree();
+            // A named stream is in memory until its handle closes (journaled then).
+            if tree.streams.contains_key(&ino) {
+                return Ok(());
+            }
+            tree.get(ino)?;
+        }
         self.log_small(ino);
         let journal = self
             .journal
@@ -755,6 +778,16 @@ impl RwFs {
         // wimlib's mount refuses them, rather than accepted and silently dropped.
         if !self.opts.unix_data && (a.mode.is_some() || a.uid.is_some() || a.gid.is_some()) {
             return Err(Errno(libc::EOPNOTSUPP));
+        }
+        if let Some((file, name)) = self.stream_of(ino) {
+            if let Some(len) = a.size {
+                self.truncate_stream(ino, file, &name, len)?;
+            }
+            let times = SetAttr {
+                size: None,
+                ..a.clone()
+            };
+            return self.setattr(file, &times);
         }
         let _g = self.changing();
         let mut small_done = false;
@@ -854,6 +887,8 @@ impl RwFs {
                 gid,
                 atime: (a.atime.is_some() || size.is_some()).then_some(atime),
                 mtime: (a.mtime.is_some() || size.is_some()).then_some(mtime),
+                btime: None,
+                attributes: None,
             })
         });
         drop(tree);
@@ -1423,8 +1458,18 @@ impl RwFs {
                     gid,
                     atime,
                     mtime,
+                    btime,
+                    attributes,
                 } => {
                     let ino = self.resolve(path)?;
+                    if btime.is_some() || attributes.is_some() {
+                        let info = BasicInfo {
+                            attributes: *attributes,
+                            creation_time: *btime,
+                            ..BasicInfo::default()
+                        };
+                        self.win_set_basic(ino, info).map_err(|e| fail(r, e))?;
+                    }
                     if let Some(size) = size {
                         // The staging file has the size already; only the tree learns it.
                         // A small file's data comes with its next `data` line; until then,
@@ -1461,6 +1506,10 @@ impl RwFs {
                         },
                     )
                     .map_err(|e| fail(r, e))?;
+                }
+                Record::Security { path, sd } => {
+                    let ino = self.resolve(path)?;
+                    self.win_set_security(ino, sd).map_err(|e| fail(r, e))?;
                 }
                 Record::Stream { path, name, value } => {
                     let ino = self.resolve(path)?;
@@ -1546,6 +1595,8 @@ impl RwFs {
         let mut small = Vec::new();
         let mut reparse = Vec::new();
         let mut streams = Vec::new();
+        // Descriptors set on the mount, by their index in the new table.
+        let mut new_ids: HashMap<Vec<u8>, i32> = HashMap::new();
         // (dentry id, inode number) of directories still to fill, depth first.
         let mut stack: Vec<(DentryId, u64)> = Vec::new();
         let mut add = |img: &mut Image, ino: u64, name: &str, short: &str, parent: DentryId| {
@@ -1577,6 +1628,9 @@ impl RwFs {
                 if let Some(d) = &n.new_reparse {
                     inode.streams.retain(|s| s.kind != StreamKind::Reparse);
                     reparse.push((id, d.clone()));
+                }
+                if let Some(sd) = &n.new_security {
+                    inode.security_id = security_id(&mut img.security, &mut new_ids, sd);
                 }
                 if !n.new_streams.is_empty() {
                     streams.push((id, n.new_streams.clone()));
@@ -1616,6 +1670,22 @@ impl RwFs {
             streams,
         }
     }
+}
+
+/// The index of descriptor `sd` in `table`, added at its end the first time.
+fn security_id(table: &mut Vec<Vec<u8>>, known: &mut HashMap<Vec<u8>, i32>, sd: &[u8]) -> i32 {
+    if let Some(&id) = known.get(sd) {
+        return id;
+    }
+    let id = match table.iter().position(|t| t == sd) {
+        Some(k) => k as i32,
+        None => {
+            table.push(sd.to_vec());
+            table.len() as i32 - 1
+        }
+    };
+    known.insert(sd.to_vec(), id);
+    id
 }
 
 /// The tree as an image, plus the data that is not in the WIM yet.

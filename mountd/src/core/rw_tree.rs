@@ -20,6 +20,7 @@ use wimfs::image::InodeId;
 use wimfs::time::now_filetime;
 use wimfs::Inode;
 
+use super::super::names::eq_folded;
 use super::super::{Errno, Fs, FsResult, Kind, Node, ROOT_INO};
 use crate::journal::{self, Record};
 
@@ -82,6 +83,8 @@ pub(crate) struct RwNode {
     pub(crate) small: Option<Small>,
     /// Reparse data of a link made on this mount (not in the WIM).
     pub(crate) new_reparse: Option<Vec<u8>>,
+    /// A security descriptor set on this mount (Windows), replacing `inode.security_id`'s.
+    pub(crate) new_security: Option<Vec<u8>>,
     /// Named data streams set on this mount, (name, contents); a stream of the same name
     /// is gone from `inode.streams`, which keeps only the untouched ones.
     pub(crate) new_streams: NewStreams,
@@ -108,6 +111,7 @@ impl RwNode {
             staged: None,
             small: None,
             new_reparse: None,
+            new_security: None,
             new_streams: Vec::new(),
             written: false,
             next_pos: 3,
@@ -171,6 +175,12 @@ pub(crate) struct Tree {
     /// Journal lines of changes made under the lock, written to the journal once it is
     /// released (see `RwFs::flush_journal`), in this order.
     pub(crate) pending: Vec<u8>,
+    /// Named data streams opened by Windows path (`file:name`), by the number they were
+    /// given: (the file's number, the stream's name). Numbers are not reused.
+    pub(crate) streams: FxHashMap<u64, (u64, String)>,
+    stream_numbers: HashMap<(u64, String), u64>,
+    /// Streams written through a handle since their contents were last journaled.
+    pub(crate) dirty_streams: FxHashSet<u64>,
 }
 
 impl Tree {
@@ -185,7 +195,66 @@ impl Tree {
             next_fh: 1,
             journaling: false,
             pending: Vec::new(),
+            streams: FxHashMap::default(),
+            stream_numbers: HashMap::new(),
+            dirty_streams: FxHashSet::default(),
         }
+    }
+
+    /// The number of named stream `name` of file `file`, given out on first use.
+    pub(crate) fn stream_number(&mut self, file: u64, name: &str) -> u64 {
+        if let Some(&n) = self.stream_numbers.get(&(file, name.to_string())) {
+            return n;
+        }
+        let n = self.next_ino;
+        self.next_ino += 1;
+        self.streams.insert(n, (file, name.to_string()));
+        self.stream_numbers.insert((file, name.to_string()), n);
+        n
+    }
+
+    /// The entry `name` of directory `dir` as Windows finds it: exactly, else (when `ci`)
+    /// ignoring case, else (when `ci`) by DOS name. Returns the entry's number, its stored
+    /// name and whether a DOS name matched.
+    pub(crate) fn win_child(
+        &self,
+        dir: u64,
+        name: &str,
+        ci: bool,
+    ) -> FsResult<(u64, String, bool)> {
+        self.check_dir(dir)?;
+        if let Some(n) = self.nodes.get(&dir) {
+            if let Some(e) = n.children.get(name) {
+                return Ok((e.ino, name.to_string(), false));
+            }
+            if !ci {
+                return Err(Errno::ENOENT);
+            }
+            let folded = n.children.iter().find(|(k, _)| eq_folded(k, name));
+            if let Some((k, e)) = folded {
+                return Ok((e.ino, k.clone(), false));
+            }
+            let short = n
+                .children
+                .iter()
+                .find(|(_, e)| !e.short_name.is_empty() && eq_folded(&e.short_name, name));
+            return short
+                .map(|(k, e)| (e.ino, k.clone(), true))
+                .ok_or(Errno::ENOENT);
+        }
+        let i = self.image_inode(dir).ok_or(Errno::ENOENT)?;
+        let (c, via_short) = match self.base.child(i, name) {
+            Some(c) => (c, false),
+            None if ci => (
+                self.base
+                    .child_by_short_name(i, name)
+                    .ok_or(Errno::ENOENT)?,
+                true,
+            ),
+            None => return Err(Errno::ENOENT),
+        };
+        let d = &self.base.img.dentries[c];
+        Ok((self.base.ino_of(d.inode), d.name.clone(), via_short))
     }
 
     /// The image inode numbered `ino`, unless it is gone or not an inode of the image.
@@ -441,6 +510,8 @@ impl Tree {
                 gid: None,
                 atime: None,
                 mtime: Some(mtime),
+                btime: None,
+                attributes: None,
             })
         });
     }

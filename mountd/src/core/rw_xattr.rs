@@ -32,10 +32,7 @@ impl RwFs {
         XattrSource {
             inode: &n.inode,
             short_name: None,
-            security: usize::try_from(n.inode.security_id)
-                .ok()
-                .and_then(|id| self.security.get(id))
-                .map(Vec::as_slice),
+            security: self.security_of(n),
             new_streams: &n.new_streams,
             new_reparse: n.new_reparse.as_deref(),
         }
@@ -154,7 +151,7 @@ impl RwFs {
 }
 
 /// Journals a stream set to `value` (removed if `None`) under its attribute name.
-fn log_stream(tree: &mut Tree, ino: u64, name: &[u8], value: Option<&[u8]>) {
+pub(crate) fn log_stream(tree: &mut Tree, ino: u64, name: &[u8], value: Option<&[u8]>) {
     let Ok(name) = std::str::from_utf8(name) else {
         return;
     };

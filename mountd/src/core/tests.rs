@@ -10,6 +10,7 @@ use wimfs::{ChunkCache, OpenOptions, Wim};
 
 use super::*;
 
+mod rw_win;
 mod win;
 
 fn pattern(len: usize, seed: u64) -> Vec<u8> {

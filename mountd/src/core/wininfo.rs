@@ -24,6 +24,7 @@ use wimfs::format::dentry::{
     FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_REPARSE_POINT,
 };
 use wimfs::image::InodeId;
+use wimfs::Inode;
 
 use super::attr::BLOCK;
 use super::names::eq_folded;
@@ -308,27 +309,11 @@ impl Fs {
     pub fn win_info(&self, ino: u64) -> FsResult<WinInfo> {
         let (i, stream) = self.node_inode(ino)?;
         let inode = &self.img.inodes[i];
-        let attributes = win_attributes(inode.attributes, stream.is_some());
         let size = match stream {
             Some(k) => inode.streams[k].size(),
-            None if inode.attributes & FILE_ATTRIBUTE_DIRECTORY != 0 => 0,
             None => inode.size(),
         };
-        Ok(WinInfo {
-            attributes,
-            reparse_tag: if attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
-                inode.reparse_tag
-            } else {
-                0
-            },
-            size,
-            allocation_size: size.div_ceil(BLOCK) * BLOCK,
-            creation_time: inode.creation_time,
-            last_access_time: inode.last_access_time,
-            last_write_time: inode.last_write_time,
-            change_time: inode.last_write_time,
-            index_number: ino,
-        })
+        Ok(info_of(inode, stream.is_some(), size, ino))
     }
 
     /// Whether `ino` is a directory to Windows (directory links and junctions included).
@@ -346,17 +331,9 @@ impl Fs {
     /// image's bytes unchanged, or [`DEFAULT_SECURITY`].
     pub fn win_security(&self, ino: u64) -> FsResult<Cow<'_, [u8]>> {
         let (i, _) = self.node_inode(ino)?;
-        Ok(match self.security_descriptor(i) {
-            Some(sd) if is_valid_security_descriptor(sd) => Cow::Borrowed(sd),
-            Some(_) => {
-                tracing::warn!(
-                    "\"{}\": malformed security descriptor, using the default",
-                    self.path_of(i)
-                );
-                Cow::Borrowed(&DEFAULT_SECURITY[..])
-            }
-            None => Cow::Borrowed(&DEFAULT_SECURITY[..]),
-        })
+        Ok(security_or_default(self.security_descriptor(i), || {
+            self.path_of(i)
+        }))
     }
 
     /// The full reparse buffer (REPARSE_DATA_BUFFER: tag u32, data length u16, reserved u16,
@@ -385,21 +362,7 @@ impl Fs {
             return Err(Errno::EINVAL);
         }
         let inode = &self.img.inodes[i];
-        let mut out = Vec::new();
-        let mut add = |name: &str, size: u64| {
-            out.push(WinStream {
-                name: name.to_string(),
-                size,
-                allocation_size: size.div_ceil(BLOCK) * BLOCK,
-            })
-        };
-        if inode.attributes & FILE_ATTRIBUTE_DIRECTORY == 0 {
-            add("", inode.size());
-        }
-        for s in inode.named_streams() {
-            add(&s.name, s.size());
-        }
-        Ok(out)
+        Ok(streams_of(inode, inode.size(), &[]))
     }
 
     /// Opens `ino` for a Windows handle: `None` for a directory (nothing to read), else a
@@ -431,6 +394,74 @@ impl Fs {
             label: truncate_utf16(&name, 32),
         }
     }
+}
+
+/// What Windows is told of `inode` (or of one of its named streams, `is_stream`) whose data
+/// is `size` bytes, numbered `ino`: one rule for both kinds of mount.
+pub(crate) fn info_of(inode: &Inode, is_stream: bool, size: u64, ino: u64) -> WinInfo {
+    let attributes = win_attributes(inode.attributes, is_stream);
+    let size = if !is_stream && inode.attributes & FILE_ATTRIBUTE_DIRECTORY != 0 {
+        0
+    } else {
+        size
+    };
+    WinInfo {
+        attributes,
+        reparse_tag: if attributes & FILE_ATTRIBUTE_REPARSE_POINT != 0 {
+            inode.reparse_tag
+        } else {
+            0
+        },
+        size,
+        allocation_size: size.div_ceil(BLOCK) * BLOCK,
+        creation_time: inode.creation_time,
+        last_access_time: inode.last_access_time,
+        last_write_time: inode.last_write_time,
+        change_time: inode.last_write_time,
+        index_number: ino,
+    }
+}
+
+/// The descriptor Windows sees: `sd` if it is well formed, else [`DEFAULT_SECURITY`] (a
+/// malformed one is logged with the path `path` gives).
+pub(crate) fn security_or_default(
+    sd: Option<&[u8]>,
+    path: impl FnOnce() -> String,
+) -> Cow<'_, [u8]> {
+    match sd {
+        Some(sd) if is_valid_security_descriptor(sd) => Cow::Borrowed(sd),
+        Some(_) => {
+            tracing::warn!(
+                "\"{}\": malformed security descriptor, using the default",
+                path()
+            );
+            Cow::Borrowed(&DEFAULT_SECURITY[..])
+        }
+        None => Cow::Borrowed(&DEFAULT_SECURITY[..]),
+    }
+}
+
+/// The data streams Windows lists for `inode` whose unnamed stream is `size` bytes: the
+/// unnamed one first (not for a directory), then the image's named ones, then `extra`.
+pub(crate) fn streams_of(inode: &Inode, size: u64, extra: &[(String, Vec<u8>)]) -> Vec<WinStream> {
+    let mut out = Vec::new();
+    let mut add = |name: &str, size: u64| {
+        out.push(WinStream {
+            name: name.to_string(),
+            size,
+            allocation_size: size.div_ceil(BLOCK) * BLOCK,
+        })
+    };
+    if inode.attributes & FILE_ATTRIBUTE_DIRECTORY == 0 {
+        add("", size);
+    }
+    for s in inode.named_streams() {
+        add(&s.name, s.size());
+    }
+    for (name, v) in extra {
+        add(name, v.len() as u64);
+    }
+    out
 }
 
 /// The longest prefix of `s` that fits in `units` UTF-16 code units, cut between characters.

@@ -117,6 +117,17 @@ pub enum Record {
         atime: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mtime: Option<u64>,
+        /// Creation time (Windows).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        btime: Option<u64>,
+        /// FILE_ATTRIBUTE_* bits (Windows).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        attributes: Option<u32>,
+    },
+    /// A security descriptor set (Windows).
+    Security {
+        path: String,
+        sd: Vec<u8>,
     },
     /// A named data stream set (`value`) or removed (`None`).
     Stream {
@@ -350,6 +361,12 @@ mod tests {
                 gid: None,
                 atime: None,
                 mtime: Some(5),
+                btime: None,
+                attributes: Some(0x20),
+            },
+            Record::Security {
+                path: "a".into(),
+                sd: vec![1, 0, 4, 128],
             },
             Record::Stream {
                 path: "a".into(),

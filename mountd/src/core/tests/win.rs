@@ -24,7 +24,7 @@ use super::*;
 
 /// Owner and group SYSTEM; DACL: SYSTEM and Administrators full control, Users read and
 /// execute, all inheritable (SDDL `O:SYG:SYD:(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1200a9;;;BU)`).
-fn system_descriptor() -> Vec<u8> {
+pub(super) fn system_descriptor() -> Vec<u8> {
     let sid = |auth: u8, subs: &[u32]| {
         let mut v = vec![1, subs.len() as u8, 0, 0, 0, 0, 0, auth];
         for s in subs {
@@ -63,16 +63,16 @@ fn system_descriptor() -> Vec<u8> {
     sd
 }
 
-struct WinFixture {
-    _dir: tempfile::TempDir,
-    src: PathBuf,
-    wim: PathBuf,
-    descriptor: Vec<u8>,
+pub(super) struct WinFixture {
+    pub(super) _dir: tempfile::TempDir,
+    pub(super) src: PathBuf,
+    pub(super) wim: PathBuf,
+    pub(super) descriptor: Vec<u8>,
 }
 
 /// The core test tree plus names that differ only in case and a directory symlink, captured
 /// by wimlib and rewritten with a descriptor, a named stream, a DOS name and attributes.
-fn win_fixture() -> WinFixture {
+pub(super) fn win_fixture() -> WinFixture {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("src");
     make_source(&src);
@@ -147,7 +147,7 @@ fn win_fixture() -> WinFixture {
     }
 }
 
-fn win_opts(case_insensitive: bool) -> FsOptions {
+pub(super) fn win_opts(case_insensitive: bool) -> FsOptions {
     FsOptions {
         streams: StreamsInterface::Windows,
         case_insensitive,
