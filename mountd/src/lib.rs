@@ -9,6 +9,7 @@ pub mod control;
 pub mod core;
 #[cfg(unix)]
 pub mod fuse;
+pub mod helper_verbs;
 pub mod mountpoint;
 pub mod options;
 pub mod persist;

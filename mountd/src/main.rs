@@ -102,27 +102,6 @@ mod unix {
         ready_fd: Option<i32>,
     }
 
-    /// `wimfs-mountd recover DIR --commit|--discard [--check]`: finishes a dead daemon's work.
-    #[derive(Parser, Debug)]
-    #[command(name = "wimfs-mountd recover")]
-    struct RecoverArgs {
-        /// The staging directory the dead daemon left.
-        staging: PathBuf,
-        #[arg(long, conflicts_with = "discard", required_unless_present = "discard")]
-        commit: bool,
-        #[arg(long)]
-        discard: bool,
-        #[arg(long)]
-        check: bool,
-    }
-
-    /// `wimfs-mountd orphans [WIM]`: staging directories no daemon holds, as JSON.
-    #[derive(Parser, Debug)]
-    #[command(name = "wimfs-mountd orphans")]
-    struct OrphansArgs {
-        wim: Option<PathBuf>,
-    }
-
     fn init_log(debug: bool) {
         let filter = if debug {
             tracing_subscriber::EnvFilter::new("debug")
@@ -138,48 +117,9 @@ mod unix {
             .try_init();
     }
 
-    /// The helper verbs `wimfs recover` and `wimfs mounts` run (the recovery code lives
-    /// with the read-write filesystem, in this crate).
-    fn helper_verb(verb: &str) -> Option<i32> {
-        let rest = std::env::args_os().skip(1);
-        match verb {
-            "recover" => {
-                let a = RecoverArgs::parse_from(rest);
-                init_log(false);
-                Some(
-                    match wimfs_mountd::recover::recover(&a.staging, a.commit, a.check) {
-                        Ok(msg) => {
-                            println!("{msg}");
-                            0
-                        }
-                        Err(e) => {
-                            eprintln!("error: {e:#}");
-                            1
-                        }
-                    },
-                )
-            }
-            "orphans" => {
-                let a = OrphansArgs::parse_from(rest);
-                let found = wimfs_mountd::recover::find_orphans(a.wim.as_deref());
-                match serde_json::to_string(&found) {
-                    Ok(s) => {
-                        println!("{s}");
-                        Some(0)
-                    }
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        Some(1)
-                    }
-                }
-            }
-            _ => None,
-        }
-    }
-
     pub fn main() {
         if let Some(verb) = std::env::args().nth(1) {
-            if let Some(code) = helper_verb(&verb) {
+            if let Some(code) = wimfs_mountd::helper_verbs::run(&verb, || init_log(false)) {
                 std::process::exit(code);
             }
         }

@@ -1,5 +1,8 @@
-//! The daemon on Windows: mounts one image read-only over WinFsp on a drive letter or a
-//! directory, and serves it until `wimfs unmount` asks over the control pipe.
+//! The daemon on Windows: mounts one image over WinFsp on a drive letter or a directory,
+//! read-only or (`--rw`) read-write, and serves it until `wimfs unmount` asks over the
+//! control pipe. A read-write daemon stages changes, journals them and commits on request
+//! exactly as on Unix (`persist`); a daemon that ends any other way leaves its staging
+//! directory for `wimfs recover`.
 
 use std::fs::File;
 use std::io::Write;
@@ -8,14 +11,18 @@ use std::sync::{mpsc, Arc};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use wimfs::write::TargetLock;
 use wimfs::{ChunkCache, Image, OpenOptions, Wim};
-use wimfs_mountd::control::{mount_hash, Control, Status};
-use wimfs_mountd::core::{Fs, FsOptions, StreamsInterface};
+use wimfs_mountd::commit::RwMount;
+use wimfs_mountd::control::{mount_hash, Control, Mounted, Status};
+use wimfs_mountd::core::rw::RwFs;
+use wimfs_mountd::core::{Fs, FsOptions, StreamsInterface, WinOps};
 use wimfs_mountd::mountpoint::WinMountpoint;
 use wimfs_mountd::options::parse_size;
+use wimfs_mountd::overlay::Overlay;
 use wimfs_mountd::winfsp::{self, VolumeOptions};
 
-/// Mounts an image of a WIM file read-only (WinFsp).
+/// Mounts an image of a WIM file (WinFsp).
 #[derive(Parser, Debug)]
 #[command(name = "wimfs-mountd", version)]
 struct Args {
@@ -47,12 +54,27 @@ struct Args {
     /// Send log output to this file; `auto` puts it in %LOCALAPPDATA%\wimfs.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    /// Mount read-write: changes are staged and written back into the WIM on
+    /// `wimfs unmount --commit`, discarded otherwise.
+    #[arg(long)]
+    rw: bool,
+    /// Where a read-write mount stages new and changed file data (default: beside the
+    /// WIM, named `<wim>.staging-<pid>`).
+    #[arg(long, value_name = "DIR")]
+    staging_dir: Option<PathBuf>,
     /// Write `ok` or `error: ...` to this descriptor once mounted (only 1, stdout, here).
     #[arg(long, value_name = "FD")]
     ready_fd: Option<i32>,
 }
 
 pub fn main() {
+    if let Some(verb) = std::env::args().nth(1) {
+        if let Some(code) = wimfs_mountd::helper_verbs::run(&verb, || {
+            let _ = init_logging(false, None);
+        }) {
+            std::process::exit(code);
+        }
+    }
     let args = Args::parse();
     let mut ready = args.ready_fd == Some(1);
     let code = match run(args, &mut ready) {
@@ -120,8 +142,16 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
     };
     init_logging(args.debug, log.as_deref())?;
 
-    let wimfile = std::path::absolute(&args.wimfile)
+    let wimfile = std::fs::canonicalize(&args.wimfile)
         .with_context(|| format!("{}: cannot open", args.wimfile.display()))?;
+    // Taken before reading the WIM and held until the daemon exits: nothing else may
+    // change the file under a read-write mount.
+    let lock = match args.rw {
+        true => Some(Arc::new(TargetLock::acquire(&wimfile).with_context(
+            || format!("{}: cannot mount read-write", wimfile.display()),
+        )?)),
+        false => None,
+    };
     let wim = Wim::open_with(
         &wimfile,
         OpenOptions {
@@ -131,6 +161,12 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
             allow_missing_parts: false,
         },
     )?;
+    if lock.is_some() && (wim.header().total_parts != 1 || !args.refs.is_empty()) {
+        bail!(
+            "{}: a split WIM cannot be mounted read-write; join it first (wimfs join)",
+            wimfile.display()
+        );
+    }
     let index = wim.resolve_image(&args.image)?;
     let img = Image::load(&wim, index)?;
     let image_name = wim
@@ -153,8 +189,43 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
         case_insensitive: !args.case_sensitive,
         ..FsOptions::default()
     };
-    let fs = Arc::new(Fs::new(Arc::clone(&wim), img, opts));
     let control = Control::bind(&mp)?;
+    // The file system, what the control pipe serves, and the staging directory of a
+    // read-write mount.
+    let (fs, served, staging): (Arc<dyn WinOps>, Arc<dyn Mounted>, _) = match lock {
+        None => {
+            let fs = Arc::new(Fs::new(Arc::clone(&wim), img, opts));
+            (fs.clone(), fs, None)
+        }
+        Some(lock) => {
+            let staging = args
+                .staging_dir
+                .clone()
+                .unwrap_or_else(|| Overlay::default_dir(&wimfile));
+            if staging.exists() {
+                bail!(
+                    "{}: already exists (left by a daemon that died? see wimfs mounts and \
+                     wimfs recover)",
+                    staging.display()
+                );
+            }
+            let overlay = Overlay::create(&staging)?;
+            let staging = std::fs::canonicalize(&staging)
+                .with_context(|| format!("{}: cannot resolve", staging.display()))?;
+            let base = *wim
+                .metadata_location(index)
+                .context("image has no metadata")?;
+            let fs = Arc::new(RwFs::new(Arc::clone(&wim), img, opts, overlay));
+            fs.start_journal(wim.path(), &base.hash)
+                .with_context(|| format!("{}: cannot start the journal", staging.display()))?;
+            wimfs_mountd::recover::register(&staging);
+            let served = Arc::new(RwMount {
+                fs: Arc::clone(&fs),
+                lock: parking_lot::Mutex::new(lock),
+            });
+            (fs.clone(), served, Some((fs, staging)))
+        }
+    };
     winfsp::init()?;
 
     // WinFsp makes the mountpoint directory itself: an empty one is moved out of the way and
@@ -183,7 +254,7 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
         serial: mount_hash(format!("{}|{index}", wim.path().display()).as_bytes()) as u32,
         created,
     };
-    let mounted = match winfsp::mount(Arc::clone(&fs), &mp, &volume) {
+    let mounted = match winfsp::mount(fs, &mp, &volume) {
         Ok(m) => m,
         Err(e) => {
             put_back(&restore_dir);
@@ -195,7 +266,7 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
         image: index,
         image_name,
         dir: mp.clone(),
-        mode: "ro".into(),
+        mode: if staging.is_some() { "rw" } else { "ro" }.into(),
         pid: std::process::id(),
         log: log.map(|l| l.to_string_lossy().into_owned()),
         open_files: 0,
@@ -206,7 +277,7 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
     };
     let (tx, rx) = mpsc::channel::<bool>();
     let served = control.serve(
-        Arc::clone(&fs),
+        served,
         status,
         Box::new(move |_lazy| {
             let _ = tx.send(true);
@@ -223,5 +294,12 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
     put_back(&restore_dir);
     served.finish();
     tracing::info!("{mp} unmounted");
+    // Only `wimfs unmount` ends the daemon this way: what it did not commit is discarded,
+    // as asked. (A daemon killed or stopped by a shutdown leaves the staging directory for
+    // `wimfs recover`.)
+    if let Some((fs, staging)) = staging {
+        fs.overlay().discard();
+        wimfs_mountd::recover::unregister(&staging);
+    }
     Ok(())
 }

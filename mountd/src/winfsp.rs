@@ -1,5 +1,6 @@
-//! The WinFsp adapter: translates WinFsp requests into [`crate::core::Fs`] calls. No rules
-//! here; see [`crate::core::wininfo`] for what Windows is shown and why.
+//! The WinFsp adapter: translates WinFsp requests into [`WinOps`] calls, for read-only and
+//! read-write mounts alike. No rules here; see [`crate::core::wininfo`] for what Windows is
+//! shown and why, and `core/rw_win.rs` for the changes.
 
 use std::ffi::c_void;
 use std::path::PathBuf;
@@ -14,17 +15,17 @@ use winfsp::host::{FileSystemHost, VolumeParams};
 use winfsp::{FspError, U16CStr};
 
 use crate::core::wininfo::{copy_into, nt};
-use crate::core::{Errno, Fs, WinInfo};
+use crate::core::{guarded, BasicInfo, Errno, NewFile, SetAttr, WinInfo, WinOps};
 
-/// An open file or directory: the node, and the core's read handle for files and streams.
+/// An open file or directory: the node, and the core's handle for files and streams.
 pub struct WinHandle {
     ino: u64,
     fh: Option<u64>,
 }
 
-/// A [`Fs`] served over WinFsp.
+/// A mounted image served over WinFsp.
 pub struct WinFs {
-    fs: Arc<Fs>,
+    fs: Arc<dyn WinOps>,
 }
 
 type WinResult<T> = winfsp::Result<T>;
@@ -37,9 +38,12 @@ fn errno(e: Errno) -> FspError {
     status(e.nt_status())
 }
 
-fn read_only() -> FspError {
-    errno(Errno::EROFS)
-}
+/// CreateOptions bit: the new file is a directory.
+const FILE_DIRECTORY_FILE: u32 = 0x0000_0001;
+/// `SetBasicInfo`'s "leave the attributes alone".
+const INVALID_FILE_ATTRIBUTES: u32 = u32::MAX;
+/// `Cleanup` flag: the file was marked for deletion and its last handle closed.
+const CLEANUP_DELETE: u32 = 0x01;
 
 /// A WinFsp name as UTF-8. WIM names are valid Unicode, so a name that is not can only be
 /// missing.
@@ -68,20 +72,78 @@ fn bytes_of(buf: &mut [c_void]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), buf.len()) }
 }
 
+/// Views a descriptor WinFsp passes in as bytes.
+fn bytes_in(buf: &[c_void]) -> &[u8] {
+    // SAFETY: as `bytes_of`, read-only.
+    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len()) }
+}
+
+/// `current` with `modification` applied to the parts `info` names, as WinFsp merges them.
+fn merged_descriptor(
+    current: &[u8],
+    info: u32,
+    modification: &ModificationDescriptor,
+) -> WinResult<Vec<u8>> {
+    use winfsp_sys::{FspDeleteSecurityDescriptor, FspSetSecurityDescriptor, PSECURITY_DESCRIPTOR};
+    let mut input = current.to_vec();
+    let mut out: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: `input` is a well-formed self-relative descriptor (the core hands out no
+    // other) that lives for the call; the modification descriptor is WinFsp's, valid for
+    // this request; `out` receives a descriptor freed below.
+    let rc = unsafe {
+        FspSetSecurityDescriptor(
+            input.as_mut_ptr().cast(),
+            info,
+            modification.as_mut_ptr().cast(),
+            &mut out,
+        )
+    };
+    if rc < 0 {
+        return Err(status(rc));
+    }
+    // SAFETY: `out` is the valid descriptor just made.
+    let len = unsafe { windows_sys::Win32::Security::GetSecurityDescriptorLength(out.cast()) };
+    // SAFETY: `out` points to `len` readable bytes.
+    let merged = unsafe { std::slice::from_raw_parts(out.cast::<u8>(), len as usize) }.to_vec();
+    type Make = unsafe extern "C" fn(
+        PSECURITY_DESCRIPTOR,
+        u32,
+        PSECURITY_DESCRIPTOR,
+        *mut PSECURITY_DESCRIPTOR,
+    ) -> i32;
+    // SAFETY: WinFsp identifies the allocator by the function that made the descriptor,
+    // passed as a generic function pointer as its C API does; `out` is freed once.
+    unsafe {
+        let make = std::mem::transmute::<Make, unsafe extern "C" fn() -> i32>(
+            FspSetSecurityDescriptor as Make,
+        );
+        FspDeleteSecurityDescriptor(out, Some(make));
+    }
+    Ok(merged)
+}
+
 impl WinFs {
     /// Wraps the core for WinFsp.
-    pub fn new(fs: Arc<Fs>) -> Self {
+    pub fn new(fs: Arc<dyn WinOps>) -> Self {
         WinFs { fs }
     }
 
     fn resolve(&self, file_name: &U16CStr) -> WinResult<crate::core::Resolved> {
         let name = name(file_name)?;
-        crate::core::guarded("resolve_win_path", || self.fs.resolve_win_path(&name)).map_err(errno)
+        guarded("resolve_win_path", || self.fs.resolve_win_path(&name)).map_err(errno)
+    }
+
+    fn info(&self, ino: u64) -> WinResult<WinInfo> {
+        guarded("win_info", || self.fs.win_info(ino)).map_err(errno)
+    }
+
+    fn refill(&self, ino: u64, out: &mut FileInfo) -> WinResult<()> {
+        fill(out, &self.info(ino)?);
+        Ok(())
     }
 
     fn copy_descriptor(&self, ino: u64, buf: Option<&mut [c_void]>) -> WinResult<u64> {
-        let sd =
-            crate::core::guarded("win_security", || self.fs.win_security(ino)).map_err(errno)?;
+        let sd = guarded("win_security", || self.fs.win_security(ino)).map_err(errno)?;
         if let Some(buf) = buf {
             copy_into(&sd, bytes_of(buf)).map_err(|_| status(nt::STATUS_BUFFER_OVERFLOW))?;
         }
@@ -89,11 +151,29 @@ impl WinFs {
     }
 
     fn copy_reparse(&self, ino: u64, buf: &mut [u8]) -> WinResult<u64> {
-        let rp =
-            crate::core::guarded("reparse_point", || self.fs.reparse_point(ino)).map_err(errno)?;
+        let rp = guarded("reparse_point", || self.fs.reparse_point(ino)).map_err(errno)?;
         copy_into(&rp, buf)
             .map(|n| n as u64)
             .map_err(|_| status(nt::STATUS_BUFFER_TOO_SMALL))
+    }
+
+    /// What a change the core cannot make answers: write-protected on a read-only mount,
+    /// not supported on a read-write one.
+    fn unsupported(&self) -> FspError {
+        match self.fs.writable() {
+            true => status(nt::STATUS_NOT_SUPPORTED),
+            false => errno(Errno::EROFS),
+        }
+    }
+
+    fn set_size(&self, ino: u64, size: u64) -> WinResult<()> {
+        let a = SetAttr {
+            size: Some(size),
+            ..SetAttr::default()
+        };
+        guarded("setattr", || self.fs.setattr(ino, &a))
+            .map(drop)
+            .map_err(errno)
     }
 }
 
@@ -110,7 +190,7 @@ impl FileSystemContext for WinFs {
             return Ok(through_link);
         }
         let r = self.resolve(file_name)?;
-        let info = crate::core::guarded("win_info", || self.fs.win_info(r.ino)).map_err(errno)?;
+        let info = self.info(r.ino)?;
         Ok(FileSecurity {
             reparse: false,
             sz_security_descriptor: self.copy_descriptor(r.ino, security_descriptor)?,
@@ -126,9 +206,8 @@ impl FileSystemContext for WinFs {
         file_info: &mut OpenFileInfo,
     ) -> WinResult<WinHandle> {
         let r = self.resolve(file_name)?;
-        let info = crate::core::guarded("win_info", || self.fs.win_info(r.ino)).map_err(errno)?;
-        let fh = crate::core::guarded("win_open", || self.fs.win_open(r.ino, granted_access))
-            .map_err(errno)?;
+        let info = self.info(r.ino)?;
+        let fh = guarded("win_open", || self.fs.win_open(r.ino, granted_access)).map_err(errno)?;
         fill(file_info.as_mut(), &info);
         if let Some(n) = &r.normalized {
             let wide: Vec<u16> = n.encode_utf16().collect();
@@ -144,11 +223,7 @@ impl FileSystemContext for WinFs {
     }
 
     fn get_file_info(&self, context: &WinHandle, file_info: &mut FileInfo) -> WinResult<()> {
-        fill(
-            file_info,
-            &crate::core::guarded("win_info", || self.fs.win_info(context.ino)).map_err(errno)?,
-        );
-        Ok(())
+        self.refill(context.ino, file_info)
     }
 
     fn get_security(
@@ -162,8 +237,7 @@ impl FileSystemContext for WinFs {
     fn read(&self, context: &WinHandle, buffer: &mut [u8], offset: u64) -> WinResult<u32> {
         let fh = context.fh.ok_or_else(|| errno(Errno::EISDIR))?;
         let want = u32::try_from(buffer.len()).unwrap_or(u32::MAX);
-        let data =
-            crate::core::guarded("read", || self.fs.read(fh, offset, want)).map_err(errno)?;
+        let data = guarded("read", || self.fs.read(fh, offset, want)).map_err(errno)?;
         if data.is_empty() && want > 0 {
             return Err(status(nt::STATUS_END_OF_FILE));
         }
@@ -183,29 +257,31 @@ impl FileSystemContext for WinFs {
         let mut cursor = 0u32;
         let mut full = false;
         let mut failed = None;
-        let listed = self.fs.readdir_after(
-            context.ino,
-            marker.as_deref(),
-            pattern.as_deref(),
-            &mut |e| {
-                let info = match self.fs.win_info(e.ino) {
-                    Ok(i) => i,
-                    Err(err) => {
-                        failed = Some(err);
-                        return true;
+        let listed = guarded("win_readdir", || {
+            self.fs.win_readdir(
+                context.ino,
+                marker.as_deref(),
+                pattern.as_deref(),
+                &mut |e| {
+                    let info = match self.fs.win_info(e.ino) {
+                        Ok(i) => i,
+                        Err(err) => {
+                            failed = Some(err);
+                            return true;
+                        }
+                    };
+                    let mut entry: DirInfo = DirInfo::new();
+                    fill(entry.file_info_mut(), &info);
+                    let wide: Vec<u16> = e.name.encode_utf16().collect();
+                    if entry.set_name_raw(wide.as_slice()).is_err() {
+                        tracing::warn!("{:?}: name too long for Windows, not listed", e.name);
+                        return false;
                     }
-                };
-                let mut entry: DirInfo = DirInfo::new();
-                fill(entry.file_info_mut(), &info);
-                let wide: Vec<u16> = e.name.encode_utf16().collect();
-                if entry.set_name_raw(wide.as_slice()).is_err() {
-                    tracing::warn!("{:?}: name too long for Windows, not listed", e.name);
-                    return false;
-                }
-                full = !entry.append_to_buffer(buffer, &mut cursor);
-                full
-            },
-        );
+                    full = !entry.append_to_buffer(buffer, &mut cursor);
+                    full
+                },
+            )
+        });
         listed.map_err(errno)?;
         if let Some(err) = failed {
             return Err(errno(err));
@@ -226,9 +302,7 @@ impl FileSystemContext for WinFs {
 
     fn get_stream_info(&self, context: &WinHandle, buffer: &mut [u8]) -> WinResult<u32> {
         let mut cursor = 0u32;
-        for s in crate::core::guarded("win_streams", || self.fs.win_streams(context.ino))
-            .map_err(errno)?
-        {
+        for s in guarded("win_streams", || self.fs.win_streams(context.ino)).map_err(errno)? {
             let mut info: StreamInfo = StreamInfo::new();
             info.stream_size = s.size;
             info.stream_alloc_size = s.allocation_size;
@@ -265,105 +339,188 @@ impl FileSystemContext for WinFs {
 
     fn flush(&self, context: Option<&WinHandle>, file_info: &mut FileInfo) -> WinResult<()> {
         if let Some(c) = context {
-            fill(
-                file_info,
-                &crate::core::guarded("win_info", || self.fs.win_info(c.ino)).map_err(errno)?,
-            );
+            guarded("fsync", || self.fs.fsync(c.ino)).map_err(errno)?;
+            self.refill(c.ino, file_info)?;
         }
         Ok(())
     }
 
-    // Everything below would modify the image: refused until read-write mounts exist. The
-    // volume is flagged read-only, so the driver rarely lets such requests through at all.
+    // Changes: a read-only mount's core refuses them all (EROFS); its volume is flagged
+    // read-only too, so the driver rarely lets one through at all.
 
     fn create(
         &self,
-        _file_name: &U16CStr,
-        _create_options: u32,
+        file_name: &U16CStr,
+        create_options: u32,
         _granted_access: u32,
-        _file_attributes: u32,
-        _security_descriptor: Option<&[c_void]>,
+        file_attributes: u32,
+        security_descriptor: Option<&[c_void]>,
         _allocation_size: u64,
         _extra_buffer: Option<&[u8]>,
-        _extra_buffer_is_reparse_point: bool,
-        _file_info: &mut OpenFileInfo,
+        extra_buffer_is_reparse_point: bool,
+        file_info: &mut OpenFileInfo,
     ) -> WinResult<WinHandle> {
-        Err(read_only())
+        if extra_buffer_is_reparse_point {
+            return Err(self.unsupported());
+        }
+        let path = name(file_name)?;
+        let new = NewFile {
+            directory: create_options & FILE_DIRECTORY_FILE != 0,
+            attributes: file_attributes,
+            security: security_descriptor.map(bytes_in),
+        };
+        let (ino, fh) = guarded("win_create", || self.fs.win_create(&path, new)).map_err(errno)?;
+        fill(file_info.as_mut(), &self.info(ino)?);
+        Ok(WinHandle { ino, fh })
     }
 
     fn overwrite(
         &self,
-        _context: &WinHandle,
-        _file_attributes: u32,
-        _replace_file_attributes: bool,
+        context: &WinHandle,
+        file_attributes: u32,
+        replace_file_attributes: bool,
         _allocation_size: u64,
         _extra_buffer: Option<&[u8]>,
-        _file_info: &mut FileInfo,
+        file_info: &mut FileInfo,
     ) -> WinResult<()> {
-        Err(read_only())
+        let ino = context.ino;
+        self.set_size(ino, 0)?;
+        let attributes = match replace_file_attributes {
+            true => file_attributes,
+            false => self.info(ino)?.attributes | file_attributes,
+        };
+        let basic = BasicInfo {
+            attributes: Some(attributes),
+            ..BasicInfo::default()
+        };
+        guarded("win_set_basic", || self.fs.win_set_basic(ino, basic)).map_err(errno)?;
+        self.refill(ino, file_info)
     }
 
     fn write(
         &self,
-        _context: &WinHandle,
-        _buffer: &[u8],
-        _offset: u64,
-        _write_to_eof: bool,
-        _constrained_io: bool,
-        _file_info: &mut FileInfo,
+        context: &WinHandle,
+        buffer: &[u8],
+        offset: u64,
+        write_to_eof: bool,
+        constrained_io: bool,
+        file_info: &mut FileInfo,
     ) -> WinResult<u32> {
-        Err(read_only())
+        let ino = context.ino;
+        let size = self.info(ino)?.size;
+        let offset = if write_to_eof { size } else { offset };
+        let mut data = buffer;
+        if constrained_io {
+            // Paging writes never extend the file.
+            let room = size.saturating_sub(offset);
+            data = &buffer[..buffer
+                .len()
+                .min(usize::try_from(room).unwrap_or(usize::MAX))];
+            if data.is_empty() {
+                self.refill(ino, file_info)?;
+                return Ok(0);
+            }
+        }
+        let n = guarded("write", || self.fs.write(ino, offset, data)).map_err(errno)?;
+        self.refill(ino, file_info)?;
+        Ok(n)
     }
 
     fn set_basic_info(
         &self,
-        _context: &WinHandle,
-        _file_attributes: u32,
-        _creation_time: u64,
-        _last_access_time: u64,
-        _last_write_time: u64,
+        context: &WinHandle,
+        file_attributes: u32,
+        creation_time: u64,
+        last_access_time: u64,
+        last_write_time: u64,
         _last_change_time: u64,
-        _file_info: &mut FileInfo,
+        file_info: &mut FileInfo,
     ) -> WinResult<()> {
-        Err(read_only())
+        // 0 leaves a time alone; there is no change time to keep.
+        let time = |t: u64| (t != 0).then_some(t);
+        let basic = BasicInfo {
+            attributes: (file_attributes != INVALID_FILE_ATTRIBUTES).then_some(file_attributes),
+            creation_time: time(creation_time),
+            last_access_time: time(last_access_time),
+            last_write_time: time(last_write_time),
+        };
+        guarded("win_set_basic", || {
+            self.fs.win_set_basic(context.ino, basic)
+        })
+        .map_err(errno)?;
+        self.refill(context.ino, file_info)
     }
 
     fn set_file_size(
         &self,
-        _context: &WinHandle,
-        _new_size: u64,
-        _set_allocation_size: bool,
-        _file_info: &mut FileInfo,
+        context: &WinHandle,
+        new_size: u64,
+        set_allocation_size: bool,
+        file_info: &mut FileInfo,
     ) -> WinResult<()> {
-        Err(read_only())
+        let ino = context.ino;
+        // Allocation is not kept; only an allocation below the data's size cuts it.
+        if !set_allocation_size || new_size < self.info(ino)?.size {
+            self.set_size(ino, new_size)?;
+        }
+        self.refill(ino, file_info)
     }
 
     fn set_delete(
         &self,
         _context: &WinHandle,
-        _file_name: &U16CStr,
-        _delete_file: bool,
+        file_name: &U16CStr,
+        delete_file: bool,
     ) -> WinResult<()> {
-        Err(read_only())
+        if !delete_file {
+            return Ok(());
+        }
+        let path = name(file_name)?;
+        guarded("win_can_delete", || self.fs.win_can_delete(&path)).map_err(errno)
+    }
+
+    fn cleanup(&self, _context: &WinHandle, file_name: Option<&U16CStr>, flags: u32) {
+        if flags & CLEANUP_DELETE == 0 {
+            return;
+        }
+        let Some(path) = file_name.and_then(|f| f.to_string().ok()) else {
+            return;
+        };
+        if let Err(e) = guarded("win_delete", || self.fs.win_delete(&path)) {
+            tracing::warn!("{path}: cannot delete: {e}");
+        }
     }
 
     fn rename(
         &self,
         _context: &WinHandle,
-        _file_name: &U16CStr,
-        _new_file_name: &U16CStr,
-        _replace_if_exists: bool,
+        file_name: &U16CStr,
+        new_file_name: &U16CStr,
+        replace_if_exists: bool,
     ) -> WinResult<()> {
-        Err(read_only())
+        let (from, to) = (name(file_name)?, name(new_file_name)?);
+        guarded("win_rename", || {
+            self.fs.win_rename(&from, &to, replace_if_exists)
+        })
+        .map_err(errno)
     }
 
     fn set_security(
         &self,
-        _context: &WinHandle,
-        _security_information: u32,
-        _modification_descriptor: ModificationDescriptor,
+        context: &WinHandle,
+        security_information: u32,
+        modification_descriptor: ModificationDescriptor,
     ) -> WinResult<()> {
-        Err(read_only())
+        if !self.fs.writable() {
+            return Err(errno(Errno::EROFS));
+        }
+        let ino = context.ino;
+        let current = guarded("win_security", || self.fs.win_security(ino)).map_err(errno)?;
+        let merged = merged_descriptor(&current, security_information, &modification_descriptor)?;
+        guarded("win_set_security", || {
+            self.fs.win_set_security(ino, &merged)
+        })
+        .map_err(errno)
     }
 
     fn set_reparse_point(
@@ -372,7 +529,7 @@ impl FileSystemContext for WinFs {
         _file_name: &U16CStr,
         _buffer: &[u8],
     ) -> WinResult<()> {
-        Err(read_only())
+        Err(self.unsupported())
     }
 
     fn delete_reparse_point(
@@ -381,7 +538,7 @@ impl FileSystemContext for WinFs {
         _file_name: &U16CStr,
         _buffer: &[u8],
     ) -> WinResult<()> {
-        Err(read_only())
+        Err(self.unsupported())
     }
 
     fn set_volume_label(
@@ -389,7 +546,7 @@ impl FileSystemContext for WinFs {
         _volume_label: &U16CStr,
         _volume_info: &mut VolumeInfo,
     ) -> WinResult<()> {
-        Err(read_only())
+        Err(self.unsupported())
     }
 }
 
@@ -419,8 +576,9 @@ impl Mounted {
 }
 
 /// Mounts `fs` on `mountpoint` (a drive letter like `M:` or a directory that does not exist
-/// yet, as WinFsp requires) and starts serving.
-pub fn mount(fs: Arc<Fs>, mountpoint: &str, opts: &VolumeOptions) -> Result<Mounted> {
+/// yet, as WinFsp requires) and starts serving, read-write if `fs` takes changes.
+pub fn mount(fs: Arc<dyn WinOps>, mountpoint: &str, opts: &VolumeOptions) -> Result<Mounted> {
+    let writable = fs.writable();
     let mut params = VolumeParams::new();
     params
         .filesystem_name("wimfs")
@@ -429,15 +587,16 @@ pub fn mount(fs: Arc<Fs>, mountpoint: &str, opts: &VolumeOptions) -> Result<Moun
         .max_component_length(255)
         .volume_creation_time(opts.created)
         .volume_serial_number(opts.serial)
-        // The image never changes while mounted: let the cache manager keep everything.
-        .file_info_timeout(u32::MAX)
+        // Every change goes through this driver, so its caches stay true: keep everything
+        // (a read-write mount re-asks after a second, as its FUSE side does).
+        .file_info_timeout(if writable { 1000 } else { u32::MAX })
         .case_sensitive_search(!opts.case_insensitive)
         .case_preserved_names(true)
         .unicode_on_disk(true)
         .persistent_acls(true)
         .reparse_points(true)
         .named_streams(true)
-        .read_only_volume(true)
+        .read_only_volume(!writable)
         .pass_query_directory_pattern(true)
         .post_cleanup_when_modified_only(true);
     let mut host: FileSystemHost<WinFs> = FileSystemHost::new(params, WinFs::new(fs))

@@ -65,17 +65,18 @@ pub enum Command {
     /// Mount an image read-only (FUSE on Linux, WinFsp on Windows).
     #[cfg(any(unix, windows))]
     Mount(mount::MountArgs),
-    /// Mount an image read-write (FUSE on Linux); `unmount --commit` writes the changes back.
-    #[cfg(unix)]
+    /// Mount an image read-write (FUSE on Linux, WinFsp on Windows); `unmount --commit` writes
+    /// the changes back.
+    #[cfg(any(unix, windows))]
     Mountrw(mount::MountRwArgs),
     /// Unmount a mounted image.
     #[cfg(any(unix, windows))]
     Unmount(mount::UnmountArgs),
     /// Write a read-write mount's changes into the WIM and keep it mounted.
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     Commit(mount::CommitArgs),
     /// Commit or discard what a read-write mount whose daemon died left behind.
-    #[cfg(unix)]
+    #[cfg(any(unix, windows))]
     Recover(mount::RecoverArgs),
     /// List mounted images.
     #[cfg(any(unix, windows))]
@@ -114,13 +115,13 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Join(a) => split::run_join(a),
         #[cfg(any(unix, windows))]
         Command::Mount(a) => mount::run_mount(a, cli.debug),
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         Command::Mountrw(a) => mount::run_mountrw(a, cli.debug),
         #[cfg(any(unix, windows))]
         Command::Unmount(a) => mount::run_unmount(a),
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         Command::Commit(a) => mount::run_commit(a),
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         Command::Recover(a) => mount::run_recover(a),
         #[cfg(any(unix, windows))]
         Command::Mounts(a) => mount::run_mounts(a),

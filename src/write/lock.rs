@@ -76,7 +76,47 @@ fn lock_exclusive(file: &File, target: &Path) -> Result<()> {
     Err(Error::io(target, "locking", err))
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+fn lock_exclusive(file: &File, target: &Path) -> Result<()> {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Foundation::ERROR_LOCK_VIOLATION;
+    use windows_sys::Win32::Storage::FileSystem::{
+        LockFileEx, LOCKFILE_EXCLUSIVE_LOCK, LOCKFILE_FAIL_IMMEDIATELY,
+    };
+    use windows_sys::Win32::System::IO::OVERLAPPED;
+    // Windows enforces byte-range locks against every other handle, readers included: lock
+    // one byte far past any real end of a file, which nothing reads, so that the lock keeps
+    // out other writers (who take the same lock) and nobody else.
+    // SAFETY: OVERLAPPED is plain data; all zeros is its documented initial state.
+    let mut at: OVERLAPPED = unsafe { std::mem::zeroed() };
+    at.Anonymous.Anonymous.Offset = u32::MAX;
+    at.Anonymous.Anonymous.OffsetHigh = i32::MAX as u32;
+    // SAFETY: `file` is an open handle for the call; `at` outlives the call, which
+    // completes synchronously (the handle is not overlapped).
+    let ok = unsafe {
+        LockFileEx(
+            file.as_raw_handle(),
+            LOCKFILE_EXCLUSIVE_LOCK | LOCKFILE_FAIL_IMMEDIATELY,
+            0,
+            1,
+            0,
+            &mut at,
+        )
+    };
+    if ok != 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(ERROR_LOCK_VIOLATION as i32) {
+        return Err(Error::invalid(
+            target,
+            "another process is writing this WIM; try again when it is done",
+        ));
+    }
+    Err(Error::io(target, "locking", err))
+}
+
+#[cfg(not(any(unix, windows)))]
 fn lock_exclusive(_file: &File, _target: &Path) -> Result<()> {
     Ok(())
 }

@@ -31,8 +31,7 @@ use windows_sys::Win32::System::Pipes::{
 };
 use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
-use super::{mount_hash, pipe_sddl, reply_to, unmount_refusal, ControlError, Status};
-use crate::core::Fs;
+use super::{mount_hash, pipe_sddl, reply_to, unmount_refusal, ControlError, Mounted, Status};
 
 /// The pipe name for a mountpoint (as the daemon normalized it: `M:` or an absolute path).
 pub fn pipe_name(mountpoint: &str) -> String {
@@ -180,7 +179,12 @@ impl Control {
 
     /// Serves requests on a background thread until the process exits. `unmount(lazy)` is
     /// called for an accepted unmount request (the daemon then unmounts and exits).
-    pub fn serve(self, fs: Arc<Fs>, status: Status, unmount: Box<dyn Fn(bool) + Send>) -> Served {
+    pub fn serve(
+        self,
+        fs: Arc<dyn Mounted>,
+        status: Status,
+        unmount: Box<dyn Fn(bool) + Send>,
+    ) -> Served {
         let served = Served {
             busy: Arc::new(Mutex::new(())),
         };
@@ -204,7 +208,7 @@ impl Control {
                     let mut line = String::new();
                     let r = BufReader::new(&pipe).read_line(&mut line).and_then(|_| {
                         let reply = reply_to(&line, &*fs, &status, &|lazy| {
-                            if let Some(no) = unmount_refusal(fs.open_handles(), lazy) {
+                            if let Some(no) = unmount_refusal(fs.open_files(), lazy) {
                                 return no;
                             }
                             unmount(lazy);

@@ -603,7 +603,32 @@ impl RwFs {
         }
     }
 
+    /// Brings a small file's logged data back into memory, reading the data log without
+    /// the tree lock (it is used only if the file still points at the same bytes after).
+    fn unlog_small(&self, ino: u64) -> FsResult<()> {
+        let logged = match self.tree().nodes.get(&ino).and_then(|n| n.small.clone()) {
+            Some(s @ Small::Log { .. }) => s,
+            _ => return Ok(()),
+        };
+        let Small::Log { offset, len } = logged else {
+            return Ok(());
+        };
+        let v = self.overlay.read_log(offset, len).map_err(|e| {
+            tracing::error!("inode {ino}: reading the data log failed: {e}");
+            Errno::EIO
+        })?;
+        let mut tree = self.tree();
+        if let Some(n) = tree.nodes.get_mut(&ino) {
+            if n.small.as_ref() == Some(&logged) {
+                n.small = Some(Small::Mem(v));
+            }
+        }
+        Ok(())
+    }
+
     /// Makes a small file's data editable in memory; `None` if it is not a small file.
+    /// Callers run [`RwFs::unlog_small`] first, so the data log is read under the lock only
+    /// when the file was logged again in between.
     fn small_mem<'a>(&self, n: &'a mut RwNode, ino: u64) -> FsResult<Option<&'a mut Vec<u8>>> {
         if let Some(Small::Log { offset, len }) = n.small {
             let v = self.overlay.read_log(offset, len).map_err(|e| {
@@ -661,6 +686,7 @@ impl RwFs {
         let _g = self.changing();
         let end = offset.saturating_add(data.len() as u64);
         if end <= SMALL_FILE {
+            self.unlog_small(ino)?;
             let mut tree = self.tree();
             let n = tree.get_mut(ino)?;
             if let Some(v) = self.small_mem(n, ino)? {
@@ -800,6 +826,7 @@ impl RwFs {
             {
                 // A small file stays in memory; a file of the image cut to nothing (a copy
                 // over it) becomes one, needing none of its old data.
+                self.unlog_small(ino)?;
                 let mut tree = self.tree();
                 let n = tree.get_mut(ino)?;
                 if size <= SMALL_FILE && (n.small.is_some() || (size == 0 && n.staged.is_none())) {

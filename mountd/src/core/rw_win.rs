@@ -476,10 +476,14 @@ impl WinOps for RwFs {
         Ok(())
     }
 
+    /// The same totals as `statfs` gives FUSE: what the mount holds, and room for more
+    /// (Explorer checks it before it copies anything in).
     fn win_volume(&self) -> WinVolume {
         let st = self.statfs();
+        let block = u64::from(st.bsize);
         WinVolume {
-            total_size: st.blocks * 4096,
+            total_size: (st.blocks + st.free_blocks) * block,
+            free_size: st.free_blocks * block,
             ..self.base.win_volume()
         }
     }

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
-#[cfg(unix)]
 use wimfs::mount_proto::Orphan;
 use wimfs::mount_proto::Status;
 
@@ -70,7 +69,6 @@ pub struct MountArgs {
 }
 
 /// `wimfs mountrw`: the `mount` options plus where to stage changes.
-#[cfg(unix)]
 #[derive(Args, Debug)]
 pub struct MountRwArgs {
     #[command(flatten)]
@@ -116,7 +114,6 @@ pub struct CommitHow {
 }
 
 /// `wimfs commit`: commit without unmounting.
-#[cfg(unix)]
 #[derive(Args, Debug)]
 pub struct CommitArgs {
     /// The mountpoint of a read-write mount.
@@ -126,7 +123,6 @@ pub struct CommitArgs {
 }
 
 /// `wimfs recover`: finish what a dead read-write daemon left.
-#[cfg(unix)]
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("what").required(true).args(["commit", "discard"])))]
 pub struct RecoverArgs {
@@ -177,7 +173,6 @@ pub fn run_mount(a: MountArgs, debug: bool) -> Result<i32> {
 }
 
 /// `wimfs mountrw`: a read-write mount (refused for split WIMs by the daemon).
-#[cfg(unix)]
 pub fn run_mountrw(a: MountRwArgs, debug: bool) -> Result<i32> {
     if !a.mount.refs.is_empty() {
         bail!(
@@ -309,7 +304,6 @@ impl std::ops::Deref for MountInfo {
 }
 
 /// Orphans of `wim` (of every WIM whose daemon registered, if `None`).
-#[cfg(unix)]
 fn list_orphans(wim: Option<&std::path::Path>) -> Result<Vec<Orphan>> {
     let daemon = daemon_path()?;
     let mut cmd = Command::new(&daemon);
@@ -351,7 +345,6 @@ fn list_mounts() -> Result<Vec<MountInfo>> {
 
 pub fn run_mounts(a: MountsArgs) -> Result<i32> {
     let mounts = list_mounts()?;
-    #[cfg(unix)]
     let orphans = list_orphans(None).unwrap_or_else(|e| {
         tracing::warn!("cannot look for orphaned staging directories: {e:#}");
         Vec::new()
@@ -360,12 +353,10 @@ pub fn run_mounts(a: MountsArgs) -> Result<i32> {
     if a.json {
         // One list: live mounts, then orphans (`"mode": "orphan"`, with their staging
         // directory, and `state`: recoverable, committed or stale).
-        #[allow(unused_mut)]
         let mut v: Vec<serde_json::Value> = mounts
             .iter()
             .map(serde_json::to_value)
             .collect::<std::result::Result<_, _>>()?;
-        #[cfg(unix)]
         for o in &orphans {
             let mut e = serde_json::to_value(o)?;
             e["mode"] = "orphan".into();
@@ -374,7 +365,6 @@ pub fn run_mounts(a: MountsArgs) -> Result<i32> {
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(0);
     }
-    #[cfg(unix)]
     for o in &orphans {
         writeln!(
             out,
@@ -487,7 +477,6 @@ fn send_commit(m: &MountInfo, dir: &std::path::Path, how: &CommitHow) -> Result<
 }
 
 /// `wimfs commit DIR`: the mount's changes go into the WIM; it stays mounted.
-#[cfg(unix)]
 pub fn run_commit(a: CommitArgs) -> Result<i32> {
     let dir = platform::mountpoint_key(&a.dir)?;
     let dir_s = dir.to_string_lossy();
@@ -502,7 +491,6 @@ pub fn run_commit(a: CommitArgs) -> Result<i32> {
 }
 
 /// `wimfs recover WIMFILE --commit|--discard`.
-#[cfg(unix)]
 pub fn run_recover(a: RecoverArgs) -> Result<i32> {
     let wim = std::fs::canonicalize(&a.wimfile)
         .with_context(|| format!("{}: cannot open", a.wimfile.display()))?;

@@ -164,6 +164,9 @@ fn changes_by_path_are_journaled_and_committed() {
         )
     };
 
+    // Room to copy into, as Explorer checks before it does.
+    let volume = fs.win_volume();
+    assert!(volume.free_size > 1 << 30 && volume.total_size > volume.free_size);
     // A new file with attributes, a descriptor, data and a named stream.
     let (f, fh) = new_file("\\new.txt", false, FILE_ATTRIBUTE_HIDDEN).unwrap();
     assert_eq!(fs.write(f, 0, b"abc").unwrap(), 3);
