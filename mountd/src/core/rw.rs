@@ -27,7 +27,8 @@ use wimfs::{CheckedBlobReader, Image, Inode, StreamKind, Wim};
 
 use super::attr::{attr_of, kind_of};
 use super::{
-    Attr, BasicInfo, DirEntry, Errno, Fs, FsOptions, FsResult, Kind, Statfs, WinOps, ROOT_INO,
+    Attr, BasicInfo, DirEntry, Errno, Fs, FsOptions, FsResult, Kind, Statfs, StreamsInterface,
+    WinOps, ROOT_INO,
 };
 use crate::journal::{self, Journal, Record};
 use crate::overlay::Overlay;
@@ -250,6 +251,9 @@ impl RwFs {
 
     /// Attributes of inode number `ino`.
     pub fn getattr(&self, ino: u64) -> FsResult<Attr> {
+        if let Some((file, name)) = self.stream_of(ino) {
+            return self.stream_attr(ino, file, &name);
+        }
         self.with_link_len(ino);
         let tree = self.tree();
         if tree.peek(ino)?.is_none() {
@@ -291,7 +295,17 @@ impl RwFs {
                 tree.check_dir(parent)?;
                 tree.parent(parent)
             }
-            _ => tree.child(parent, name)?,
+            _ => match tree.child(parent, name) {
+                Ok(ino) => ino,
+                Err(e) => {
+                    drop(tree);
+                    // `file:stream` with the `windows` streams interface.
+                    return match self.stream_by_name(parent, name) {
+                        Some(s) => self.getattr(s?),
+                        None => Err(e),
+                    };
+                }
+            },
         };
         drop(tree);
         self.getattr(ino)
@@ -606,11 +620,8 @@ impl RwFs {
     /// Brings a small file's logged data back into memory, reading the data log without
     /// the tree lock (it is used only if the file still points at the same bytes after).
     fn unlog_small(&self, ino: u64) -> FsResult<()> {
-        let logged = match self.tree().nodes.get(&ino).and_then(|n| n.small.clone()) {
-            Some(s @ Small::Log { .. }) => s,
-            _ => return Ok(()),
-        };
-        let Small::Log { offset, len } = logged else {
+        let small = self.tree().nodes.get(&ino).and_then(|n| n.small.clone());
+        let Some(logged @ Small::Log { offset, len }) = small else {
             return Ok(());
         };
         let v = self.overlay.read_log(offset, len).map_err(|e| {
@@ -976,6 +987,16 @@ impl RwFs {
         uid: u32,
         gid: u32,
     ) -> FsResult<(Attr, u64)> {
+        if self.opts.streams == StreamsInterface::Windows {
+            if let Some((file, stream)) = std::str::from_utf8(name)
+                .ok()
+                .and_then(|n| n.split_once(':'))
+            {
+                let file = self.tree().child(parent, file)?;
+                let s = self.new_stream(file, stream)?;
+                return Ok((self.getattr(s)?, self.open(s, true, false)?));
+            }
+        }
         let _g = self.changing();
         let name = check_name(name)?;
         let mut node = self.new_node(FILE_ATTRIBUTE_NORMAL, Kind::File, mode, uid, gid);
@@ -1147,8 +1168,14 @@ impl RwFs {
 
     /// Removes a non-directory name.
     pub fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
-        let _g = self.changing();
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
+        if self.tree().child(parent, name).is_err() {
+            if let Some(s) = self.stream_by_name(parent, name) {
+                let (file, stream) = self.stream_of(s?).ok_or(Errno::ENOENT)?;
+                return self.remove_stream(file, &stream);
+            }
+        }
+        let _g = self.changing();
         let gone = {
             let mut tree = self.tree();
             let ino = tree.child(parent, name)?;

@@ -1023,3 +1023,75 @@ fn xattrs_are_the_read_only_mounts_before_and_after_entering_the_layer() {
     }
     assert!(!fs.tree.lock().nodes.is_empty());
 }
+
+/// With the `windows` streams interface, `file:stream` names reach named streams as on a
+/// read-only mount: looked up, created, written, read, cut, removed and committed.
+#[test]
+fn file_colon_stream_names_with_the_windows_interface() {
+    let s = setup();
+    let wim = Arc::new(Wim::open(&s.wim).unwrap());
+    let img = Image::load(&wim, 1).unwrap();
+    let opts = FsOptions {
+        streams: StreamsInterface::Windows,
+        ..FsOptions::default()
+    };
+    let overlay = Overlay::create(&s.dir.path().join("staging")).unwrap();
+    let fs = RwFs::new(wim, img, opts, overlay);
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"hello.txt:s").unwrap_err(),
+        Errno::ENOENT
+    );
+    assert_eq!(
+        fs.create(ROOT_INO, b"nope:s", 0o644, 0, 0).unwrap_err(),
+        Errno::ENOENT
+    );
+    let (a, fh) = fs.create(ROOT_INO, b"hello.txt:s", 0o644, 0, 0).unwrap();
+    assert_eq!((a.kind, a.size, a.nlink), (Kind::File, 0, 1));
+    assert_eq!(fs.write(a.ino, 0, b"stream!").unwrap(), 7);
+    fs.release(fh);
+    assert_eq!(
+        fs.create(ROOT_INO, b"hello.txt:s", 0o644, 0, 0)
+            .unwrap_err(),
+        Errno(libc::EEXIST)
+    );
+    assert_eq!(fs.lookup(ROOT_INO, b"hello.txt:s").unwrap().size, 7);
+    assert_eq!(read_all(&fs, "hello.txt:s"), b"stream!");
+    // The file itself is untouched.
+    assert_eq!(read_all(&fs, "hello.txt"), b"hello\n");
+    let s2 = ino(&fs, "hello.txt:s");
+    fs.setattr(
+        s2,
+        &SetAttr {
+            size: Some(6),
+            ..SetAttr::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(read_all(&fs, "hello.txt:s"), b"stream");
+    let (b, fh) = fs.create(ROOT_INO, b"hello.txt:gone", 0o644, 0, 0).unwrap();
+    fs.release(fh);
+    fs.unlink(ROOT_INO, b"hello.txt:gone").unwrap();
+    assert_eq!(fs.getattr(b.ino).unwrap_err(), Errno::ENOENT);
+    assert_eq!(
+        fs.lookup(ROOT_INO, b"hello.txt:gone").unwrap_err(),
+        Errno::ENOENT
+    );
+    let lock = Arc::new(TargetLock::acquire(&s.wim).unwrap());
+    live_commit(&fs, lock);
+    drop(fs);
+    let out = Command::new("wimlib-imagex")
+        .args([
+            "dir",
+            s.wim.to_str().unwrap(),
+            "1",
+            "--detailed",
+            "--path",
+            "/hello.txt",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Named data stream \"s\":"), "{text}");
+    assert!(text.contains("Uncompressed size = 6 bytes"), "{text}");
+    assert!(!text.contains("\"gone\""), "{text}");
+}

@@ -26,7 +26,7 @@ use super::super::wininfo::{
 };
 use super::super::winpath::parse_win_path;
 use super::super::{BasicInfo, NewFile, Resolved, WinInfo, WinOps, WinStream, WinVolume};
-use super::{Errno, FsResult, Kind, RwFs, RwNode, Tree, ROOT_INO};
+use super::{attr_of, Attr, Errno, FsResult, Kind, RwFs, RwNode, Tree, ROOT_INO, RW_FILE_BLKSIZE};
 use crate::core::{DirEntry, FsOps};
 use crate::journal::Record;
 
@@ -128,6 +128,102 @@ impl RwFs {
             n.new_streams.push((name.to_string(), value));
         }
         Ok(())
+    }
+
+    /// Makes named stream `name` of file `file`, empty; returns its number. EEXIST if the
+    /// file has a stream of that name (ignoring case on a case-insensitive mount).
+    pub(crate) fn new_stream(&self, file: u64, name: &str) -> FsResult<u64> {
+        check_stream_name(name)?;
+        let _g = self.changing();
+        {
+            let tree = self.tree();
+            if tree.streams.contains_key(&file) || tree.is_dir(file) {
+                return Err(Errno::EINVAL);
+            }
+            let ci = self.opts.case_insensitive;
+            let taken = self
+                .stream_names(&tree, file)?
+                .iter()
+                .any(|(k, _)| k == name || (ci && eq_folded(k, name)));
+            if taken {
+                return Err(Errno(libc::EEXIST));
+            }
+        }
+        self.stream_in_layer(file, name)?;
+        let mut tree = self.tree();
+        let s = tree.stream_number(file, name);
+        if let Some(n) = tree.nodes.get_mut(&file) {
+            n.inode.last_write_time = now_filetime();
+        }
+        tree.dirty_streams.insert(s);
+        self.log_stream_if_dirty(&mut tree, s);
+        Ok(s)
+    }
+
+    /// Removes named stream `name` of file `file`.
+    pub(crate) fn remove_stream(&self, file: u64, name: &str) -> FsResult<()> {
+        let _g = self.changing();
+        let mut tree = self.tree();
+        if !self
+            .stream_names(&tree, file)?
+            .iter()
+            .any(|(k, _)| k == name)
+        {
+            return Err(Errno::ENOENT);
+        }
+        let s = tree.stream_number(file, name);
+        tree.dirty_streams.remove(&s);
+        let n = tree.get_mut(file)?;
+        n.inode
+            .streams
+            .retain(|s| !(s.kind == StreamKind::Data && s.name == name));
+        n.new_streams.retain(|(k, _)| k != name);
+        n.inode.last_write_time = now_filetime();
+        super::xattr::log_stream(&mut tree, file, format!("user.{name}").as_bytes(), None);
+        Ok(())
+    }
+
+    /// The number of `file:stream` name `name` in directory `parent` (FUSE with the
+    /// `windows` streams interface), if `name` is one.
+    pub(crate) fn stream_by_name(&self, parent: u64, name: &str) -> Option<FsResult<u64>> {
+        if self.opts.streams != super::super::StreamsInterface::Windows {
+            return None;
+        }
+        let (file, stream) = name.split_once(':')?;
+        Some((|| {
+            let mut tree = self.tree();
+            let file = tree.child(parent, file)?;
+            let known = self
+                .stream_names(&tree, file)?
+                .iter()
+                .any(|(k, _)| k == stream);
+            if !known {
+                return Err(Errno::ENOENT);
+            }
+            Ok(tree.stream_number(file, stream))
+        })())
+    }
+
+    /// Attributes of stream number `s` (stream `name` of `file`): its file's, as a regular
+    /// file of the stream's size with one name, by the read-only core's rule.
+    pub(crate) fn stream_attr(&self, s: u64, file: u64, name: &str) -> FsResult<Attr> {
+        let tree = self.tree();
+        let size = self
+            .stream_names(&tree, file)?
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, size)| size)
+            .ok_or(Errno::ENOENT)?;
+        let inode = tree.inode(file).ok_or(Errno::ENOENT)?;
+        Ok(attr_of(
+            inode,
+            s,
+            Kind::File,
+            size,
+            1,
+            &self.opts,
+            RW_FILE_BLKSIZE,
+        ))
     }
 
     /// Writes `data` at `offset` of stream number `s` (stream `name` of `file`).
@@ -503,23 +599,7 @@ impl WinOps for RwFs {
             if self.tree().streams.contains_key(&file.ino) {
                 return Err(Errno::EINVAL);
             }
-            if self.resolve_win_path(path).is_ok() {
-                return Err(Errno(libc::EEXIST));
-            }
-            check_stream_name(stream)?;
-            self.stream_in_layer(file.ino, stream)?;
-            let s = {
-                let mut tree = self.tree();
-                let s = tree.stream_number(file.ino, stream);
-                if let Some(n) = tree.nodes.get_mut(&file.ino) {
-                    n.inode.last_write_time = now_filetime();
-                }
-                tree.dirty_streams.insert(s);
-                self.log_stream_if_dirty(&mut tree, s);
-                s
-            };
-            self.changed
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+            let s = self.new_stream(file.ino, stream)?;
             return Ok((s, self.win_open(s, WRITE_ACCESS)?));
         }
         let (parent, name) = self.win_parent(path)?;
@@ -645,19 +725,7 @@ impl WinOps for RwFs {
     fn win_delete(&self, path: &str) -> FsResult<()> {
         let r = self.resolve_win_path(path)?;
         if let Some((file, name)) = self.stream_of(r.ino) {
-            let _g = self.changing();
-            let mut tree = self.tree();
-            tree.dirty_streams.remove(&r.ino);
-            let n = tree.get_mut(file)?;
-            n.inode
-                .streams
-                .retain(|s| !(s.kind == StreamKind::Data && s.name == name));
-            n.new_streams.retain(|(k, _)| *k != name);
-            n.inode.last_write_time = now_filetime();
-            super::xattr::log_stream(&mut tree, file, format!("user.{name}").as_bytes(), None);
-            self.changed
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            return Ok(());
+            return self.remove_stream(file, &name);
         }
         let (parent, name) = self.win_parent(path)?;
         let dir = self.tree().is_dir(r.ino);
