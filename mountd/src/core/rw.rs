@@ -15,6 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use rustc_hash::FxHashMap;
 use wimfs::format::dentry::{
     FILE_ATTRIBUTE_DIRECTORY, FILE_ATTRIBUTE_NORMAL, FILE_ATTRIBUTE_REPARSE_POINT,
 };
@@ -78,6 +79,10 @@ pub struct RwFs {
     /// The journal file. Lines are queued in the tree under its lock and written here
     /// after it is released; lock order: this, then the tree.
     journal: Mutex<Option<Journal>>,
+    /// Handles reading data that is still the image's, by handle: the read-only core's
+    /// handle and the inode's flag (see `Tree::image_data_flag`). A read finds them here
+    /// without the tree lock and goes straight to the read-only core while the flag holds.
+    fast: RwLock<FxHashMap<u64, (u64, Arc<AtomicBool>)>>,
     /// Serializes copy-ups, so that two first writes to a file decode it once.
     copy_up: Mutex<()>,
     /// Held shared by every change and exclusively by a commit, which so sees a tree and
@@ -125,6 +130,7 @@ impl RwFs {
             overlay,
             tree: Mutex::new(Tree::new(Arc::clone(&base))),
             journal: Mutex::new(None),
+            fast: RwLock::new(FxHashMap::default()),
             copy_up: Mutex::new(()),
             gate: RwLock::new(()),
             changed: AtomicBool::new(false),
@@ -442,6 +448,7 @@ impl RwFs {
             self.log_small(ino);
         }
         if let Some(b) = base_fh {
+            self.fast.write().remove(&fh);
             self.base.release(b);
         }
         if let Some(ino) = gone {
@@ -451,6 +458,16 @@ impl RwFs {
 
     /// Reads up to `size` bytes at `offset` through handle `fh`.
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let fast = {
+            let handles = self.fast.read();
+            handles
+                .get(&fh)
+                .filter(|(_, image_data)| image_data.load(Ordering::Acquire))
+                .map(|(b, _)| *b)
+        };
+        if let Some(base_fh) = fast {
+            return self.base.read(base_fh, offset, size);
+        }
         let (ino, staged, base_fh) = {
             let tree = self.tree();
             let h = tree.handles.get(&fh).ok_or(Errno::EBADF)?;
@@ -513,25 +530,29 @@ impl RwFs {
     fn open_base(&self, fh: u64, b: u64) -> FsResult<u64> {
         let base_fh = self.base.open(b, false)?;
         let mut tree = self.tree();
-        match tree.handles.get_mut(&fh) {
-            Some(h) => match h.base_fh {
-                // Another read of the same handle got there first.
-                Some(other) => {
-                    drop(tree);
-                    self.base.release(base_fh);
-                    Ok(other)
-                }
-                None => {
-                    h.base_fh = Some(base_fh);
-                    Ok(base_fh)
-                }
-            },
-            None => {
-                drop(tree);
-                self.base.release(base_fh);
-                Err(Errno::EBADF)
-            }
+        let Some(h) = tree.handles.get_mut(&fh) else {
+            drop(tree);
+            self.base.release(base_fh);
+            return Err(Errno::EBADF);
+        };
+        if let Some(other) = h.base_fh {
+            // Another read of the same handle got there first.
+            drop(tree);
+            self.base.release(base_fh);
+            return Ok(other);
         }
+        h.base_fh = Some(base_fh);
+        // Later reads skip the tree while the data stays the image's (not for a stream,
+        // whose file's flag says nothing of it).
+        let flag = match tree.streams.contains_key(&b) {
+            true => None,
+            false => tree.image_data_flag(b),
+        };
+        drop(tree);
+        if let Some(flag) = flag {
+            self.fast.write().insert(fh, (base_fh, flag));
+        }
+        Ok(base_fh)
     }
 
     /// Moves `ino`'s data into the overlay if it is not there yet.
@@ -560,6 +581,7 @@ impl RwFs {
             Errno::of_io(&e)
         })?;
         let mut tree = self.tree();
+        tree.data_may_change(ino);
         match tree.nodes.get_mut(&ino) {
             Some(n) => {
                 n.staged = Some(len);

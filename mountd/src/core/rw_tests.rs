@@ -1095,3 +1095,57 @@ fn file_colon_stream_names_with_the_windows_interface() {
     assert!(text.contains("Uncompressed size = 6 bytes"), "{text}");
     assert!(!text.contains("\"gone\""), "{text}");
 }
+
+/// Reads of image data through a handle skip the tree until the data changes; after any
+/// change (a write, a cut, a copy-up of a big file) the same handle reads the new data.
+#[test]
+fn handles_reading_image_data_see_later_changes() {
+    let s = setup();
+    let fs = open_rw(&s, false);
+    let hello = ino(&fs, "hello.txt");
+    let r = fs.open(hello, false, false).unwrap();
+    assert_eq!(fs.read(r, 0, 100).unwrap(), b"hello\n");
+    assert_eq!(
+        fs.fast.read().len(),
+        1,
+        "the second read takes the fast path"
+    );
+    assert_eq!(fs.read(r, 1, 100).unwrap(), b"ello\n");
+    fs.write(hello, 0, b"J").unwrap();
+    assert_eq!(fs.read(r, 0, 100).unwrap(), b"Jello\n");
+    fs.setattr(
+        hello,
+        &SetAttr {
+            size: Some(2),
+            ..SetAttr::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(fs.read(r, 0, 100).unwrap(), b"Je");
+    fs.release(r);
+
+    let big = ino(&fs, "dir/big.bin");
+    let want: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let r = fs.open(big, false, false).unwrap();
+    let r2 = fs.open(big, false, false).unwrap();
+    assert_eq!(fs.read(r, 0, 10).unwrap(), &want[..10]);
+    assert_eq!(fs.read(r2, 100, 10).unwrap(), &want[100..110]);
+    // Only attributes change: the data is still the image's.
+    fs.setattr(
+        big,
+        &SetAttr {
+            mtime: Some(std::time::UNIX_EPOCH),
+            ..SetAttr::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(fs.read(r, 0, 10).unwrap(), &want[..10]);
+    fs.write(big, 5, b"XYZ").unwrap();
+    let mut changed = want[..10].to_vec();
+    changed[5..8].copy_from_slice(b"XYZ");
+    assert_eq!(fs.read(r, 0, 10).unwrap(), changed);
+    assert_eq!(fs.read(r2, 0, 10).unwrap(), changed);
+    fs.release(r);
+    fs.release(r2);
+    assert!(fs.fast.read().is_empty());
+}

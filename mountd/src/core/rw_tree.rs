@@ -13,6 +13,7 @@
 //! numbered after them, and no number is reused during a mount.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -181,6 +182,9 @@ pub(crate) struct Tree {
     stream_numbers: HashMap<(u64, String), u64>,
     /// Streams written through a handle since their contents were last journaled.
     pub(crate) dirty_streams: FxHashSet<u64>,
+    /// Open inodes whose data is the image's, with the flag their lock-free readers check
+    /// (cleared by [`Tree::data_may_change`]).
+    image_data: FxHashMap<u64, Arc<AtomicBool>>,
 }
 
 impl Tree {
@@ -198,6 +202,7 @@ impl Tree {
             streams: FxHashMap::default(),
             stream_numbers: HashMap::new(),
             dirty_streams: FxHashSet::default(),
+            image_data: FxHashMap::default(),
         }
     }
 
@@ -334,7 +339,30 @@ impl Tree {
 
     pub(crate) fn get_mut(&mut self, ino: u64) -> FsResult<&mut RwNode> {
         self.materialize(ino)?;
+        self.data_may_change(ino);
         self.nodes.get_mut(&ino).ok_or(Errno::ENOENT)
+    }
+
+    /// Ends the lock-free reads of `ino`'s image data (see `RwFs::fast`): called before
+    /// anything about the inode can change, so that a read that starts after the change
+    /// takes the locked path.
+    pub(crate) fn data_may_change(&mut self, ino: u64) {
+        if let Some(flag) = self.image_data.remove(&ino) {
+            flag.store(false, Ordering::Release);
+        }
+    }
+
+    /// A flag that stays set while `ino`'s data is the image's, for a lock-free reader;
+    /// `None` if the data changed already.
+    pub(crate) fn image_data_flag(&mut self, ino: u64) -> Option<Arc<AtomicBool>> {
+        if self.peek(ino).ok()?.is_some_and(|n| !n.data_unchanged()) {
+            return None;
+        }
+        let flag = self
+            .image_data
+            .entry(ino)
+            .or_insert_with(|| Arc::new(AtomicBool::new(true)));
+        Some(Arc::clone(flag))
     }
 
     /// The type of `ino`, from the layer or the image.
@@ -459,6 +487,7 @@ impl Tree {
             *c -= 1;
             if *c == 0 {
                 self.open.remove(&ino);
+                self.image_data.remove(&ino);
             }
         }
     }
