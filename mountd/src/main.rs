@@ -42,11 +42,9 @@ mod unix {
     use wimfs::{ChunkCache, Image, OpenOptions, Wim};
     use wimfs_mountd::commit::RwMount;
     use wimfs_mountd::control::{Control, Mounted, Status};
-    use wimfs_mountd::core::rw::RwFs;
     use wimfs_mountd::core::{Fs, FsOps, FsOptions, StreamsInterface};
     use wimfs_mountd::fuse::{FuseFs, MAX_READ};
     use wimfs_mountd::options::{parse_mount_options, parse_size};
-    use wimfs_mountd::overlay::Overlay;
 
     /// Mounts an image of a WIM file read-only (FUSE).
     #[derive(Parser, Debug)]
@@ -284,52 +282,21 @@ mod unix {
                 .map(|_| ())
             }
             Some(lock) => {
-                let staging = match &args.staging_dir {
-                    Some(d) => d.clone(),
-                    None => Overlay::default_dir(&wimfile),
-                };
-                if staging.exists() {
-                    bail!(
-                        "{}: already exists (left by a daemon that died? see wimfs mounts and \
-                         wimfs recover)",
-                        staging.display()
-                    );
-                }
-                let overlay = Overlay::create(&staging)?;
-                let staging = std::fs::canonicalize(&staging)
-                    .with_context(|| format!("{}: cannot resolve", staging.display()))?;
-                let base = *wim
-                    .metadata_location(index)
-                    .context("image has no metadata")?;
-                let fs = Arc::new(RwFs::new(Arc::clone(&wim), img, opts, overlay));
-                fs.start_journal(wim.path(), &base.hash)
-                    .with_context(|| format!("{}: cannot start the journal", staging.display()))?;
-                wimfs_mountd::recover::register(&staging);
+                let (mount, staging) =
+                    RwMount::start(&wim, img, opts, args.staging_dir.as_deref(), lock)?;
                 status.mode = "rw".into();
-                let served = Arc::new(RwMount {
-                    fs: Arc::clone(&fs),
-                    lock: parking_lot::Mutex::new(lock),
-                });
-                let adapter = FuseFs::new(Arc::clone(&fs) as Arc<dyn FsOps>);
-                let result = serve(adapter, served, &dir, &config, control, status, ready);
-                // Staged work is deleted only when the user said so (`wimfs unmount`, which
-                // discards, or commits first with --commit) or when there is none. Any other
-                // end (fusermount3 -u, umount, a shutdown, a FUSE error) leaves it for
-                // `wimfs recover`, listed by `wimfs mounts`.
-                let asked = matches!(result, Ok(true));
-                if asked || !fs.has_uncommitted_changes() {
-                    let t = std::time::Instant::now();
-                    fs.overlay().discard();
-                    wimfs_mountd::recover::unregister(&staging);
-                    tracing::debug!("staging removed in {} ms", t.elapsed().as_millis());
-                } else {
-                    tracing::warn!(
-                        "unmounted without `wimfs unmount`: the uncommitted changes stay in {}; \
-                         `wimfs recover {} --commit` saves them, --discard drops them",
-                        staging.display(),
-                        wimfile.display()
-                    );
-                }
+                let served = Arc::new(mount);
+                let adapter = FuseFs::new(Arc::clone(&served.fs) as Arc<dyn FsOps>);
+                let result = serve(
+                    adapter,
+                    Arc::clone(&served) as Arc<dyn Mounted>,
+                    &dir,
+                    &config,
+                    control,
+                    status,
+                    ready,
+                );
+                served.finish(&staging, matches!(result, Ok(true)));
                 result.map(|_| ())
             }
         }

@@ -15,11 +15,9 @@ use wimfs::write::TargetLock;
 use wimfs::{ChunkCache, Image, OpenOptions, Wim};
 use wimfs_mountd::commit::RwMount;
 use wimfs_mountd::control::{mount_hash, Control, Mounted, Status};
-use wimfs_mountd::core::rw::RwFs;
 use wimfs_mountd::core::{Fs, FsOptions, StreamsInterface, WinOps};
 use wimfs_mountd::mountpoint::WinMountpoint;
 use wimfs_mountd::options::parse_size;
-use wimfs_mountd::overlay::Overlay;
 use wimfs_mountd::winfsp::{self, VolumeOptions};
 
 /// Mounts an image of a WIM file (WinFsp).
@@ -198,32 +196,11 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
             (fs.clone(), fs, None)
         }
         Some(lock) => {
-            let staging = args
-                .staging_dir
-                .clone()
-                .unwrap_or_else(|| Overlay::default_dir(&wimfile));
-            if staging.exists() {
-                bail!(
-                    "{}: already exists (left by a daemon that died? see wimfs mounts and \
-                     wimfs recover)",
-                    staging.display()
-                );
-            }
-            let overlay = Overlay::create(&staging)?;
-            let staging = std::fs::canonicalize(&staging)
-                .with_context(|| format!("{}: cannot resolve", staging.display()))?;
-            let base = *wim
-                .metadata_location(index)
-                .context("image has no metadata")?;
-            let fs = Arc::new(RwFs::new(Arc::clone(&wim), img, opts, overlay));
-            fs.start_journal(wim.path(), &base.hash)
-                .with_context(|| format!("{}: cannot start the journal", staging.display()))?;
-            wimfs_mountd::recover::register(&staging);
-            let served = Arc::new(RwMount {
-                fs: Arc::clone(&fs),
-                lock: parking_lot::Mutex::new(lock),
-            });
-            (fs.clone(), served, Some((fs, staging)))
+            let (mount, staging) =
+                RwMount::start(&wim, img, opts, args.staging_dir.as_deref(), lock)?;
+            let served = Arc::new(mount);
+            let fs = Arc::clone(&served.fs);
+            (fs, served.clone(), Some((served, staging)))
         }
     };
     winfsp::init()?;
@@ -297,9 +274,8 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
     // Only `wimfs unmount` ends the daemon this way: what it did not commit is discarded,
     // as asked. (A daemon killed or stopped by a shutdown leaves the staging directory for
     // `wimfs recover`.)
-    if let Some((fs, staging)) = staging {
-        fs.overlay().discard();
-        wimfs_mountd::recover::unregister(&staging);
+    if let Some((mount, staging)) = staging {
+        mount.finish(&staging, true);
     }
     Ok(())
 }

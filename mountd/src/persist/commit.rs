@@ -403,6 +403,66 @@ pub struct RwMount {
 }
 
 impl RwMount {
+    /// Starts a read-write mount of `img` (image `index` of `wim`, whose write lock the
+    /// caller took): makes the staging directory (`staging`, default beside the WIM; it must
+    /// not exist), starts the journal and registers the directory for recovery. Returns the
+    /// mount and the staging directory's absolute path.
+    pub fn start(
+        wim: &Arc<Wim>,
+        img: wimfs::Image,
+        opts: crate::core::FsOptions,
+        staging: Option<&Path>,
+        lock: Arc<TargetLock>,
+    ) -> anyhow::Result<(RwMount, PathBuf)> {
+        use anyhow::Context;
+        let staging = match staging {
+            Some(d) => d.to_path_buf(),
+            None => Overlay::default_dir(wim.path()),
+        };
+        if staging.exists() {
+            anyhow::bail!(
+                "{}: already exists (left by a daemon that died? see wimfs mounts and wimfs \
+                 recover)",
+                staging.display()
+            );
+        }
+        let overlay = Overlay::create(&staging)?;
+        let staging = std::fs::canonicalize(&staging)
+            .with_context(|| format!("{}: cannot resolve", staging.display()))?;
+        let base = *wim
+            .metadata_location(img.index)
+            .context("image has no metadata")?;
+        let fs = Arc::new(RwFs::new(Arc::clone(wim), img, opts, overlay));
+        fs.start_journal(wim.path(), &base.hash)
+            .with_context(|| format!("{}: cannot start the journal", staging.display()))?;
+        crate::recover::register(&staging);
+        let mount = RwMount {
+            fs,
+            lock: parking_lot::Mutex::new(lock),
+        };
+        Ok((mount, staging))
+    }
+
+    /// Ends the mount's session: its staged work is deleted only when the user said so
+    /// (`asked`: `wimfs unmount`, which discards, or commits first with --commit) or when
+    /// there is none. Any other end (fusermount3 -u, umount, a shutdown, a FUSE error)
+    /// leaves it for `wimfs recover`, listed by `wimfs mounts`.
+    pub fn finish(&self, staging: &Path, asked: bool) {
+        if asked || !self.fs.has_uncommitted_changes() {
+            let t = std::time::Instant::now();
+            self.fs.overlay().discard();
+            crate::recover::unregister(staging);
+            tracing::debug!("staging removed in {} ms", t.elapsed().as_millis());
+        } else {
+            tracing::warn!(
+                "unmounted without `wimfs unmount`: the uncommitted changes stay in {}; \
+                 `wimfs recover {} --commit` saves them, --discard drops them",
+                staging.display(),
+                self.fs.wim().path().display()
+            );
+        }
+    }
+
     /// Commits the mount's current state. Changes wait while it runs, so the WIM gets one
     /// consistent tree; afterwards the journal starts again from the committed image.
     pub fn commit_now(&self, how: CommitOptions) -> Result<()> {

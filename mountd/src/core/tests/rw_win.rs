@@ -9,7 +9,7 @@ use wimfs::write::TargetLock;
 use wimfs::Wim;
 
 use super::super::rw::RwFs;
-use super::win::{system_descriptor, win_fixture, win_opts, WinFixture};
+use super::win::{read_opened, system_descriptor, win_fixture, win_opts, WinFixture};
 use super::*;
 use crate::overlay::Overlay;
 
@@ -30,20 +30,6 @@ struct View {
     data: Option<Vec<u8>>,
 }
 
-fn read_all(fs: &dyn WinOps, ino: u64) -> Option<Vec<u8>> {
-    let fh = fs.win_open(ino, 0x0012_0089).unwrap()?;
-    let mut out = Vec::new();
-    loop {
-        let b = fs.read(fh, out.len() as u64, 4096).unwrap();
-        if b.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&b);
-    }
-    fs.release(fh);
-    Some(out)
-}
-
 fn view(fs: &dyn WinOps, path: &str) -> View {
     let resolved = fs.resolve_win_path(path).unwrap();
     let ino = resolved.ino;
@@ -58,7 +44,7 @@ fn view(fs: &dyn WinOps, path: &str) -> View {
         security: fs.win_security(ino).unwrap(),
         streams: fs.win_streams(ino),
         reparse: fs.reparse_point(ino),
-        data: read_all(fs, ino),
+        data: read_opened(fs, ino),
     }
 }
 
@@ -228,13 +214,13 @@ fn changes_by_path_are_journaled_and_committed() {
         .resolve_win_path("\\hello.txt:Zone.Identifier")
         .unwrap()
         .ino;
-    let before = read_all(&fs, zone).unwrap();
+    let before = read_opened(&fs, zone).unwrap();
     let zfh = fs.win_open(zone, 0x0002).unwrap().unwrap();
     fs.write(zone, 0, b"XY").unwrap();
     fs.release(zfh);
     let mut zone_now = before.clone();
     zone_now[..2].copy_from_slice(b"XY");
-    assert_eq!(read_all(&fs, zone).unwrap(), zone_now);
+    assert_eq!(read_opened(&fs, zone).unwrap(), zone_now);
 
     // Renames: of the case only, onto a name taken (refused, then replacing).
     let hello = fs.resolve_win_path("\\hello.txt").unwrap().ino;
@@ -301,21 +287,21 @@ fn changes_by_path_are_journaled_and_committed() {
     assert_eq!(new.attributes, FILE_ATTRIBUTE_HIDDEN);
     assert_eq!(new.creation_time, 132_000_000_000_000_000);
     assert_eq!(committed.win_security(at("\\new.txt")).unwrap(), sd);
-    assert_eq!(read_all(&committed, at("\\new.txt")).unwrap(), b"abc");
+    assert_eq!(read_opened(&committed, at("\\new.txt")).unwrap(), b"abc");
     assert_eq!(
-        read_all(&committed, at("\\new.txt:meta")).unwrap(),
+        read_opened(&committed, at("\\new.txt:meta")).unwrap(),
         b"stream data"
     );
     assert_eq!(
-        read_all(&committed, at("\\Hello.TXT:Zone.Identifier")).unwrap(),
+        read_opened(&committed, at("\\Hello.TXT:Zone.Identifier")).unwrap(),
         zone_now
     );
     assert_eq!(
-        read_all(&committed, at("\\readme")).unwrap(),
+        read_opened(&committed, at("\\readme")).unwrap(),
         std::fs::read(fx.src.join("dir/sub/small")).unwrap()
     );
     assert_eq!(
-        read_all(&committed, at("\\NewDir\\inner.txt")).unwrap(),
+        read_opened(&committed, at("\\NewDir\\inner.txt")).unwrap(),
         b""
     );
     for gone in [

@@ -160,7 +160,12 @@ fn ino(fs: &Fs, path: &str) -> u64 {
 }
 
 fn read_win(fs: &Fs, ino: u64) -> Vec<u8> {
-    let fh = fs.win_open(ino, 0x0012_0089).unwrap().expect("a file");
+    read_opened(fs, ino).expect("a file")
+}
+
+/// The data of `ino` read through a Windows handle; `None` for a directory.
+pub(super) fn read_opened(fs: &dyn WinOps, ino: u64) -> Option<Vec<u8>> {
+    let fh = fs.win_open(ino, 0x0012_0089).unwrap()?;
     let mut out = Vec::new();
     loop {
         let b = fs.read(fh, out.len() as u64, 4096).unwrap();
@@ -170,7 +175,7 @@ fn read_win(fs: &Fs, ino: u64) -> Vec<u8> {
         out.extend_from_slice(&b);
     }
     fs.release(fh);
-    out
+    Some(out)
 }
 
 fn listing(fs: &Fs, ino: u64, marker: Option<&str>, pattern: Option<&str>) -> Vec<String> {
