@@ -196,11 +196,16 @@ fn read_dentry(b: &Bytes<'_>, offset: u64) -> Result<Option<(DentryRecord, u64)>
 /// Parses a whole uncompressed metadata resource: security data and the dentry tree.
 /// Rejects directory cycles and nesting beyond [`MAX_DEPTH`]; children of non-directories
 /// (including directory reparse points) are ignored, as Windows does.
+///
+/// Every record of a real image occupies its own bytes, so the records read may add up to
+/// no more than the resource: lists that overlap (which could make a few compressed
+/// kilobytes of metadata read the same bytes as thousands of big records, each copied) are
+/// refused as soon as they pass that budget, and memory stays linear in the resource.
 pub fn parse_metadata(meta: &[u8]) -> Result<MetadataTree> {
     let security = parse_security_data(meta)?;
     let b = Bytes::new(meta, "metadata resource");
     let root_off = security.total_length;
-    let Some((root, _)) = read_dentry(&b, root_off)? else {
+    let Some((root, root_end)) = read_dentry(&b, root_off)? else {
         return Err(FormatError::invalid(
             "metadata resource",
             "the image has no root directory",
@@ -216,9 +221,8 @@ pub fn parse_metadata(meta: &[u8]) -> Result<MetadataTree> {
     let mut visited = HashSet::new();
     // (directory index, depth)
     let mut stack = vec![(0usize, 0usize)];
-    // Each real dentry occupies at least DENTRY_FIXED_SIZE distinct bytes; more records than
-    // that can only come from lists that overlap each other.
-    let max_dentries = meta.len() / DENTRY_FIXED_SIZE as usize + 1;
+    // Bytes of records read so far (dentries with their stream entries).
+    let mut read = root_end - root_off;
     while let Some((dir, depth)) = stack.pop() {
         let sub = dentries[dir].subdir_offset;
         if sub == 0 || !dentries[dir].has_children_list() {
@@ -240,10 +244,11 @@ pub fn parse_metadata(meta: &[u8]) -> Result<MetadataTree> {
         while let Some((mut child, next)) = read_dentry(&b, pos)? {
             child.parent = Some(dir);
             let idx = dentries.len();
-            if idx >= max_dentries {
+            read = read.saturating_add(next.saturating_sub(pos));
+            if read > meta.len() as u64 {
                 return Err(FormatError::invalid(
                     "metadata resource",
-                    "directory lists overlap",
+                    "directory lists overlap (their records add up to more than the resource)",
                 ));
             }
             let is_dir = child.has_children_list() && child.subdir_offset != 0;
@@ -384,4 +389,49 @@ pub fn serialize_metadata(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record at `at` that runs to `end`, a directory whose children list is at `sub`.
+    fn put_dir(m: &mut [u8], at: usize, end: usize, sub: u64) {
+        m[at..at + 8].copy_from_slice(&((end - at) as u64).to_le_bytes());
+        m[at + 8..at + 12].copy_from_slice(&FILE_ATTRIBUTE_DIRECTORY.to_le_bytes());
+        m[at + 16..at + 24].copy_from_slice(&sub.to_le_bytes());
+    }
+
+    /// Nested lists that start inside each other's records: every record runs to the end of
+    /// a 1 MiB resource, so reading them all would copy 200 MiB of tagged items. Refused at
+    /// the second one, whatever the count.
+    #[test]
+    fn overlapping_lists_are_refused_within_the_resource_size() {
+        let size = 1 << 20;
+        let n = 200;
+        // Security data: 8 bytes, no descriptors; then the root; the records after it each
+        // start 128 bytes into the previous one; then the lists' shared terminator.
+        let mut m = vec![0u8; size + 8];
+        m[0..4].copy_from_slice(&8u32.to_le_bytes());
+        let first = 8 + 128;
+        put_dir(&mut m, 8, first, first as u64);
+        for k in 0..n {
+            let at = first + 128 * k;
+            put_dir(&mut m, at, size, (at + 128) as u64);
+        }
+        let err = parse_metadata(&m).unwrap_err().to_string();
+        assert!(err.contains("overlap"), "{err}");
+        // The same records one after another, each its own bytes, are accepted: the root,
+        // then list k holding directory k and its terminator, directory k's list next.
+        let mut ok = vec![0u8; 8 + 128 + 136 * n];
+        ok[0..4].copy_from_slice(&8u32.to_le_bytes());
+        put_dir(&mut ok, 8, 136, 136);
+        for k in 0..n {
+            let at = 136 + 136 * k;
+            let sub = if k + 1 < n { at + 136 } else { 0 };
+            put_dir(&mut ok, at, at + 128, sub as u64);
+        }
+        let tree = parse_metadata(&ok).unwrap();
+        assert_eq!(tree.dentries.len(), n + 1);
+    }
 }
