@@ -66,6 +66,19 @@ pub struct ExtractArgs {
     quiet: bool,
 }
 
+/// One entry to create: its dentry and where it goes.
+struct Planned {
+    d: DentryId,
+    at: Place,
+}
+
+enum Place {
+    /// In the directory of this plan item, under its own name.
+    Under(usize),
+    /// At this path (the root of an extracted subtree).
+    At(PathBuf),
+}
+
 struct Extractor<'a> {
     wim: &'a Wim,
     img: &'a Image,
@@ -151,11 +164,15 @@ impl<'a> Extractor<'a> {
     /// Extracts each (dentry, destination path) subtree.
     fn extract(&self, roots: &[(DentryId, PathBuf)]) -> Result<()> {
         let img = self.img;
-        // Plan: every dentry to create with its path; skip what lies below image symlinks.
-        let mut plan: Vec<(DentryId, PathBuf)> = Vec::new();
+        // Plan: every dentry to create, skipping what lies below image symlinks. Each item
+        // knows its parent's place in the plan, not its whole path: paths are built when
+        // used, so memory grows with the number of entries, not with depth times names.
+        let mut plan: Vec<Planned> = Vec::new();
         for (root, dest) in roots {
-            let mut stack = vec![(*root, dest.clone())];
-            while let Some((d, path)) = stack.pop() {
+            let mut stack = vec![(*root, Place::At(dest.clone()))];
+            while let Some((d, at)) = stack.pop() {
+                let me = plan.len();
+                plan.push(Planned { d, at });
                 let ino = img.inode_of(d);
                 if ino.is_directory() {
                     for &c in img.dentries[d].children.iter().rev() {
@@ -169,7 +186,7 @@ impl<'a> Extractor<'a> {
                             );
                             continue;
                         }
-                        stack.push((c, path.join(name)));
+                        stack.push((c, Place::Under(me)));
                     }
                 } else if !img.dentries[d].children.is_empty() {
                     tracing::warn!(
@@ -177,27 +194,26 @@ impl<'a> Extractor<'a> {
                         img.path_of(d)
                     );
                 }
-                plan.push((d, path));
             }
         }
+        let path = |k: usize| self.path(&plan, k);
+        let is_dir = |k: usize| img.inode_of(plan[k].d).is_directory();
         // 1. Directories, parents first.
-        for (d, path) in &plan {
-            if img.inode_of(*d).is_directory() {
-                make_dir(path)?;
-            }
+        for k in (0..plan.len()).filter(|&k| is_dir(k)) {
+            make_dir(&path(k))?;
         }
         // 2. File data, one write per inode, in parallel, in blob order for locality.
-        let mut first: HashMap<InodeId, &PathBuf> = HashMap::new();
-        let mut files: Vec<(InodeId, &PathBuf)> = Vec::new();
-        for (d, path) in &plan {
-            let ino_id = img.dentries[*d].inode;
+        let mut first: HashMap<InodeId, usize> = HashMap::new();
+        let mut files: Vec<(InodeId, usize)> = Vec::new();
+        for (k, item) in plan.iter().enumerate() {
+            let ino_id = img.dentries[item.d].inode;
             let ino = &img.inodes[ino_id];
             if ino.is_directory() || ino.is_symlink() || self.special(ino_id).is_some() {
                 continue;
             }
             if let std::collections::hash_map::Entry::Vacant(v) = first.entry(ino_id) {
-                v.insert(path);
-                files.push((ino_id, path));
+                v.insert(k);
+                files.push((ino_id, k));
             }
         }
         files.sort_by_key(|(i, _)| {
@@ -210,43 +226,55 @@ impl<'a> Extractor<'a> {
         let pb = super::progress::bytes_bar(total, "extracting", self.quiet);
         files
             .par_iter()
-            .try_for_each(|(ino, path)| self.write_file(*ino, path, &|n| pb.inc(n)))?;
+            .try_for_each(|(ino, k)| self.write_file(*ino, &path(*k), &|n| pb.inc(n)))?;
         pb.finish_and_clear();
         // 3. Hard links, symlinks and special files.
-        for (d, path) in &plan {
-            let ino_id = img.dentries[*d].inode;
+        for (k, item) in plan.iter().enumerate() {
+            let ino_id = img.dentries[item.d].inode;
             let ino = &img.inodes[ino_id];
             if ino.is_directory() {
                 continue;
             }
             if ino.is_symlink() {
-                self.make_symlink(*d, path)?;
+                self.make_symlink(item.d, &path(k))?;
             } else if let Some((mode, rdev)) = self.special(ino_id) {
-                make_special(path, mode, rdev)?;
-            } else if let Some(src) = first.get(&ino_id) {
-                if *src != path {
-                    remove_existing(path)?;
-                    fs::hard_link(src, path)
-                        .with_context(|| format!("{}: cannot create hard link", path.display()))?;
+                make_special(&path(k), mode, rdev)?;
+            } else if let Some(&src) = first.get(&ino_id) {
+                if src != k {
+                    let here = path(k);
+                    remove_existing(&here)?;
+                    fs::hard_link(path(src), &here)
+                        .with_context(|| format!("{}: cannot create hard link", here.display()))?;
                 }
             }
         }
         // 4. Ownership, modes and times; directories last and deepest first so that
         //    creating children does not disturb their times.
-        for (d, path) in plan
-            .iter()
-            .filter(|(d, _)| !img.inode_of(*d).is_directory())
-        {
-            self.set_metadata(*d, path)?;
+        for k in (0..plan.len()).filter(|&k| !is_dir(k)) {
+            self.set_metadata(plan[k].d, &path(k))?;
         }
-        for (d, path) in plan
-            .iter()
-            .rev()
-            .filter(|(d, _)| img.inode_of(*d).is_directory())
-        {
-            self.set_metadata(*d, path)?;
+        for k in (0..plan.len()).rev().filter(|&k| is_dir(k)) {
+            self.set_metadata(plan[k].d, &path(k))?;
         }
         Ok(())
+    }
+
+    /// Where plan item `k` goes: its root's destination joined with the names down to it.
+    fn path(&self, plan: &[Planned], k: usize) -> PathBuf {
+        let mut names = Vec::new();
+        let mut at = k;
+        let root = loop {
+            match &plan[at].at {
+                Place::Under(parent) => {
+                    names.push(self.img.dentries[plan[at].d].name.as_str());
+                    at = *parent;
+                }
+                Place::At(dest) => break dest,
+            }
+        };
+        let mut p = root.clone();
+        p.extend(names.iter().rev());
+        p
     }
 
     /// (mode, rdev) if the inode is a device, fifo or socket to recreate with --unix-data.
