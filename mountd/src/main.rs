@@ -208,10 +208,8 @@ mod unix {
             unix_data: args.unix_data,
             streams: args.streams_interface,
             link_root,
-            // SAFETY: getuid/getgid have no preconditions and cannot fail.
-            uid: unsafe { libc::getuid() },
-            // SAFETY: as above.
-            gid: unsafe { libc::getgid() },
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
             ..FsOptions::default()
         };
         let control = Control::bind(&dir)?;
@@ -250,8 +248,8 @@ mod unix {
         config.clone_fd = true;
 
         // Detach from the caller's session so its terminal's signals do not reach us.
-        // SAFETY: setsid has no memory-safety preconditions; failure (already a leader) is fine.
-        unsafe { libc::setsid() };
+        // Failure (already a session leader) is fine.
+        let _ = rustix::process::setsid();
         let mut status = Status {
             wim: wim.path().to_string_lossy().into_owned(),
             image: index,
@@ -344,7 +342,6 @@ mod unix {
 
     /// Sends stderr (where tracing writes) to `log`, replacing an older mount's log there.
     fn redirect_stderr(log: &Path) -> Result<()> {
-        use std::os::fd::AsRawFd;
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         if let Some(parent) = log.parent() {
             // The default log lives in the control directory: the user's alone or refused.
@@ -367,13 +364,7 @@ mod unix {
             .custom_flags(libc::O_NOFOLLOW)
             .open(log)
             .with_context(|| format!("{}: cannot open log", log.display()))?;
-        // SAFETY: dup2 onto fd 2; `f` stays open for the call.
-        if unsafe { libc::dup2(f.as_raw_fd(), 2) } < 0 {
-            bail!(
-                "cannot redirect logging: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+        rustix::stdio::dup2_stderr(&f).context("cannot redirect logging")?;
         Ok(())
     }
 
@@ -385,11 +376,8 @@ mod unix {
             .write(true)
             .open("/dev/null")
         {
-            use std::os::fd::AsRawFd;
-            for fd in [0, 1] {
-                // SAFETY: dup2 onto the standard descriptors; `null` stays open for the call.
-                unsafe { libc::dup2(null.as_raw_fd(), fd) };
-            }
+            let _ = rustix::stdio::dup2_stdin(&null);
+            let _ = rustix::stdio::dup2_stdout(&null);
         }
     }
 }

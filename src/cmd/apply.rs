@@ -345,15 +345,11 @@ impl<'a> Extractor<'a> {
         #[cfg(unix)]
         if self.unix_data {
             if let Some(u) = ino.unix {
-                use std::os::unix::ffi::OsStrExt;
-                let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-                // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-                if unsafe { libc::lchown(c.as_ptr(), u.uid, u.gid) } != 0 {
-                    tracing::warn!(
-                        "{}: cannot set owner: {}",
-                        path.display(),
-                        std::io::Error::last_os_error()
-                    );
+                use rustix::fs::{chownat, AtFlags, Gid, Uid, CWD};
+                let (uid, gid) = (Uid::from_raw(u.uid), Gid::from_raw(u.gid));
+                if let Err(e) = chownat(CWD, path, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+                {
+                    tracing::warn!("{}: cannot set owner: {e}", path.display());
                 }
                 if !ino.is_symlink() {
                     use std::os::unix::fs::PermissionsExt;
@@ -416,19 +412,11 @@ fn symlink(target: &str, path: &Path) -> Result<()> {
 
 #[cfg(unix)]
 fn make_special(path: &Path, mode: u32, rdev: u32) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
+    use rustix::fs::{mknodat, FileType, Mode, CWD};
     remove_existing(path)?;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    let r = unsafe { libc::mknod(c.as_ptr(), mode as libc::mode_t, rdev as libc::dev_t) };
-    if r != 0 {
-        bail!(
-            "{}: cannot create special file: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-    Ok(())
+    let (kind, perm) = (FileType::from_raw_mode(mode), Mode::from_raw_mode(mode));
+    mknodat(CWD, path, kind, perm, rdev.into())
+        .with_context(|| format!("{}: cannot create special file", path.display()))
 }
 
 #[cfg(windows)]

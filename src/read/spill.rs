@@ -82,7 +82,6 @@ impl Spill {
         len: usize,
         decode: impl FnOnce(&mut [u8]) -> crate::error::Result<()>,
     ) -> crate::error::Result<bool> {
-        use std::os::fd::AsRawFd;
         if self.off.load(Ordering::Relaxed) || self.copy_in.load(Ordering::Relaxed) {
             return Ok(false);
         }
@@ -94,17 +93,12 @@ impl Spill {
         };
         // Blocks are reserved before the mapping is written: a full disk is an error here,
         // not a SIGBUS in the middle of decoding.
-        let (Ok(off), Ok(n)) = (i64::try_from(at), i64::try_from(len)) else {
-            return Ok(false);
-        };
-        // SAFETY: plain system call on a file descriptor this store owns.
-        if unsafe { libc::fallocate(self.file.as_raw_fd(), 0, off, n) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() == Some(libc::EOPNOTSUPP) || e.raw_os_error() == Some(libc::ENOSYS)
-            {
+        use rustix::fs::{fallocate, FallocateFlags};
+        if let Err(e) = fallocate(&self.file, FallocateFlags::empty(), at, len as u64) {
+            if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS {
                 self.copy_in.store(true, Ordering::Relaxed);
             } else {
-                self.stop(&e);
+                self.stop(&e.into());
             }
             return Ok(false);
         }
@@ -134,8 +128,7 @@ impl Spill {
     /// the store off). Regions start on page boundaries, as mappings must.
     fn reserve(&self, len: usize) -> Option<u64> {
         #[cfg(unix)]
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+        let page = rustix::param::page_size().max(4096) as u64;
         #[cfg(not(unix))]
         let page = 4096;
         let size = (len as u64).next_multiple_of(page);

@@ -60,20 +60,15 @@ impl Drop for TargetLock {
 
 #[cfg(unix)]
 fn lock_exclusive(file: &File, target: &Path) -> Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor we own; no memory is passed.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    if err.kind() == std::io::ErrorKind::WouldBlock {
-        return Err(Error::invalid(
+    use rustix::fs::{flock, FlockOperation};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(Error::invalid(
             target,
             "another process is writing this WIM; try again when it is done",
-        ));
+        )),
+        Err(e) => Err(Error::io(target, "locking", e.into())),
     }
-    Err(Error::io(target, "locking", err))
 }
 
 #[cfg(windows)]

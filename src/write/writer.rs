@@ -1229,10 +1229,8 @@ pub const SMALL_BLOB: u64 = 1 << 20;
 fn crash_point(name: &str) {
     #[cfg(unix)]
     if std::env::var_os("WIMFS_CRASH_AT").is_some_and(|v| v == name) {
-        // SAFETY: kill(2) on our own pid with a constant signal; no memory is passed.
-        unsafe {
-            libc::kill(libc::getpid(), libc::SIGKILL);
-        }
+        use rustix::process::{getpid, kill_process, Signal};
+        let _ = kill_process(getpid(), Signal::KILL);
     }
     #[cfg(not(unix))]
     let _ = name;

@@ -3,10 +3,8 @@
 //! The socket lives in a directory only its owner can enter (mode 0700) and is itself 0600,
 //! so file permissions are the authentication.
 
-use std::ffi::CString;
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -135,15 +133,15 @@ fn handle(
 
 /// Unmounts `dir`; the FUSE session then ends and the daemon exits.
 fn unmount(dir: &Path, lazy: bool) -> String {
-    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else {
-        return "error EINVAL: bad mountpoint".into();
+    use rustix::mount::{unmount, UnmountFlags};
+    let flags = match lazy {
+        true => UnmountFlags::DETACH,
+        false => UnmountFlags::empty(),
     };
-    let flags = if lazy { libc::MNT_DETACH } else { 0 };
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
-        return "ok".into();
-    }
-    let err = std::io::Error::last_os_error();
+    let err = match unmount(dir, flags) {
+        Ok(()) => return "ok".into(),
+        Err(e) => std::io::Error::from(e),
+    };
     match err.raw_os_error() {
         Some(libc::EBUSY) => "error EBUSY: the mount is busy (files are open or a process \
                               has its working directory inside); use --lazy to detach it anyway"

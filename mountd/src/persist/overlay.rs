@@ -169,22 +169,15 @@ impl Overlay {
         let f = self.open_rw(ino)?;
         #[cfg(target_os = "linux")]
         {
-            use std::os::fd::AsRawFd;
-            let mode = if keep_size {
-                libc::FALLOC_FL_KEEP_SIZE
-            } else {
-                0
+            use rustix::fs::{fallocate, FallocateFlags};
+            let mode = match keep_size {
+                true => FallocateFlags::KEEP_SIZE,
+                false => FallocateFlags::empty(),
             };
-            let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
-                return Err(io::Error::from_raw_os_error(libc::EFBIG));
-            };
-            // SAFETY: `f` is an open file; fallocate has no memory-safety preconditions.
-            if unsafe { libc::fallocate(f.as_raw_fd(), mode, off, n) } == 0 {
-                return Ok(());
-            }
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
-                return Err(e);
+            match fallocate(&*f, mode, offset, len) {
+                Ok(()) => return Ok(()),
+                Err(e) if e == rustix::io::Errno::OPNOTSUPP => {}
+                Err(e) => return Err(e.into()),
             }
         }
         let end = offset.saturating_add(len);
