@@ -484,3 +484,57 @@ fn split_takes_decimal_sizes_and_packs_like_wimlib() {
         assert!(!out.status.success(), "{bad} accepted");
     }
 }
+
+/// `append --create` makes a missing WIM as wimlib's does (and without it both refuse);
+/// `apply --check` and `extract --check` verify the integrity table first, failing on a
+/// corrupt file as wimlib's `apply --check` does.
+#[test]
+fn append_create_and_apply_check_as_wimlib() {
+    let tmp = tempdir();
+    let (a, _) = two_trees(tmp.path());
+    let tool = |name: &str| match name {
+        "wimfs" => wimfs_cmd(["append", "-q"]),
+        _ => wimlib(["append"]),
+    };
+    for name in ["wimfs", "wimlib"] {
+        let wim = tmp.path().join(format!("{name}.wim"));
+        let refused = run(tool(name).arg(&a).arg(&wim).arg("A"));
+        assert!(!refused.status.success(), "{name} append without --create");
+        assert!(!wim.exists());
+        ok(tool(name).arg(&a).arg(&wim).arg("A").arg("--create"));
+        assert_eq!(names(&wim), ["A"], "{name}");
+        check_image(&wim, 1, &a);
+    }
+
+    let wim = tmp.path().join("checked.wim");
+    ok(wimfs_cmd(["capture", "-q", "--check"])
+        .arg(&a)
+        .arg(&wim)
+        .arg("A"));
+    let out = tmp.path().join("out");
+    ok(wimfs_cmd(["apply", "-q", "--check"])
+        .arg(&wim)
+        .arg("1")
+        .arg(&out));
+    assert_same_tree(&a, &out);
+    ok(wimfs_cmd(["extract", "-q", "--check"])
+        .arg(&wim)
+        .arg("1")
+        .arg("/hello.txt")
+        .arg(format!("--dest-dir={}", tmp.path().join("one").display())));
+    // A byte flipped in the first resource: the integrity check fails before anything is
+    // written, for wimfs and for wimlib.
+    let mut bytes = fs::read(&wim).unwrap();
+    bytes[300] ^= 0xff;
+    fs::write(&wim, &bytes).unwrap();
+    for (name, mut cmd) in [
+        ("wimfs", wimfs_cmd(["apply", "-q", "--check"])),
+        ("wimlib", wimlib(["apply", "--check"])),
+    ] {
+        let dest = tmp.path().join(format!("bad-{name}"));
+        let r = run(cmd.arg(&wim).arg("1").arg(&dest));
+        assert!(!r.status.success(), "{name} apply --check of a corrupt WIM");
+        let err = String::from_utf8_lossy(&r.stderr).to_lowercase();
+        assert!(err.contains("integrity"), "{name}: {err}");
+    }
+}

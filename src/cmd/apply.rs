@@ -35,6 +35,9 @@ pub struct ApplyArgs {
     /// Do not rewrite absolute link targets to point into the target directory.
     #[arg(long)]
     norpfix: bool,
+    /// Check the WIM's integrity table first (if it has one).
+    #[arg(long)]
+    check: bool,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -61,6 +64,9 @@ pub struct ExtractArgs {
     /// Do not rewrite absolute link targets to point into the target directory.
     #[arg(long)]
     norpfix: bool,
+    /// Check the WIM's integrity table first (if it has one).
+    #[arg(long)]
+    check: bool,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -89,7 +95,7 @@ struct Extractor<'a> {
 }
 
 pub fn run_apply(a: ApplyArgs) -> Result<i32> {
-    let wim = super::open_wim(&a.wimfile, &a.refs, false)?;
+    let wim = super::open_wim(&a.wimfile, &a.refs, a.check)?;
     let (image_spec, target) = match a.rest.as_slice() {
         [t] => (None, t.clone()),
         [i, t] => (Some(i.as_str()), t.clone()),
@@ -106,7 +112,7 @@ pub fn run_apply(a: ApplyArgs) -> Result<i32> {
 }
 
 pub fn run_extract(a: ExtractArgs) -> Result<i32> {
-    let wim = super::open_wim(&a.wimfile, &a.refs, false)?;
+    let wim = super::open_wim(&a.wimfile, &a.refs, a.check)?;
     let index = wim.resolve_image(&a.image)?;
     let img = Image::load(&wim, index)?;
     fs::create_dir_all(&a.dest_dir)

@@ -46,6 +46,9 @@ pub struct CaptureArgs {
     /// appending in place.
     #[arg(long)]
     rebuild: bool,
+    /// `append`: make the WIM file, as capture does, if it does not exist.
+    #[arg(long)]
+    create: bool,
     /// Compression threads (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
@@ -113,8 +116,11 @@ pub fn run_append(a: CaptureArgs) -> Result<i32> {
         rp_fix: !a.norpfix,
     };
     if !a.wimfile.exists() {
+        if a.create {
+            return run(a);
+        }
         bail!(
-            "{}: no such WIM file (use capture to make one)",
+            "{}: no such WIM file (use capture, or append --create, to make one)",
             a.wimfile.display()
         );
     }
