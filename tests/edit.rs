@@ -538,3 +538,32 @@ fn append_create_and_apply_check_as_wimlib() {
         assert!(err.contains("integrity"), "{name}: {err}");
     }
 }
+
+/// `apply WIM all DIR` puts each image in DIR/NAME (DIR/INDEX when it has no name), with
+/// hard links inside an image, exactly as wimlib's does.
+#[test]
+fn apply_all_images_as_wimlib() {
+    let tmp = tempdir();
+    let (a, b) = two_trees(tmp.path());
+    fs::hard_link(a.join("hello.txt"), a.join("hello_link.txt")).unwrap();
+    let wim = tmp.path().join("x.wim");
+    ok(wimlib(["capture"]).arg(&a).arg(&wim).arg("First"));
+    ok(wimlib(["append"]).arg(&b).arg(&wim).arg("Second"));
+    ok(wimlib(["append"]).arg(&b).arg(&wim).arg(""));
+    let theirs = tmp.path().join("wimlib");
+    let mine = tmp.path().join("wimfs");
+    ok(wimlib(["apply"]).arg(&wim).arg("all").arg(&theirs));
+    ok(wimfs_cmd(["apply", "-q"]).arg(&wim).arg("all").arg(&mine));
+    let listing = |d: &Path| {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(listing(&theirs), ["3", "First", "Second"]);
+    assert_eq!(listing(&mine), listing(&theirs));
+    assert_same_tree(&theirs, &mine);
+    assert_same_tree(&a, &mine.join("First"));
+}

@@ -101,13 +101,37 @@ pub fn run_apply(a: ApplyArgs) -> Result<i32> {
         [i, t] => (Some(i.as_str()), t.clone()),
         _ => unreachable!("clap enforces 1..=2 values"),
     };
-    let index = super::pick_image(&wim, image_spec)?;
-    let img = Image::load(&wim, index)?;
     let target = PathBuf::from(target);
-    fs::create_dir_all(&target)
-        .with_context(|| format!("{}: cannot create target directory", target.display()))?;
-    let ex = Extractor::new(&wim, &img, &target, a.unix_data, a.norpfix, a.quiet)?;
-    ex.extract(&[(Image::ROOT, target.clone())])?;
+    // `all` (or `*`): every image into a directory of its own under TARGET, named after the
+    // image (its index if it has no name a directory can take), as wimlib does; hard links
+    // stay within an image.
+    let all = matches!(image_spec, Some("all" | "*"));
+    let indexes = match all {
+        true => (1..=wim.image_count()).collect(),
+        false => vec![super::pick_image(&wim, image_spec)?],
+    };
+    for index in indexes {
+        let img = Image::load(&wim, index)?;
+        let dest = match all {
+            true => {
+                let name = wim
+                    .xml()
+                    .images
+                    .iter()
+                    .find(|i| i.index == index)
+                    .and_then(|i| i.name.clone())
+                    .filter(|n| {
+                        !n.is_empty() && wimfs::image::names::native_name_problem(n).is_none()
+                    });
+                target.join(name.unwrap_or_else(|| index.to_string()))
+            }
+            false => target.clone(),
+        };
+        fs::create_dir_all(&dest)
+            .with_context(|| format!("{}: cannot create target directory", dest.display()))?;
+        let ex = Extractor::new(&wim, &img, &dest, a.unix_data, a.norpfix, a.quiet)?;
+        ex.extract(&[(Image::ROOT, dest.clone())])?;
+    }
     Ok(0)
 }
 
