@@ -163,6 +163,79 @@ fn limited(cwd: &Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
         .args(args))
 }
 
+/// Unmounts a mountpoint left behind by a failed assertion.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(&self.0)
+            .output();
+    }
+}
+
+/// Mounts `wim` under the same limits (the daemon inherits them) and reads every file: the
+/// mount either fails cleanly or serves, reads of bad data fail one by one, and the daemon
+/// is still answering and unmounts at the end. `None` where FUSE is not available.
+fn mount_and_read(case_dir: &Path, wim: &Path, name: &str) -> Option<String> {
+    if !Path::new("/dev/fuse").exists() || !running_as_root() {
+        return None;
+    }
+    let daemon = wimfs().with_file_name("wimfs-mountd");
+    assert!(
+        daemon.exists(),
+        "{}: build the workspace first",
+        daemon.display()
+    );
+    let mnt = case_dir.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let mnt = fs::canonicalize(&mnt).unwrap();
+    let what = format!("{name}: wimfs mount");
+    let o = limited(
+        case_dir,
+        &[
+            "mount".as_ref(),
+            wim.as_os_str(),
+            "1".as_ref(),
+            mnt.as_os_str(),
+        ],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!err.contains("panicked"), "{what}: {err}");
+    let code = o.status.code();
+    assert!(
+        matches!(code, Some(0..=123)),
+        "{what}: ended with {:?}: {err}",
+        o.status
+    );
+    if code != Some(0) {
+        assert!(
+            err.contains(&wim.display().to_string()),
+            "{what}: the error does not name the file: {err}"
+        );
+        return Some(format!("{what} -> {code:?}"));
+    }
+    let _guard = Unmount(mnt.clone());
+    // Every file read through the mount; reads of lying data fail with EIO, one by one.
+    let read = run(std::process::Command::new("timeout")
+        .args(["-s", "KILL", "120", "sh", "-c"])
+        .arg("find \"$0\" -type f -exec cat {} + > /dev/null")
+        .arg(&mnt));
+    assert!(
+        read.status.code().is_some(),
+        "{what}: reading every file hung"
+    );
+    // The daemon still answers, and unmounts.
+    assert!(
+        fs::read_dir(&mnt).is_ok(),
+        "{what}: the mount stopped answering"
+    );
+    ok(std::process::Command::new(wimfs()).arg("unmount").arg(&mnt));
+    Some(format!("{what} -> served; reads {:?}", read.status.code()))
+}
+
 #[test]
 fn hostile_wims_fail_cleanly_in_every_verb() {
     let dir = tempdir();
@@ -219,6 +292,9 @@ fn hostile_wims_fail_cleanly_in_every_verb() {
             let _ = fs::remove_dir_all(&out);
         }
         assert!(failed_verify, "{name}: verify passed a hostile file");
+        if let Some(r) = mount_and_read(&case_dir, &wim, name) {
+            report.push(r);
+        }
         // Nothing was written beside the target.
         let left: Vec<_> = fs::read_dir(&work).unwrap().collect();
         assert!(
