@@ -160,6 +160,36 @@ impl RwFs {
         Ok(s)
     }
 
+    /// Sets named stream `name` of file `file` to `value`, or removes it (`None`): a
+    /// journal's `stream` line replayed.
+    pub(crate) fn set_stream(&self, file: u64, name: &str, value: Option<&[u8]>) -> FsResult<()> {
+        let Some(value) = value else {
+            return self.remove_stream(file, name);
+        };
+        check_stream_name(name)?;
+        if value.len() as u64 > STREAM_MAX {
+            return Err(Errno(libc::EFBIG));
+        }
+        let _g = self.changing();
+        let mut tree = self.tree();
+        let n = tree.get_mut(file)?;
+        n.inode
+            .streams
+            .retain(|s| !(s.kind == StreamKind::Data && s.name == name));
+        match n.new_streams.iter_mut().find(|(k, _)| k == name) {
+            Some((_, v)) => *v = value.to_vec(),
+            None => n.new_streams.push((name.to_string(), value.to_vec())),
+        }
+        n.inode.last_write_time = now_filetime();
+        super::xattr::log_stream(
+            &mut tree,
+            file,
+            format!("user.{name}").as_bytes(),
+            Some(value),
+        );
+        Ok(())
+    }
+
     /// Removes named stream `name` of file `file`.
     pub(crate) fn remove_stream(&self, file: u64, name: &str) -> FsResult<()> {
         let _g = self.changing();

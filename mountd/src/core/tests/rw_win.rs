@@ -172,6 +172,13 @@ fn changes_by_path_are_journaled_and_committed() {
     let (s, sfh) = new_file("\\new.txt:meta", false, 0).unwrap();
     assert_eq!(fs.write(s, 0, b"stream data").unwrap(), 11);
     fs.release(sfh.unwrap());
+    // Past the 64 KiB of a stream set as an xattr: replayed and committed all the same.
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let (b, bfh) = new_file("\\new.txt:big", false, 0).unwrap();
+    for (k, piece) in big.chunks(65536).enumerate() {
+        fs.write(b, (k * 65536) as u64, piece).unwrap();
+    }
+    fs.release(bfh.unwrap());
     assert_eq!(
         fs.resolve_win_path("\\NEW.TXT:META")
             .unwrap()
@@ -185,7 +192,7 @@ fn changes_by_path_are_journaled_and_committed() {
             .iter()
             .map(|s| (s.name.as_str(), s.size))
             .collect::<Vec<_>>(),
-        [("", 3), ("meta", 11)]
+        [("", 3), ("meta", 11), ("big", 200_000)]
     );
     // Names equal but for case are the same name.
     assert_eq!(
@@ -292,6 +299,7 @@ fn changes_by_path_are_journaled_and_committed() {
         read_opened(&committed, at("\\new.txt:meta")).unwrap(),
         b"stream data"
     );
+    assert_eq!(read_opened(&committed, at("\\new.txt:big")).unwrap(), big);
     assert_eq!(
         read_opened(&committed, at("\\Hello.TXT:Zone.Identifier")).unwrap(),
         zone_now
