@@ -27,21 +27,6 @@ trap "exit 130" INT TERM
 "$this" unmount "$mnt"
 
 now() { date +%s.%N; }
-randread() {
-    python3 - "$1" "$2" 2000 <<'PY'
-import os, random, sys
-root, lst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-files = [l.rstrip("\n").split("\t") for l in open(lst)]
-files = [(p, int(s)) for p, s in files if int(s) >= 4096]
-rng = random.Random(42)
-for _ in range(n):
-    p, s = rng.choice(files)
-    with open(os.path.join(root, p), "rb") as f:
-        f.seek(rng.randrange(0, s - 4096 + 1))
-        f.read(4096)
-PY
-}
-
 declare -A bin=([before]=$BEFORE [this]=$this) res
 for _ in $(seq 1 "${RUNS:-3}"); do
     for b in before this; do
@@ -52,7 +37,7 @@ for _ in $(seq 1 "${RUNS:-3}"); do
                 find) find "$mnt" > /dev/null ;;
                 stat) find "$mnt" -printf '%s %m %y\n' > /dev/null ;;
                 read) find "$mnt" -type f -print0 | xargs -0 -n 200 cat > /dev/null ;;
-                random) randread "$mnt" "$files" ;;
+                random) randread "$mnt" "$files" 2000 ;;
             esac
             e=$(now)
             if [ "$t" = read ]; then
@@ -66,11 +51,10 @@ print(next(m['pid'] for m in json.load(sys.stdin) if m['dir'] == d))" "$(realpat
         done
     done
 done
-median() { printf '%s\n' $1 | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 printf '%-7s %10s %10s %10s\n' test before this this/before
 for t in find stat read random rss; do
-    x=$(median "${res[before-$t]}")
-    y=$(median "${res[this-$t]}")
+    x=$(printf '%s\n' ${res[before-$t]} | median)
+    y=$(printf '%s\n' ${res[this-$t]} | median)
     printf '%-7s %10.2f %10.2f %10.2f\n' "$t" "$x" "$y" "$(echo "$y / $x" | bc -l)"
 done
 echo "(rss in MiB; times in seconds)"

@@ -39,22 +39,6 @@ unmount_both() {
     "$wimfs" unmount "$mb"
 }
 
-# Random-read driver: N reads of 4 KiB at seeded random offsets of files >= 4 KiB.
-randread() { # mountpoint, file list, count
-    python3 - "$1" "$2" "$3" <<'PY'
-import os, random, sys
-root, lst, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-files = [l.rstrip("\n").split("\t") for l in open(lst)]
-files = [(p, int(s)) for p, s in files if int(s) >= 4096]
-rng = random.Random(42)
-for _ in range(n):
-    p, s = rng.choice(files)
-    with open(os.path.join(root, p), "rb") as f:
-        f.seek(rng.randrange(0, s - 4096 + 1))
-        f.read(4096)
-PY
-}
-
 sample() { # mountpoint, file list, count: read whole files
     python3 - "$1" "$2" "$3" <<'PY'
 import os, random, sys
