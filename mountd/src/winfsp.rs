@@ -407,7 +407,11 @@ impl FileSystemContext for WinFs {
         file_info: &mut FileInfo,
     ) -> WinResult<u32> {
         let ino = context.ino;
-        let size = self.info(ino)?.size;
+        // The size matters only to these two kinds of write; others skip the lookup.
+        let size = match write_to_eof || constrained_io {
+            true => self.info(ino)?.size,
+            false => 0,
+        };
         let offset = if write_to_eof { size } else { offset };
         let mut data = buffer;
         if constrained_io {

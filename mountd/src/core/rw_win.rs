@@ -451,22 +451,9 @@ impl WinOps for RwFs {
                 .find(|(k, _)| *k == name)
                 .map(|(_, size)| size)
                 .ok_or(Errno::ENOENT)?;
-            return Ok(match tree.peek(file)? {
-                Some(n) => info_of(&n.inode, true, size, ino),
-                None => {
-                    let mut info = self.base.win_info(file)?;
-                    let attributes = super::super::wininfo::win_attributes(info.attributes, true);
-                    info = WinInfo {
-                        attributes,
-                        reparse_tag: 0,
-                        size,
-                        allocation_size: size.div_ceil(4096) * 4096,
-                        index_number: ino,
-                        ..info
-                    };
-                    info
-                }
-            });
+            // The layer's record or the image's, by the one rule.
+            let inode = tree.inode(file).ok_or(Errno::ENOENT)?;
+            return Ok(info_of(inode, true, size, ino));
         }
         match tree.peek(ino)? {
             Some(n) => Ok(info_of(&n.inode, false, n.size(), ino)),
