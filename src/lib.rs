@@ -25,6 +25,7 @@
 //! # }
 //! ```
 
+pub mod apply;
 pub mod codec;
 pub mod error;
 pub mod format;

@@ -244,22 +244,7 @@ pub fn rebuild_writer(
     Ok(writer)
 }
 
-/// `s` for a terminal: control characters (which could move the cursor, retitle the window
-/// or hide text) shown as `\xNN` escapes; everything else as it is. JSON output stays exact.
-pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if c.is_control() {
-            out.push_str(&format!("\\x{:02x}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
-}
+pub use wimfs::image::names::printable;
 
 #[cfg(test)]
 mod tests {
