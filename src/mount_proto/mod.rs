@@ -6,6 +6,8 @@
 
 #[cfg(unix)]
 pub mod unix;
+#[cfg(windows)]
+pub mod windows;
 
 use serde::{Deserialize, Serialize};
 
@@ -70,8 +72,44 @@ pub fn mount_hash(bytes: &[u8]) -> u64 {
     h
 }
 
+/// A user's control pipe names (Windows) start with this: `wimfs-mnt-` and a tag derived
+/// from the user's key, so that `wimfs mounts` finds its own daemons' pipes.
+pub fn pipe_prefix_for(key: &[u8; 16]) -> String {
+    format!("wimfs-mnt-{}-", &keyed_hex(key, b"prefix")[..12])
+}
+
+/// The control pipe name (within `\\.\pipe\`) of a user's mount of `mountpoint`: SHA-1
+/// over the user's secret key and the mountpoint, so that nobody without the key can work
+/// it out, even from other names of the same user.
+pub fn pipe_name_for(key: &[u8; 16], mountpoint: &str) -> String {
+    let mut what = b"mount:".to_vec();
+    what.extend_from_slice(mountpoint.as_bytes());
+    format!("{}{}", pipe_prefix_for(key), &keyed_hex(key, &what)[..32])
+}
+
+fn keyed_hex(key: &[u8; 16], what: &[u8]) -> String {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(key);
+    h.update(what);
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn pipe_names_need_the_key() {
+        let (k1, k2) = ([1u8; 16], [2u8; 16]);
+        let a = super::pipe_name_for(&k1, "M:");
+        assert_eq!(a, super::pipe_name_for(&k1, "M:"));
+        assert!(a.starts_with(&super::pipe_prefix_for(&k1)));
+        assert_ne!(a, super::pipe_name_for(&k1, "N:"));
+        // Another user's key gives other names and another prefix.
+        assert_ne!(a, super::pipe_name_for(&k2, "M:"));
+        assert!(!a.starts_with(&super::pipe_prefix_for(&k2)));
+        assert_eq!(a.len(), "wimfs-mnt-".len() + 12 + 1 + 32);
+    }
+
     #[test]
     fn mount_hash_is_fnv1a() {
         assert_eq!(super::mount_hash(b""), 0xcbf2_9ce4_8422_2325);

@@ -6,6 +6,7 @@ pub mod capture;
 pub mod config;
 mod lock;
 mod pipeline;
+mod replace;
 pub mod resource;
 pub mod solid;
 pub mod split;

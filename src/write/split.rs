@@ -10,7 +10,8 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::writer::{create_temp_beside, integrity_of, random_guid, sync_parent_dir};
+use super::replace::{create_temp_beside, random_guid, sync_parent_dir};
+use super::writer::integrity_of;
 use crate::error::{Error, Result};
 use crate::format::blob_table::BlobEntry;
 use crate::format::header::{Header, FLAG_SPANNED, HEADER_SIZE};

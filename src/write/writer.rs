@@ -19,6 +19,7 @@ use std::sync::Arc;
 use sha1::{Digest, Sha1};
 
 use super::lock::TargetLock;
+use super::replace::{create_temp_beside, random_guid, resolve_links, sync_parent_dir};
 
 use super::pipeline::{write_stream, Sink};
 use super::resource::{write_resource, BlobSource, ResourceError, ResourceOptions};
@@ -1331,100 +1332,5 @@ pub(super) fn resource_error(path: &Path, e: ResourceError) -> Error {
         ResourceError::Read(cause) => Error::io(path, "reading", cause),
         ResourceError::Write(cause) => Error::io(path, "writing the WIM", cause),
         e => Error::invalid(path, e.to_string()),
-    }
-}
-
-/// `target` with symlinks resolved, if it exists (else as given).
-fn resolve_links(target: &Path) -> PathBuf {
-    match std::fs::symlink_metadata(target) {
-        Ok(m) if m.file_type().is_symlink() => {
-            std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf())
-        }
-        _ => target.to_path_buf(),
-    }
-}
-
-/// Gives the new file that will replace `target` the target's permissions and (where the
-/// writer may) its owner, so a rebuild never widens who can read the WIM.
-fn keep_access(file: &File, target: &Path) -> Result<()> {
-    let Ok(m) = std::fs::metadata(target) else {
-        return Ok(());
-    };
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        // Owner first: changing it may clear set-id bits the mode below restores.
-        match std::os::unix::fs::fchown(file, Some(m.uid()), Some(m.gid())) {
-            Ok(()) => {}
-            // Not root: the file stays the writer's own, as with any copy.
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
-            Err(e) => return Err(Error::io(target, "keeping the owner", e)),
-        }
-    }
-    file.set_permissions(m.permissions())
-        .map_err(|e| Error::io(target, "keeping the permissions", e))
-}
-
-/// Creates `<target>.tmp-XXXX` (exclusive create, so two writers never share one), with the
-/// permissions and owner of `target` if it exists.
-pub(super) fn create_temp_beside(target: &Path) -> Result<(PathBuf, File)> {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let seed = u32::from_le_bytes(random_guid()[..4].try_into().expect("4 bytes"));
-    for attempt in 0..100u32 {
-        let tmp = target.with_file_name(format!("{name}.tmp-{:08x}", seed.wrapping_add(attempt)));
-        match OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&tmp)
-        {
-            Ok(f) => {
-                if let Err(e) = keep_access(&f, target) {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
-                }
-                return Ok((tmp, f));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::io(&tmp, "creating the temporary file", e)),
-        }
-    }
-    Err(Error::invalid(
-        target,
-        "cannot find a free temporary file name beside it",
-    ))
-}
-
-/// 16 random bytes: from the OS where available, else from the clock and process id.
-pub(super) fn random_guid() -> [u8; 16] {
-    let mut g = [0u8; 16];
-    if File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut g))
-        .is_ok()
-    {
-        return g;
-    }
-    let seed = format!(
-        "{:?} {} {:?}",
-        std::time::SystemTime::now(),
-        std::process::id(),
-        std::thread::current().id()
-    );
-    let h: [u8; 20] = Sha1::digest(seed.as_bytes()).into();
-    g.copy_from_slice(&h[..16]);
-    g
-}
-
-/// Makes the rename durable; best effort (not every platform can open a directory).
-pub(super) fn sync_parent_dir(target: &Path) {
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = File::open(parent) {
-        let _ = d.sync_all();
     }
 }

@@ -25,9 +25,9 @@ pub use wimfs::mount_proto::runtime_dir;
 #[cfg(unix)]
 pub use wimfs::mount_proto::unix::{runtime_dir, socket_path};
 #[cfg(windows)]
-pub use windows::{pipe_name, request, Control, Served};
+pub(crate) use windows::Descriptor;
 #[cfg(windows)]
-pub(crate) use windows::{user_sid, Descriptor};
+pub use windows::{pipe_name, request, user_sid, Control, Served};
 
 pub use wimfs::mount_proto::Status;
 

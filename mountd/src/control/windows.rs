@@ -1,27 +1,26 @@
-//! The control channel on Windows: a named pipe per mount, `\\.\pipe\wimfs-mnt-<hash>`.
+//! The control channel on Windows: a named pipe per mount, named from the user's secret key
+//! (wimfs::mount_proto::windows), so other users can neither predict nor take the name.
 //!
 //! The pipe's ACL grants only the mounting user (see [`super::pipe_sddl`]); it is created as
 //! the first instance of its name (so nobody can have planted one) and rejects remote clients.
+//! Clients check that the serving process runs as their user.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::windows::io::{AsRawHandle, FromRawHandle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+pub use wimfs::mount_proto::windows::{pipe_name, request, user_sid};
 use windows_sys::Win32::Foundation::{
-    CloseHandle, GetLastError, LocalFree, ERROR_PIPE_BUSY, ERROR_PIPE_CONNECTED, HANDLE,
-    INVALID_HANDLE_VALUE,
+    GetLastError, LocalFree, ERROR_PIPE_CONNECTED, INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::Security::Authorization::{
-    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
 };
-use windows_sys::Win32::Security::{
-    GetTokenInformation, TokenUser, PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES, TOKEN_QUERY,
-    TOKEN_USER,
-};
+use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
 use windows_sys::Win32::Storage::FileSystem::{
     FlushFileBuffers, FILE_FLAG_FIRST_PIPE_INSTANCE, PIPE_ACCESS_DUPLEX,
 };
@@ -29,64 +28,11 @@ use windows_sys::Win32::System::Pipes::{
     ConnectNamedPipe, CreateNamedPipeW, DisconnectNamedPipe, PIPE_READMODE_BYTE,
     PIPE_REJECT_REMOTE_CLIENTS, PIPE_TYPE_BYTE, PIPE_WAIT,
 };
-use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
 
-use super::{mount_hash, pipe_sddl, reply_to, unmount_refusal, ControlError, Mounted, Status};
-
-/// The pipe name for a mountpoint (as the daemon normalized it: `M:` or an absolute path).
-pub fn pipe_name(mountpoint: &str) -> String {
-    format!(
-        r"\\.\pipe\wimfs-mnt-{:016x}",
-        mount_hash(mountpoint.as_bytes())
-    )
-}
+use super::{pipe_sddl, reply_to, unmount_refusal, ControlError, Mounted, Status};
 
 fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(Some(0)).collect()
-}
-
-/// The current user's SID as a string (`S-1-5-21-...`).
-pub(crate) fn user_sid() -> std::io::Result<String> {
-    let mut token: HANDLE = std::ptr::null_mut();
-    // SAFETY: the pseudo handle of the current process needs no closing; `token` receives a
-    // real handle that is closed below.
-    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut buf = vec![0u64; 64];
-    let mut len = 0u32;
-    // SAFETY: `buf` is 512 writable bytes, 8-aligned as TOKEN_USER needs; `len` receives the
-    // size used.
-    let ok = unsafe {
-        GetTokenInformation(
-            token,
-            TokenUser,
-            buf.as_mut_ptr().cast(),
-            (buf.len() * 8) as u32,
-            &mut len,
-        )
-    };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: `token` is the handle opened above, closed once.
-    unsafe { CloseHandle(token) };
-    if ok == 0 {
-        return Err(err);
-    }
-    // SAFETY: on success the buffer starts with a TOKEN_USER whose SID points into `buf`.
-    let sid = unsafe { (*buf.as_ptr().cast::<TOKEN_USER>()).User.Sid };
-    let mut text: *mut u16 = std::ptr::null_mut();
-    // SAFETY: `sid` is valid while `buf` lives; `text` receives a LocalAlloc'd string.
-    if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `text` is a NUL-terminated UTF-16 string from ConvertSidToStringSidW.
-    let s = unsafe {
-        let n = (0..).take_while(|&i| *text.add(i) != 0).count();
-        String::from_utf16_lossy(std::slice::from_raw_parts(text, n))
-    };
-    // SAFETY: `text` was allocated by the system with LocalAlloc and is freed once.
-    unsafe { LocalFree(text.cast()) };
-    Ok(s)
 }
 
 /// A security descriptor built from SDDL, freed on drop.
@@ -135,8 +81,9 @@ pub struct Control {
 impl Control {
     /// Creates the pipe for `mountpoint`, refusing if a live daemon already serves it.
     pub fn bind(mountpoint: &str) -> Result<Control, ControlError> {
-        let name = pipe_name(mountpoint);
-        if let Ok(line) = request(&name, "status") {
+        let name =
+            pipe_name(mountpoint).map_err(|e| ControlError::Bind(PathBuf::from(mountpoint), e))?;
+        if let Ok(line) = request(Path::new(&name), "status", Duration::from_secs(5)) {
             if let Ok(s) = Status::parse(&line) {
                 return Err(ControlError::AlreadyMounted(mountpoint.into(), s.pid));
             }
@@ -246,28 +193,4 @@ impl Served {
     pub fn finish(self) {
         let _done = self.busy.lock();
     }
-}
-
-/// Sends one request to a daemon and returns its reply line.
-pub fn request(pipe: &str, what: &str) -> std::io::Result<String> {
-    let mut tries = 0;
-    let conn = loop {
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(pipe)
-        {
-            Ok(c) => break c,
-            // The one instance is serving someone else: wait a moment.
-            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY as i32) && tries < 50 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    (&conn).write_all(format!("{what}\n").as_bytes())?;
-    let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line)?;
-    Ok(line.trim_end().to_string())
 }

@@ -1,50 +1,16 @@
 //! The Windows side of the mount verbs: control pipes and detached daemons.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::windows::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-/// Where named pipes live; daemons name theirs `wimfs-mnt-<hash>`.
-const PIPES: &str = r"\\.\pipe\";
+pub(super) use wimfs::mount_proto::windows::request;
 
-/// The control pipes that may have a daemon behind them.
+/// The control pipes of this user's daemons.
 pub(super) fn endpoints() -> anyhow::Result<Vec<PathBuf>> {
-    let Ok(entries) = std::fs::read_dir(PIPES) else {
-        return Ok(Vec::new());
-    };
-    Ok(entries
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("wimfs-mnt-"))
-        .map(|e| Path::new(PIPES).join(e.file_name()))
-        .collect())
-}
-
-/// Sends one request line and returns the reply line. The daemon serves one client at a
-/// time; a busy pipe is retried until `timeout`.
-pub(super) fn request(pipe: &Path, what: &str, timeout: Duration) -> std::io::Result<String> {
-    const ERROR_PIPE_BUSY: i32 = 231;
-    let start = std::time::Instant::now();
-    let conn = loop {
-        match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(pipe)
-        {
-            Ok(c) => break c,
-            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && start.elapsed() < timeout => {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    (&conn).write_all(format!("{what}\n").as_bytes())?;
-    let mut line = String::new();
-    BufReader::new(&conn).read_line(&mut line)?;
-    Ok(line.trim_end().to_string())
+    wimfs::mount_proto::windows::endpoints().context("listing this user's control pipes")
 }
 
 /// Starts the daemon without a console and outside this console's Ctrl+C group, so that it
