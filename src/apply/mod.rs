@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use rayon::prelude::*;
 
@@ -69,6 +70,21 @@ enum Place {
 struct Location<'p> {
     parent: PathBuf,
     name: Option<&'p str>,
+}
+
+/// Open handles on recently used directories of the plan (by plan index), so that reaching
+/// an entry's parent costs nothing when its neighbours were in the same directory, and one
+/// `openat` below a cached ancestor otherwise. One per thread.
+struct Dirs<'t> {
+    open: lru::LruCache<usize, Rc<Dir<'t>>>,
+}
+
+impl Dirs<'_> {
+    fn new() -> Self {
+        Dirs {
+            open: lru::LruCache::new(std::num::NonZeroUsize::new(16).expect("nonzero")),
+        }
+    }
 }
 
 /// A planned extraction: every entry to create, in order.
@@ -175,11 +191,10 @@ impl<'a> Extraction<'a> {
     pub fn run(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
         let img = self.img;
         let is_dir = |k: usize| img.inode_of(self.plan[k].d).is_directory();
+        let mut dirs = Dirs::new();
         // 1. Directories, parents first.
         for k in (0..self.plan.len()).filter(|&k| is_dir(k)) {
-            let loc = self.location(k);
-            if let Some(name) = loc.name {
-                let dir = self.dir(&loc)?;
+            if let (dir, Some(name)) = self.parent(&mut dirs, k)? {
                 target::mkdir(&dir, name)
                     .map_err(|e| self.fail(k, "cannot create directory", e))?;
             }
@@ -188,7 +203,9 @@ impl<'a> Extraction<'a> {
         let (files, first) = self.files();
         files
             .par_iter()
-            .try_for_each(|(ino, k)| self.write_file(*ino, *k, progress))?;
+            .try_for_each_init(Dirs::new, |dirs, (ino, k)| {
+                self.write_file(dirs, *ino, *k, progress)
+            })?;
         // 3. Hard links, symlinks and special files.
         for (k, item) in self.plan.iter().enumerate() {
             let ino_id = img.dentries[item.d].inode;
@@ -197,31 +214,27 @@ impl<'a> Extraction<'a> {
                 continue;
             }
             if ino.is_symlink() {
-                self.make_symlink(k)?;
+                self.make_symlink(&mut dirs, k)?;
             } else if let Some((mode, rdev)) = self.special(ino_id) {
-                let loc = self.location(k);
-                target::mknod(&self.dir(&loc)?, self.name(k, &loc)?, mode, rdev)
+                let (dir, name) = self.parent_named(&mut dirs, k)?;
+                target::mknod(&dir, name, mode, rdev)
                     .map_err(|e| self.fail(k, "cannot create special file", e))?;
             } else if let Some(&src) = first.get(&ino_id) {
                 if src != k {
-                    let (from, to) = (self.location(src), self.location(k));
-                    target::hard_link(
-                        &self.dir(&from)?,
-                        self.name(src, &from)?,
-                        &self.dir(&to)?,
-                        self.name(k, &to)?,
-                    )
-                    .map_err(|e| self.fail(k, "cannot create hard link", e))?;
+                    let (from, from_name) = self.parent_named(&mut dirs, src)?;
+                    let (to, name) = self.parent_named(&mut dirs, k)?;
+                    target::hard_link(&from, from_name, &to, name)
+                        .map_err(|e| self.fail(k, "cannot create hard link", e))?;
                 }
             }
         }
         // 4. Ownership, modes and times; directories last and deepest first so that
         //    creating children does not disturb their times.
         for k in (0..self.plan.len()).filter(|&k| !is_dir(k)) {
-            self.set_metadata(k)?;
+            self.set_metadata(&mut dirs, k)?;
         }
         for k in (0..self.plan.len()).rev().filter(|&k| is_dir(k)) {
-            self.set_metadata(k)?;
+            self.set_metadata(&mut dirs, k)?;
         }
         Ok(())
     }
@@ -257,8 +270,8 @@ impl<'a> Extraction<'a> {
     }
 
     /// The name of a plan item that is not the target itself.
-    fn name<'l>(&self, k: usize, loc: &Location<'l>) -> Result<&'l str> {
-        loc.name.ok_or_else(|| {
+    fn name<'l>(&self, k: usize, name: Option<&'l str>) -> Result<&'l str> {
+        name.ok_or_else(|| {
             let path = printable(&self.img.path_of(self.plan[k].d)).into_owned();
             Error::invalid(
                 self.target.display(Path::new("")),
@@ -267,10 +280,68 @@ impl<'a> Extraction<'a> {
         })
     }
 
-    fn dir(&self, loc: &Location) -> Result<Dir<'_>> {
-        self.target
-            .dir(&loc.parent)
-            .map_err(|e| Error::io(self.target.display(&loc.parent), "cannot open directory", e))
+    /// A handle on directory plan item `k`: from the cache, else opened below the nearest
+    /// cached ancestor one name at a time (never following a link).
+    fn dir_handle<'t>(&'t self, dirs: &mut Dirs<'t>, k: usize) -> Result<Rc<Dir<'t>>> {
+        let mut chain = Vec::new();
+        let mut at = k;
+        let mut have = loop {
+            if let Some(d) = dirs.open.get(&at) {
+                break Rc::clone(d);
+            }
+            match &self.plan[at].at {
+                Place::Under(p) => {
+                    chain.push(at);
+                    at = *p;
+                }
+                Place::At(rel) => {
+                    let d = Rc::new(self.target.dir(rel).map_err(|e| {
+                        Error::io(self.target.display(rel), "cannot open directory", e)
+                    })?);
+                    dirs.open.put(at, Rc::clone(&d));
+                    break d;
+                }
+            }
+        };
+        for &c in chain.iter().rev() {
+            let name = &self.img.dentries[self.plan[c].d].name;
+            let d = Rc::new(
+                self.target
+                    .child(&have, name)
+                    .map_err(|e| self.fail(c, "cannot open directory", e))?,
+            );
+            dirs.open.put(c, Rc::clone(&d));
+            have = d;
+        }
+        Ok(have)
+    }
+
+    /// The directory that plan item `k` goes in, and its name there (`None`: `k` is the
+    /// target itself).
+    fn parent<'t>(
+        &'t self,
+        dirs: &mut Dirs<'t>,
+        k: usize,
+    ) -> Result<(Rc<Dir<'t>>, Option<&'t str>)> {
+        match &self.plan[k].at {
+            Place::Under(p) => Ok((
+                self.dir_handle(dirs, *p)?,
+                Some(self.img.dentries[self.plan[k].d].name.as_str()),
+            )),
+            Place::At(rel) => {
+                let parent = rel.parent().unwrap_or(Path::new(""));
+                let d = self.target.dir(parent).map_err(|e| {
+                    Error::io(self.target.display(parent), "cannot open directory", e)
+                })?;
+                Ok((Rc::new(d), rel.file_name().and_then(|n| n.to_str())))
+            }
+        }
+    }
+
+    /// The parent of plan item `k` and its (required) name there.
+    fn parent_named<'t>(&'t self, dirs: &mut Dirs<'t>, k: usize) -> Result<(Rc<Dir<'t>>, &'t str)> {
+        let (dir, name) = self.parent(dirs, k)?;
+        Ok((dir, self.name(k, name)?))
     }
 
     /// An error about plan item `k`, naming where it goes.
@@ -293,11 +364,17 @@ impl<'a> Extraction<'a> {
             .then_some((u.mode, u.rdev))
     }
 
-    fn write_file(&self, ino: InodeId, k: usize, progress: &(dyn Fn(u64) + Sync)) -> Result<()> {
+    fn write_file<'t>(
+        &'t self,
+        dirs: &mut Dirs<'t>,
+        ino: InodeId,
+        k: usize,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<()> {
         let inode = &self.img.inodes[ino];
-        let loc = self.location(k);
-        let mut f = target::create_file(&self.dir(&loc)?, self.name(k, &loc)?)
-            .map_err(|e| self.fail(k, "cannot create file", e))?;
+        let (dir, name) = self.parent_named(dirs, k)?;
+        let mut f =
+            target::create_file(&dir, name).map_err(|e| self.fail(k, "cannot create file", e))?;
         let Some(blob) = inode.data_stream().and_then(|s| s.blob) else {
             return Ok(());
         };
@@ -322,7 +399,7 @@ impl<'a> Extraction<'a> {
         Ok(())
     }
 
-    fn make_symlink(&self, k: usize) -> Result<()> {
+    fn make_symlink<'t>(&'t self, dirs: &mut Dirs<'t>, k: usize) -> Result<()> {
         let d = self.plan[k].d;
         let ino = self.img.inode_of(d);
         let data = match ino.reparse_stream().and_then(|s| s.blob) {
@@ -336,15 +413,13 @@ impl<'a> Extraction<'a> {
             )
         })?;
         let to = link.unix_target(ino.rp_flags, self.link_root.as_deref());
-        let loc = self.location(k);
-        target::symlink(&to, &self.dir(&loc)?, self.name(k, &loc)?)
-            .map_err(|e| self.fail(k, "cannot create symlink", e))
+        let (dir, name) = self.parent_named(dirs, k)?;
+        target::symlink(&to, &dir, name).map_err(|e| self.fail(k, "cannot create symlink", e))
     }
 
-    fn set_metadata(&self, k: usize) -> Result<()> {
+    fn set_metadata<'t>(&'t self, dirs: &mut Dirs<'t>, k: usize) -> Result<()> {
         let ino = self.img.inode_of(self.plan[k].d);
-        let loc = self.location(k);
-        let dir = self.dir(&loc)?;
+        let (dir, name) = self.parent(dirs, k)?;
         if self.unix_data {
             if let Some(u) = ino.unix {
                 let kind = match () {
@@ -358,7 +433,7 @@ impl<'a> Extraction<'a> {
                     }
                     _ => Kind::File,
                 };
-                match target::set_owner_mode(&dir, loc.name, kind, u.uid, u.gid, u.mode) {
+                match target::set_owner_mode(&dir, name, kind, u.uid, u.gid, u.mode) {
                     Ok(None) => {}
                     Ok(Some(e)) => {
                         let p = self.fail(k, "cannot set owner", e);
@@ -368,7 +443,7 @@ impl<'a> Extraction<'a> {
                 }
             }
         }
-        target::set_times(&dir, loc.name, ino.last_access_time, ino.last_write_time)
+        target::set_times(&dir, name, ino.last_access_time, ino.last_write_time)
             .map_err(|e| self.fail(k, "cannot set times", e))
     }
 }

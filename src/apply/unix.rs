@@ -80,6 +80,12 @@ impl Target {
         }
     }
 
+    /// The directory `name` in `parent`, not following a link.
+    pub fn child(&self, parent: &Dir, name: &str) -> io::Result<Dir<'_>> {
+        let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        Ok(Dir::Below(rfs::openat(parent, name, flags, Mode::empty())?))
+    }
+
     /// `dir` without openat2: one component at a time, none of them a link.
     fn walk(&self, rel: &Path) -> io::Result<Dir<'_>> {
         let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;

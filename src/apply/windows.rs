@@ -44,6 +44,10 @@ impl Target {
     pub fn dir(&self, rel: &Path) -> io::Result<Dir<'_>> {
         Ok(Dir(self.path.join(rel), std::marker::PhantomData))
     }
+
+    pub fn child(&self, parent: &Dir, name: &str) -> io::Result<Dir<'_>> {
+        Ok(Dir(parent.0.join(name), std::marker::PhantomData))
+    }
 }
 
 fn at(dir: &Dir, name: Option<&str>) -> PathBuf {
