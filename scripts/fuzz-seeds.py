@@ -64,6 +64,27 @@ def main():
             for k, (cs, u, c) in enumerate(chunks(wim)):
                 sel = (cs.bit_length() - 1 - 12) % 10
                 open(os.path.join(out, f'seed-{k}'), 'wb').write(bytes([sel]) + struct.pack('<H', u - 1) + c)
+        # Whole small WIMs for the `wim` target: every compression, solid, UNIX data, links.
+        tiny = os.path.join(t, 'tiny')
+        os.makedirs(os.path.join(tiny, 'd', 'e'))
+        open(os.path.join(tiny, 'a.txt'), 'w').write(''.join(f'line {i}\n' for i in range(400)))
+        open(os.path.join(tiny, 'd', 'e', 'b'), 'w').write('bee' * 50)
+        open(os.path.join(tiny, 'empty'), 'w').close()
+        os.symlink('../a.txt', os.path.join(tiny, 'd', 'link'))
+        os.symlink('/abs/target', os.path.join(tiny, 'abs'))
+        os.link(os.path.join(tiny, 'a.txt'), os.path.join(tiny, 'd', 'hard'))
+        out = os.path.join(root, 'wim')
+        os.makedirs(out, exist_ok=True)
+        for name, args in [('none', ['--compress=none']), ('xpress', ['--compress=xpress']),
+                           ('lzx', ['--compress=lzx', '--unix-data']),
+                           ('lzms', ['--compress=lzms', '--chunk-size=32768']),
+                           ('solid', ['--solid']), ('check', ['--compress=xpress', '--check'])]:
+            wim = os.path.join(out, f'seed-{name}.wim')
+            subprocess.run(['wimlib-imagex', 'capture', tiny, wim, 'tiny'] + args, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if name == 'xpress':
+                subprocess.run(['wimlib-imagex', 'append', tiny, wim, 'second'], check=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         os.makedirs(os.path.join(root, 'structures'), exist_ok=True)
         b = open(os.path.join(t, 'lzx.wim'), 'rb').read()
         open(os.path.join(root, 'structures', 'header'), 'wb').write(b[:208])

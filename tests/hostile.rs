@@ -241,6 +241,13 @@ fn hostile_wims_fail_cleanly_in_every_verb() {
     let dir = tempdir();
     let cases = hostile(dir.path());
     assert!(cases.len() >= 14);
+    // scripts/fuzz-seeds.sh seeds the whole-WIM fuzz target with these.
+    if let Some(seeds) = std::env::var_os("WIMFS_HOSTILE_SEEDS") {
+        fs::create_dir_all(&seeds).unwrap();
+        for (name, bytes) in &cases {
+            fs::write(Path::new(&seeds).join(format!("hostile-{name}")), bytes).unwrap();
+        }
+    }
     let mut report = Vec::new();
     for (name, bytes) in &cases {
         let case_dir = dir.path().join(name);

@@ -1,16 +1,52 @@
-//! Positioned reads on a part file, shared by all threads without a seek lock.
+//! Positioned reads on a part of a WIM, shared by all threads without a seek lock, from
+//! whatever holds its bytes: a local file, or memory.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// One file of a WIM (a split set has several), read with positioned I/O.
-#[derive(Debug)]
+/// Where a part's bytes come from: anything that can fill a buffer from an offset, from
+/// several threads at once.
+pub trait ReadAt: Send + Sync {
+    /// Fills `buf` with the bytes at `offset` (all of them, or an error).
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+}
+
+impl ReadAt for File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        read_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for Vec<u8> {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let start = usize::try_from(offset).ok().filter(|&s| s <= self.len());
+        match start.and_then(|s| self.get(s..s.checked_add(buf.len())?)) {
+            Some(bytes) => {
+                buf.copy_from_slice(bytes);
+                Ok(())
+            }
+            None => Err(std::io::ErrorKind::UnexpectedEof.into()),
+        }
+    }
+}
+
+/// One part of a WIM (a split set has several), read with positioned I/O.
 pub struct PartFile {
+    /// The part's name in messages (its path, for a file).
     pub path: PathBuf,
-    file: File,
+    source: Box<dyn ReadAt>,
     pub len: u64,
+}
+
+impl std::fmt::Debug for PartFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartFile")
+            .field("path", &self.path)
+            .field("len", &self.len)
+            .finish()
+    }
 }
 
 impl PartFile {
@@ -23,9 +59,24 @@ impl PartFile {
             .len();
         Ok(PartFile {
             path: path.to_path_buf(),
-            file,
+            source: Box::new(file),
             len,
         })
+    }
+
+    /// A part of `len` bytes read from `source`, called `name` in messages.
+    pub fn from_source(name: impl Into<PathBuf>, source: Box<dyn ReadAt>, len: u64) -> Self {
+        PartFile {
+            path: name.into(),
+            source,
+            len,
+        }
+    }
+
+    /// A part held in memory, called `name` in messages.
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Self {
+        let len = bytes.len() as u64;
+        Self::from_source(name, Box::new(bytes), len)
     }
 
     /// Fills `buf` from `offset`; reading past the end of the file is an error naming `what`.
@@ -37,7 +88,8 @@ impl PartFile {
                 format!("{what} ({} bytes at offset {offset}) lies beyond the end of the file ({} bytes)", buf.len(), self.len),
             ));
         }
-        read_at(&self.file, buf, offset)
+        self.source
+            .read_exact_at(buf, offset)
             .map_err(|e| Error::io(&self.path, format!("reading {what} at offset {offset}"), e))
     }
 
@@ -58,7 +110,7 @@ impl PartFile {
 #[cfg(unix)]
 pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
     use std::os::unix::fs::FileExt;
-    file.read_exact_at(buf, offset)
+    FileExt::read_exact_at(file, buf, offset)
 }
 
 #[cfg(windows)]
@@ -76,4 +128,42 @@ pub(crate) fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_parts_read_only_what_they_hold() {
+        let p = PartFile::from_bytes("mem.wim", b"0123456789".to_vec());
+        let mut b = [0u8; 4];
+        p.read_exact_at(&mut b, 6, "tail").unwrap();
+        assert_eq!(&b, b"6789");
+        let e = p.read_exact_at(&mut b, 7, "tail").unwrap_err().to_string();
+        assert!(e.contains("mem.wim") && e.contains("beyond the end"), "{e}");
+        assert!(p.read_exact_at(&mut b, u64::MAX - 1, "far").is_err());
+        assert!(Vec::from(*b"ab").read_exact_at(&mut b, 1).is_err());
+    }
+
+    #[test]
+    fn a_wim_in_memory_reads_as_its_file_does() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample.wim");
+        let wim = crate::Wim::from_bytes("sample (memory)", std::fs::read(&path).unwrap()).unwrap();
+        let file = crate::Wim::open(&path).unwrap();
+        assert_eq!(wim.xml().images.len(), file.xml().images.len());
+        let (a, b) = (
+            crate::Image::load(&wim, 1).unwrap(),
+            crate::Image::load(&file, 1).unwrap(),
+        );
+        let d = a.lookup("/README.txt").unwrap();
+        let read = |w: &crate::Wim, i: &crate::Image| {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut w.open_stream(i.inode_of(d).data_stream()), &mut s)
+                .unwrap();
+            s
+        };
+        assert_eq!(read(&wim, &a), read(&file, &b));
+        assert_eq!(wim.path(), Path::new("sample (memory)"));
+    }
 }

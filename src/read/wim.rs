@@ -121,18 +121,36 @@ impl Wim {
     pub fn open_with(path: impl AsRef<Path>, opts: OpenOptions) -> Result<Wim> {
         let path = path.as_ref();
         let first = PartFile::open(path)?;
+        let mut refs = Vec::new();
+        for r in &opts.refs {
+            if !same_file(r, path) {
+                refs.push(PartFile::open(r)?);
+            }
+        }
+        Self::open_parts(first, refs, opts)
+    }
+
+    /// Opens a WIM held in memory, called `name` in messages.
+    pub fn from_bytes(name: impl Into<PathBuf>, bytes: Vec<u8>) -> Result<Wim> {
+        Self::open_parts(
+            PartFile::from_bytes(name, bytes),
+            Vec::new(),
+            OpenOptions::default(),
+        )
+    }
+
+    /// Opens a WIM from parts read through any source (files, memory, ...): `first` is the
+    /// WIM or part 1 of a split set, `refs` its other parts (`opts.refs` is not used).
+    pub fn open_parts(first: PartFile, refs: Vec<PartFile>, opts: OpenOptions) -> Result<Wim> {
+        let path = &first.path.clone();
         let header = read_header(&first)?;
         let mut parts = vec![first];
         let mut headers = vec![header.clone()];
-        for r in &opts.refs {
-            if same_file(r, path) {
-                continue;
-            }
-            let p = PartFile::open(r)?;
+        for p in refs {
             let h = read_header(&p)?;
             if h.guid != header.guid {
                 return Err(Error::invalid(
-                    r,
+                    &p.path,
                     format!("is not part of the same split WIM as {}", path.display()),
                 ));
             }
