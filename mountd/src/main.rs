@@ -155,8 +155,19 @@ mod unix {
         if let Some(log) = &log {
             redirect_stderr(log)?;
         }
-        let wimfile = std::fs::canonicalize(&args.wimfile)
-            .with_context(|| format!("{}: cannot open", args.wimfile.display()))?;
+        let remote = args.wimfile.to_str().is_some_and(wimfs::read::is_url);
+        if remote && args.rw {
+            bail!(
+                "{}: remote images are read-only; mount it read-only, or copy it first \
+                 (wimfs export URL all COPY.wim) and mount the copy read-write",
+                args.wimfile.display()
+            );
+        }
+        let wimfile = match remote {
+            true => args.wimfile.clone(),
+            false => std::fs::canonicalize(&args.wimfile)
+                .with_context(|| format!("{}: cannot open", args.wimfile.display()))?,
+        };
         // Taken before reading the WIM and held until the daemon exits: nothing else may
         // change the file under a read-write mount.
         let lock = match args.rw {

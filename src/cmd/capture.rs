@@ -115,6 +115,12 @@ pub fn run_append(a: CaptureArgs) -> Result<i32> {
         check_integrity: a.check,
         rp_fix: !a.norpfix,
     };
+    if a.wimfile.to_str().is_some_and(wimfs::read::is_url) {
+        bail!(
+            "{}: remote images are read-only: write a local copy (wimfs export URL all COPY.wim)",
+            a.wimfile.display()
+        );
+    }
     if !a.wimfile.exists() {
         if a.create {
             return run(a);

@@ -132,6 +132,10 @@ pub fn run(cli: Cli) -> Result<i32> {
 pub fn expand_refs(globs: &[String]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for g in globs {
+        if wimfs::read::is_url(g) {
+            out.push(PathBuf::from(g));
+            continue;
+        }
         let mut matched = false;
         for p in glob::glob(g).with_context(|| format!("bad --ref pattern {g:?}"))? {
             out.push(p.with_context(|| format!("reading --ref {g:?}"))?);

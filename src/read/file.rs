@@ -64,6 +64,21 @@ impl PartFile {
         })
     }
 
+    /// Opens a part named by a local path or, with the `remote` feature, an `http://`,
+    /// `https://` or `s3://` URL.
+    pub fn open_location(location: &Path) -> Result<Self> {
+        match location.to_str() {
+            #[cfg(feature = "remote")]
+            Some(url) if is_url(url) => super::remote::open_part(url),
+            #[cfg(not(feature = "remote"))]
+            Some(url) if is_url(url) => Err(Error::invalid(
+                location,
+                "this wimfs was built without the `remote` feature: it cannot read URLs",
+            )),
+            _ => Self::open(location),
+        }
+    }
+
     /// A part of `len` bytes read from `source`, called `name` in messages.
     pub fn from_source(name: impl Into<PathBuf>, source: Box<dyn ReadAt>, len: u64) -> Self {
         PartFile {
@@ -105,6 +120,14 @@ impl PartFile {
         self.read_exact_at(&mut v, offset, what)?;
         Ok(v)
     }
+}
+
+/// Whether a WIM location names a remote object (`http://`, `https://`, `s3://`) rather
+/// than a local file.
+pub fn is_url(s: &str) -> bool {
+    ["http://", "https://", "s3://"]
+        .iter()
+        .any(|p| s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)))
 }
 
 #[cfg(unix)]

@@ -4,6 +4,8 @@
 pub mod blob;
 pub mod cache;
 pub mod file;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod resource;
 mod spill;
 pub mod verify;
@@ -11,5 +13,6 @@ pub mod wim;
 
 pub use blob::{BlobReader, CheckedBlobReader};
 pub use cache::ChunkCache;
+pub use file::is_url;
 pub use resource::{Resource, Storage};
 pub use wim::{BlobLocation, ChunkSpan, OpenOptions, Wim};

@@ -109,7 +109,7 @@ fn read_header(part: &PartFile) -> Result<Header> {
 impl Wim {
     /// Reads just the header of a WIM file (any part of a split set).
     pub fn read_header(path: impl AsRef<Path>) -> Result<Header> {
-        read_header(&PartFile::open(path.as_ref())?)
+        read_header(&PartFile::open_location(path.as_ref())?)
     }
 
     /// Opens a standalone WIM file.
@@ -117,14 +117,15 @@ impl Wim {
         Self::open_with(path, OpenOptions::default())
     }
 
-    /// Opens a WIM file, or the first part of a split set together with `opts.refs`.
+    /// Opens a WIM file, or the first part of a split set together with `opts.refs`; each
+    /// may be a URL (see [`PartFile::open_location`]).
     pub fn open_with(path: impl AsRef<Path>, opts: OpenOptions) -> Result<Wim> {
         let path = path.as_ref();
-        let first = PartFile::open(path)?;
+        let first = PartFile::open_location(path)?;
         let mut refs = Vec::new();
         for r in &opts.refs {
             if !same_file(r, path) {
-                refs.push(PartFile::open(r)?);
+                refs.push(PartFile::open_location(r)?);
             }
         }
         Self::open_parts(first, refs, opts)

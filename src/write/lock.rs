@@ -17,6 +17,12 @@ impl TargetLock {
     /// Locks `target`, creating it empty if it does not exist. A second writer fails at once
     /// with a message saying the file is busy instead of waiting or interleaving.
     pub fn acquire(target: &Path) -> Result<TargetLock> {
+        if target.to_str().is_some_and(crate::read::is_url) {
+            return Err(Error::invalid(
+                target,
+                "remote images are read-only: write a local copy (wimfs export URL all COPY.wim)",
+            ));
+        }
         loop {
             let created = !target.exists();
             let file = OpenOptions::new()

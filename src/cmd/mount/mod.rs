@@ -174,6 +174,13 @@ pub fn run_mount(a: MountArgs, debug: bool) -> Result<i32> {
 
 /// `wimfs mountrw`: a read-write mount (refused for split WIMs by the daemon).
 pub fn run_mountrw(a: MountRwArgs, debug: bool) -> Result<i32> {
+    if a.mount.wimfile.to_str().is_some_and(wimfs::read::is_url) {
+        bail!(
+            "{}: remote images are read-only; mount it read-only, or copy it first \
+             (wimfs export URL all COPY.wim) and mount the copy read-write",
+            a.mount.wimfile.display()
+        );
+    }
     if !a.mount.refs.is_empty() {
         bail!(
             "{}: a split WIM cannot be mounted read-write; join it first (wimfs join)",
