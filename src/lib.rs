@@ -33,6 +33,7 @@ pub mod image;
 pub mod mount_proto;
 pub mod read;
 pub mod time;
+pub mod units;
 pub mod write;
 
 pub use error::{Error, Result};

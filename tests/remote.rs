@@ -489,3 +489,222 @@ fn a_server_gone_or_an_object_replaced_fails_reads_not_the_mount() {
     ok(&mut wimfs_cmd(["unmount", mnt1.to_str().unwrap()]));
     drop((m1, m2));
 }
+
+/// GET requests nginx has answered so far.
+fn gets(work: &Path) -> usize {
+    fs::read_to_string(work.join("access.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"GET "))
+        .count()
+}
+
+fn cache_bytes(dir: &Path) -> u64 {
+    walk(dir)
+        .iter()
+        .filter_map(|r| fs::metadata(dir.join(r)).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[test]
+fn a_cache_dir_fetches_nothing_twice_and_stays_bounded() {
+    let t = tempdir();
+    let fx = fixture(t.path(), true);
+    let port = free_port();
+    let work = t.path().join("nginx");
+    let _nginx = nginx(&work, &fx.www, port);
+    let url = format!("http://127.0.0.1:{port}/a.wim");
+    let cache = t.path().join("cache");
+    let c = cache.to_str().unwrap();
+    ok(&mut wimfs_cmd(["--cache-dir", c, "verify", &url]));
+    let first = gets(&work);
+    assert!(first > 0);
+    // Again, and a mount read in full: only HEAD requests (the object's version).
+    ok(&mut wimfs_cmd(["verify", &url, "--cache-dir", c]));
+    let mnt = t.path().join("mnt");
+    let m = mount(
+        wimfs_cmd(["mount", &url, "1", mnt.to_str().unwrap(), "--cache-dir", c]),
+        &mnt,
+    );
+    assert_eq!(read_all(&m.0, &fx.src, Duration::from_secs(60)), 0);
+    ok(&mut wimfs_cmd(["unmount", mnt.to_str().unwrap()]));
+    drop(m);
+    assert_eq!(gets(&work), first, "data fetched again despite the cache");
+    // The environment names it too; a damaged block is dropped and fetched again.
+    let blocks: Vec<PathBuf> = walk(&cache)
+        .into_iter()
+        .filter(|r| cache.join(r).is_file())
+        .collect();
+    let victim = cache.join(&blocks[0]);
+    let mut bytes = fs::read(&victim).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&victim, bytes).unwrap();
+    ok(wimfs_cmd(["verify", &url]).env("WIMFS_CACHE_DIR", &cache));
+    assert_eq!(gets(&work), first + 1, "the damaged block is fetched once");
+    // A bounded cache stays within its bound.
+    let small = t.path().join("small");
+    ok(&mut wimfs_cmd([
+        "--cache-dir",
+        small.to_str().unwrap(),
+        "--cache-dir-size",
+        "3M",
+        "verify",
+        &url,
+    ]));
+    let held = cache_bytes(&small);
+    assert!(held > 0 && held <= 3 << 20, "{held} bytes held");
+}
+
+/// What the test proxy does with the next request.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Pass,
+    /// Answer this many requests with 503, then pass.
+    Unavailable(usize),
+    /// Wait this long before passing each request on.
+    Slow(Duration),
+}
+
+/// A small HTTP proxy in front of nginx that can answer 503 or answer late; one request per
+/// connection (`Connection: close` both ways).
+struct Proxy {
+    port: u16,
+    mode: std::sync::Arc<std::sync::Mutex<Mode>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let mode = Arc::new(Mutex::new(Mode::Pass));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (Arc::clone(&mode), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let m = Arc::clone(&m);
+                        std::thread::spawn(move || serve(conn, upstream, &m));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Proxy { port, mode, stop }
+    }
+
+    fn set(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn serve(mut client: TcpStream, upstream: u16, mode: &std::sync::Mutex<Mode>) {
+    use std::io::{Read, Write};
+    client.set_nonblocking(false).unwrap();
+    let _ = client.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let now = {
+        let mut m = mode.lock().unwrap();
+        let now = *m;
+        if let Mode::Unavailable(n) = now {
+            *m = if n > 1 {
+                Mode::Unavailable(n - 1)
+            } else {
+                Mode::Pass
+            };
+        }
+        now
+    };
+    match now {
+        Mode::Unavailable(_) => {
+            let _ = client.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        }
+        Mode::Slow(d) => std::thread::sleep(d),
+        Mode::Pass => {}
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut request: String = text
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    request.push_str("Connection: close\r\n\r\n");
+    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+        return;
+    };
+    if up.write_all(request.as_bytes()).is_ok() {
+        let _ = std::io::copy(&mut up, &mut client);
+    }
+}
+
+#[test]
+fn unavailable_and_slow_servers_are_retried_or_fail_the_read_alone() {
+    let t = tempdir();
+    let fx = fixture(t.path(), true);
+    let port = free_port();
+    let _nginx = nginx(&t.path().join("nginx"), &fx.www, port);
+    let proxy = Proxy::start(port);
+    let url = format!("http://127.0.0.1:{}/a.wim", proxy.port);
+    let large = fs::read(fx.src.join("large.bin")).unwrap();
+    let mnt = |n: &str| t.path().join(n);
+    let mount_fast = |dir: &Path| {
+        let mut c = wimfs_cmd(["mount", &url, "1", dir.to_str().unwrap()]);
+        c.env("WIMFS_REMOTE_TIMEOUT", "1");
+        mount(c, dir)
+    };
+    // A few 503s are retried away.
+    let m1 = mount_fast(&mnt("m1"));
+    proxy.set(Mode::Unavailable(2));
+    assert_eq!(read_all(&m1.0, &fx.src, Duration::from_secs(60)), 0);
+    // A server that keeps answering 503: the read fails with EIO, quickly, alone.
+    let m2 = mount_fast(&mnt("m2"));
+    assert_eq!(fs::read(m2.0.join("hello.txt")).unwrap(), b"Hello, WIM!\n");
+    proxy.set(Mode::Unavailable(usize::MAX));
+    let e = read_within(&m2.0.join("large.bin"), Duration::from_secs(30)).map(|d| d.len());
+    assert_eq!(e.map_err(|e| e.raw_os_error()), Err(Some(libc::EIO)));
+    assert_eq!(fs::read(m2.0.join("hello.txt")).unwrap(), b"Hello, WIM!\n");
+    // Slow (within the timeout), then healthy again: the data reads.
+    proxy.set(Mode::Slow(Duration::from_millis(200)));
+    assert!(read_within(&m2.0.join("large.bin"), Duration::from_secs(60)).unwrap() == large);
+    proxy.set(Mode::Pass);
+    assert_eq!(read_all(&m2.0, &fx.src, Duration::from_secs(60)), 0);
+    for m in [&m1, &m2] {
+        ok(&mut wimfs_cmd(["unmount", m.0.to_str().unwrap()]));
+    }
+}
+
+/// Reads `path` in full, failing the test if it takes longer than `limit`.
+fn read_within(path: &Path, limit: Duration) -> std::io::Result<Vec<u8>> {
+    let start = Instant::now();
+    let r = fs::read(path);
+    assert!(
+        start.elapsed() < limit,
+        "reading {} took {:?}",
+        path.display(),
+        start.elapsed()
+    );
+    r
+}

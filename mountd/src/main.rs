@@ -155,6 +155,11 @@ mod unix {
         if let Some(log) = &log {
             redirect_stderr(log)?;
         }
+        if let Some((dir, limit)) =
+            wimfs::read::remote::disk_cache_from_env().map_err(anyhow::Error::msg)?
+        {
+            wimfs::read::remote::set_disk_cache(dir, limit);
+        }
         let remote = args.wimfile.to_str().is_some_and(wimfs::read::is_url);
         if remote && args.rw {
             bail!(

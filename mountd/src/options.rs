@@ -3,35 +3,11 @@
 #[cfg(unix)]
 use fuser::MountOption;
 
-/// Parses a byte count with an optional K/M/G/T suffix (powers of 1024; a trailing `B` or
-/// `iB` is accepted): `512M`, `1G`, `1048576`.
+/// Parses a byte count with an optional K/M/G/T suffix (see [`wimfs::units::parse_size`]),
+/// as a `usize`.
 pub fn parse_size(s: &str) -> Result<usize, String> {
-    let t = s.trim();
-    let t = t
-        .strip_suffix("iB")
-        .or_else(|| t.strip_suffix('B'))
-        .unwrap_or(t);
-    let (num, shift) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => return Err(format!("bad size {s:?}: unknown suffix {c:?}")),
-            };
-            (&t[..i], shift)
-        }
-        _ => (t, 0),
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad size {s:?}: expected a number like 512M or 1G"))?;
-    n.checked_shl(shift)
-        .filter(|v| v >> shift == n)
-        .and_then(|v| usize::try_from(v).ok())
-        .ok_or_else(|| format!("size {s:?} is too large"))
+    wimfs::units::parse_size(s)
+        .and_then(|n| usize::try_from(n).map_err(|_| format!("size {s:?} is too large")))
 }
 
 /// Turns a comma-separated `-o` list into mount options. `rw` is refused: this mount is

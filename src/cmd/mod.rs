@@ -30,6 +30,16 @@ pub struct Cli {
     /// Log debugging detail to stderr.
     #[arg(long, global = true)]
     pub debug: bool,
+    /// Keep data fetched from remote images (URLs) in DIR, across runs and mounts, so that
+    /// nothing is fetched twice (default: $WIMFS_CACHE_DIR, else none).
+    #[cfg(feature = "remote")]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Most bytes --cache-dir holds; least recently used data goes first.
+    #[cfg(feature = "remote")]
+    #[arg(long, global = true, value_name = "SIZE", default_value = "10G",
+          value_parser = wimfs::units::parse_size)]
+    pub cache_dir_size: u64,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -98,6 +108,17 @@ pub fn init_logging(debug: bool) {
 }
 
 pub fn run(cli: Cli) -> Result<i32> {
+    #[cfg(feature = "remote")]
+    {
+        use wimfs::read::remote;
+        let cache = match cli.cache_dir {
+            Some(dir) => Some((dir, cli.cache_dir_size)),
+            None => remote::disk_cache_from_env().map_err(anyhow::Error::msg)?,
+        };
+        if let Some((dir, limit)) = cache {
+            remote::set_disk_cache(dir, limit);
+        }
+    }
     match cli.command {
         Command::Info(a) => info::run(a),
         Command::Dir(a) => dir::run(a),

@@ -4,7 +4,7 @@
 //! Only the byte ranges the reader asks for are fetched. Every request names the object's
 //! version seen when it was opened (`If-Match` with its ETag), so a WIM replaced on the server
 //! fails its reads with a clear error instead of mixing two versions. Each request has a
-//! timeout, transient failures (connection errors, 5xx, 429) are retried with backoff a few
+//! timeout (30 s, or `WIMFS_REMOTE_TIMEOUT` seconds), transient failures (connection errors, 5xx, 429) are retried with backoff a few
 //! times, and then the read fails with an I/O error: nothing waits forever.
 //!
 //! Locations: `http://` and `https://` URLs; `s3://BUCKET/KEY`, with credentials, region and
@@ -15,6 +15,8 @@
 
 use std::io;
 use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -24,12 +26,24 @@ use object_store::{ClientOptions, GetOptions, ObjectStore, RetryConfig};
 use super::file::{PartFile, ReadAt};
 use crate::error::{Error, Result};
 
-/// How long one request may take, from connecting to the last byte.
+/// How long one request may take, from connecting to the last byte, unless
+/// `WIMFS_REMOTE_TIMEOUT` (seconds) says otherwise; connecting, at most a sixth of it.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Retries of a failing request, and how long retrying may go on in all.
+/// Retries of a failing request; retrying goes on for at most two request timeouts.
 const RETRIES: usize = 3;
-const RETRY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The request timeout in force.
+fn request_timeout() -> Duration {
+    static T: OnceLock<Duration> = OnceLock::new();
+    *T.get_or_init(|| {
+        std::env::var("WIMFS_REMOTE_TIMEOUT")
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|&s| s > 0.0 && s < 86_400.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(REQUEST_TIMEOUT)
+    })
+}
 
 /// `url` as shown in messages and status: without user information, query or fragment.
 pub fn display_name(url: &str) -> String {
@@ -69,8 +83,155 @@ const BLOCKS_KEPT: usize = 64;
 /// Most blocks fetched by one request.
 const MAX_RUN: u64 = 16;
 
+/// Where fetched blocks are kept across runs and mounts, and how many bytes at most.
+static DISK_CACHE: OnceLock<(PathBuf, u64)> = OnceLock::new();
+
+/// Keeps fetched blocks of remote images in `dir` (at most `limit` bytes, least recently
+/// used evicted), for every remote image this process opens after the call. The directory
+/// may be shared by several processes and mounts, and lost at any time. Returns `false` if
+/// a cache was set already.
+pub fn set_disk_cache(dir: PathBuf, limit: u64) -> bool {
+    DISK_CACHE.set((dir, limit)).is_ok()
+}
+
+/// The block cache set for this process, if any.
+pub fn disk_cache() -> Option<&'static (PathBuf, u64)> {
+    DISK_CACHE.get()
+}
+
+/// Default bound of a block cache directory.
+pub const DEFAULT_DISK_CACHE: u64 = 10 << 30;
+
+/// The block cache named by the environment: `WIMFS_CACHE_DIR`, bounded by
+/// `WIMFS_CACHE_DIR_SIZE` (default 10G). The CLI passes its `--cache-dir` to mount daemons
+/// this way.
+pub fn disk_cache_from_env() -> std::result::Result<Option<(PathBuf, u64)>, String> {
+    let Some(dir) = std::env::var_os("WIMFS_CACHE_DIR").filter(|d| !d.is_empty()) else {
+        return Ok(None);
+    };
+    let limit = match std::env::var("WIMFS_CACHE_DIR_SIZE") {
+        Ok(s) => crate::units::parse_size(&s).map_err(|e| format!("WIMFS_CACHE_DIR_SIZE: {e}"))?,
+        Err(_) => DEFAULT_DISK_CACHE,
+    };
+    Ok(Some((PathBuf::from(dir), limit)))
+}
+
+/// Blocks of one object version on disk: `DIR/<key>/<block index>`, each file the block's
+/// SHA-1 followed by its bytes (a damaged file is dropped and fetched again). The key is a
+/// hash of the object's name and version (ETag, or size and modification time), so another
+/// version never reads this one's blocks.
+struct DiskBlocks {
+    root: PathBuf,
+    dir: PathBuf,
+    limit: u64,
+    /// Bytes this process believes the cache holds; past the limit it looks and evicts.
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl DiskBlocks {
+    fn open(root: &std::path::Path, limit: u64, identity: &str) -> Option<DiskBlocks> {
+        use sha1::Digest;
+        let key: String = sha1::Sha1::digest(identity.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let dir = root.join(key);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::warn!("{}: cannot keep blocks here: {e}", dir.display());
+            return None;
+        }
+        let d = DiskBlocks {
+            root: root.to_path_buf(),
+            dir,
+            limit,
+            used: std::sync::atomic::AtomicU64::new(0),
+        };
+        d.used
+            .store(d.scan().iter().map(|f| f.1).sum(), Ordering::Relaxed);
+        Some(d)
+    }
+
+    /// Every block file under the root: (path, size, last use).
+    fn scan(&self) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+        let mut out = Vec::new();
+        for obj in std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for f in std::fs::read_dir(obj.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if let Ok(m) = f.metadata() {
+                    let used = m.modified().unwrap_or(std::time::UNIX_EPOCH);
+                    out.push((f.path(), m.len(), used));
+                }
+            }
+        }
+        out
+    }
+
+    fn get(&self, block: u64, len: usize) -> Option<Arc<[u8]>> {
+        use sha1::Digest;
+        let path = self.dir.join(block.to_string());
+        let data = std::fs::read(&path).ok()?;
+        if data.len() != 20 + len || sha1::Sha1::digest(&data[20..])[..] != data[..20] {
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        // Last use, for eviction.
+        if let Ok(f) = std::fs::File::options().write(true).open(&path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
+        Some(Arc::from(&data[20..]))
+    }
+
+    fn put(&self, block: u64, data: &[u8]) {
+        use sha1::Digest;
+        let path = self.dir.join(block.to_string());
+        let tmp = self.dir.join(format!(
+            ".{block}.{}.{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let mut bytes = sha1::Sha1::digest(data).to_vec();
+        bytes.extend_from_slice(data);
+        if std::fs::write(&tmp, &bytes)
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return;
+        }
+        let used = self.used.fetch_add(bytes.len() as u64, Ordering::Relaxed) + bytes.len() as u64;
+        if used > self.limit {
+            self.evict();
+        }
+    }
+
+    /// Removes the least recently used blocks (of any object) until the cache holds at most
+    /// nine tenths of its limit.
+    fn evict(&self) {
+        let mut files = self.scan();
+        files.sort_by_key(|f| f.2);
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        for (path, size, _) in files {
+            if total <= self.limit / 10 * 9 {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= size;
+            }
+        }
+        self.used.store(total, Ordering::Relaxed);
+    }
+}
+
 /// One remote object, read by ranges.
 pub struct Remote {
+    disk: Option<DiskBlocks>,
     /// Object size.
     len: u64,
     blocks: parking_lot::Mutex<lru::LruCache<u64, Arc<[u8]>>>,
@@ -93,12 +254,12 @@ impl Remote {
         // Started first: it installs the TLS provider the clients are built with.
         let rt = runtime().map_err(|e| Error::io(&name, "starting the network runtime", e))?;
         let client = ClientOptions::new()
-            .with_timeout(REQUEST_TIMEOUT)
-            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(request_timeout())
+            .with_connect_timeout(request_timeout() / 6)
             .with_allow_http(true);
         let retry = RetryConfig {
             max_retries: RETRIES,
-            retry_timeout: RETRY_TIMEOUT,
+            retry_timeout: 2 * request_timeout(),
             ..RetryConfig::default()
         };
         let (store, path): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
@@ -135,7 +296,16 @@ impl Remote {
                     .await
             })
             .map_err(|e| Error::io(&name, "cannot open", to_io(e, url, &name)))?;
+        let meta = &head.meta;
+        let disk = DISK_CACHE.get().and_then(|(root, limit)| {
+            let version = match &meta.e_tag {
+                Some(tag) => format!("etag {tag}"),
+                None => format!("size {} modified {}", meta.size, meta.last_modified),
+            };
+            DiskBlocks::open(root, *limit, &format!("{name}\n{version}"))
+        });
         let remote = Remote {
+            disk,
             len: head.meta.size,
             blocks: parking_lot::Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(BLOCKS_KEPT).expect("nonzero"),
@@ -161,9 +331,8 @@ impl Remote {
     fn fetch(&self, range: Range<u64>) -> io::Result<bytes::Bytes> {
         let want = range.end - range.start;
         let rt = runtime()?;
-        let got = rt.block_on(async {
-            tokio::time::timeout(RETRY_TIMEOUT + REQUEST_TIMEOUT, self.get(range)).await
-        });
+        let got = rt
+            .block_on(async { tokio::time::timeout(3 * request_timeout(), self.get(range)).await });
         let bytes = match got {
             Ok(Ok(b)) => b,
             Ok(Err(object_store::Error::Precondition { .. })) => {
@@ -195,6 +364,16 @@ impl Remote {
             let mut kept = self.blocks.lock();
             (first..=last).map(|b| kept.get(&b).cloned()).collect()
         };
+        if let Some(disk) = &self.disk {
+            for (i, slot) in out.iter_mut().enumerate().filter(|(_, s)| s.is_none()) {
+                let k = first + i as u64;
+                let len = ((k + 1) * BLOCK).min(self.len) - k * BLOCK;
+                if let Some(block) = disk.get(k, len as usize) {
+                    self.blocks.lock().put(k, Arc::clone(&block));
+                    *slot = Some(block);
+                }
+            }
+        }
         let mut b = first;
         while b <= last {
             if out[(b - first) as usize].is_some() {
@@ -208,12 +387,14 @@ impl Remote {
             let start = b * BLOCK;
             let stop = ((end + 1) * BLOCK).min(self.len);
             let data = self.fetch(start..stop)?;
-            let mut kept = self.blocks.lock();
             for k in b..=end {
                 let from = ((k - b) * BLOCK) as usize;
                 let to = (from + BLOCK as usize).min(data.len());
                 let block: Arc<[u8]> = Arc::from(&data[from..to]);
-                kept.put(k, Arc::clone(&block));
+                self.blocks.lock().put(k, Arc::clone(&block));
+                if let Some(disk) = &self.disk {
+                    disk.put(k, &block);
+                }
                 out[(k - first) as usize] = Some(block);
             }
             b = end + 1;

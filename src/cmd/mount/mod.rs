@@ -222,6 +222,12 @@ fn start_daemon(a: MountArgs, debug: bool, rw: Option<PathBuf>) -> Result<i32> {
     drop(wim);
     let daemon = daemon_path()?;
     let mut cmd = Command::new(&daemon);
+    #[cfg(feature = "remote")]
+    if let Some((dir, limit)) = wimfs::read::remote::disk_cache() {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        cmd.env("WIMFS_CACHE_DIR", dir)
+            .env("WIMFS_CACHE_DIR_SIZE", limit.to_string());
+    }
     cmd.arg(&a.wimfile)
         .arg(index.to_string())
         .arg(&dir)
@@ -314,6 +320,12 @@ impl std::ops::Deref for MountInfo {
 fn list_orphans(wim: Option<&std::path::Path>) -> Result<Vec<Orphan>> {
     let daemon = daemon_path()?;
     let mut cmd = Command::new(&daemon);
+    #[cfg(feature = "remote")]
+    if let Some((dir, limit)) = wimfs::read::remote::disk_cache() {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        cmd.env("WIMFS_CACHE_DIR", dir)
+            .env("WIMFS_CACHE_DIR_SIZE", limit.to_string());
+    }
     cmd.arg("orphans");
     if let Some(w) = wim {
         cmd.arg(w);
