@@ -686,6 +686,10 @@ fn unavailable_and_slow_servers_are_retried_or_fail_the_read_alone() {
     let e = read_within(&m2.0.join("large.bin"), Duration::from_secs(30)).map(|d| d.len());
     assert_eq!(e.map_err(|e| e.raw_os_error()), Err(Some(libc::EIO)));
     assert_eq!(fs::read(m2.0.join("hello.txt")).unwrap(), b"Hello, WIM!\n");
+    // A server slower than the timeout: the same, within a few timeouts.
+    proxy.set(Mode::Slow(Duration::from_secs(4)));
+    let e = read_within(&m2.0.join("large.bin"), Duration::from_secs(40)).map(|d| d.len());
+    assert_eq!(e.map_err(|e| e.raw_os_error()), Err(Some(libc::EIO)));
     // Slow (within the timeout), then healthy again: the data reads.
     proxy.set(Mode::Slow(Duration::from_millis(200)));
     assert!(read_within(&m2.0.join("large.bin"), Duration::from_secs(60)).unwrap() == large);
