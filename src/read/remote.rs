@@ -77,11 +77,11 @@ fn runtime() -> io::Result<&'static tokio::runtime::Runtime> {
 
 /// Remote data is fetched in aligned blocks of this size, so that the many small reads of a
 /// WIM (chunk tables, small chunks, metadata) become few requests.
-const BLOCK: u64 = 1 << 20;
+const BLOCK: u64 = 256 << 10;
 /// Blocks kept in memory per object (the decoded-chunk cache sits above this).
-const BLOCKS_KEPT: usize = 64;
-/// Most blocks fetched by one request.
-const MAX_RUN: u64 = 16;
+const BLOCKS_KEPT: usize = 256;
+/// Most blocks fetched by one request (16 MiB).
+const MAX_RUN: u64 = 64;
 
 /// Where fetched blocks are kept across runs and mounts, and how many bytes at most.
 static DISK_CACHE: OnceLock<(PathBuf, u64)> = OnceLock::new();
@@ -235,6 +235,12 @@ pub struct Remote {
     /// Object size.
     len: u64,
     blocks: parking_lot::Mutex<lru::LruCache<u64, Arc<[u8]>>>,
+    /// Blocks some reader is fetching now, and the signal that a fetch ended.
+    fetching: parking_lot::Mutex<std::collections::HashSet<u64>>,
+    fetched: parking_lot::Condvar,
+    /// The block after the last range read, how many ranges in a row were sequential, and
+    /// the block that sequential run started at.
+    sequence: parking_lot::Mutex<(u64, u64, u64)>,
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     /// The object's ETag when it was opened; every read asks for that version.
@@ -310,6 +316,9 @@ impl Remote {
             blocks: parking_lot::Mutex::new(lru::LruCache::new(
                 std::num::NonZeroUsize::new(BLOCKS_KEPT).expect("nonzero"),
             )),
+            fetching: parking_lot::Mutex::new(std::collections::HashSet::new()),
+            fetched: parking_lot::Condvar::new(),
+            sequence: parking_lot::Mutex::new((0, 0, 0)),
             store,
             path,
             etag: head.meta.e_tag.clone(),
@@ -358,35 +367,117 @@ impl Remote {
         Ok(bytes)
     }
 
-    /// Blocks `first..=last`, from memory or fetched, runs of missing blocks one request each.
+    /// A block from memory or the disk cache.
+    fn kept(&self, k: u64) -> Option<Arc<[u8]>> {
+        if let Some(b) = self.blocks.lock().get(&k) {
+            return Some(Arc::clone(b));
+        }
+        let disk = self.disk.as_ref()?;
+        let len = ((k + 1) * BLOCK).min(self.len) - k * BLOCK;
+        let block = disk.get(k, len as usize)?;
+        self.blocks.lock().put(k, Arc::clone(&block));
+        Some(block)
+    }
+
+    /// Blocks `first..=last`: from memory or disk, else fetched. Each block is fetched by one
+    /// reader at a time (others wait for it); runs of missing blocks go in one request, and a
+    /// reader moving forward through the object takes a growing window of the blocks after
+    /// its range along (up to `MAX_RUN` blocks a request), so a sequential read costs few
+    /// round trips.
     fn blocks(&self, first: u64, last: u64) -> io::Result<Vec<Arc<[u8]>>> {
-        let mut out: Vec<Option<Arc<[u8]>>> = {
-            let mut kept = self.blocks.lock();
-            (first..=last).map(|b| kept.get(&b).cloned()).collect()
+        let count = self.len.div_ceil(BLOCK);
+        // Sequential: this range starts where the last one ended (or in its last block).
+        // From the second such range on, as many blocks as the sequential run has covered
+        // so far are fetched ahead (up to MAX_RUN): at most as much again as was read.
+        let ahead = {
+            let mut seq = self.sequence.lock();
+            let (next, streak, start) = *seq;
+            let sequential = first + 1 >= next && first <= next && next > 0;
+            let (streak, start) = match sequential {
+                true => (streak + 1, start),
+                false => (0, first),
+            };
+            *seq = (last + 1, streak, start);
+            match streak {
+                0 | 1 => 0,
+                _ => (last + 1 - start).min(MAX_RUN),
+            }
         };
-        if let Some(disk) = &self.disk {
-            for (i, slot) in out.iter_mut().enumerate().filter(|(_, s)| s.is_none()) {
-                let k = first + i as u64;
-                let len = ((k + 1) * BLOCK).min(self.len) - k * BLOCK;
-                if let Some(block) = disk.get(k, len as usize) {
-                    self.blocks.lock().put(k, Arc::clone(&block));
-                    *slot = Some(block);
+        let deadline = std::time::Instant::now() + 4 * request_timeout();
+        loop {
+            let mut out: Vec<Option<Arc<[u8]>>> = (first..=last).map(|k| self.kept(k)).collect();
+            if out.iter().all(Option::is_some) {
+                return Ok(out.into_iter().map(|b| b.expect("checked")).collect());
+            }
+            // Claim what nobody is fetching; the read-ahead only while it stays contiguous.
+            let (mut claimed, mut busy) = (Vec::new(), false);
+            {
+                let mut fetching = self.fetching.lock();
+                for (i, slot) in out.iter().enumerate() {
+                    let k = first + i as u64;
+                    if slot.is_none() {
+                        match fetching.insert(k) {
+                            true => claimed.push(k),
+                            false => busy = true,
+                        }
+                    }
+                }
+                if let Some(&end) = claimed.last().filter(|&&e| e == last) {
+                    let mut k = end + 1;
+                    while k < count && k <= last + ahead && !self.blocks.lock().contains(&k) {
+                        if !fetching.insert(k) {
+                            break;
+                        }
+                        claimed.push(k);
+                        k += 1;
+                    }
                 }
             }
+            let fetched = self.fetch_runs(&claimed);
+            {
+                let mut fetching = self.fetching.lock();
+                for k in &claimed {
+                    fetching.remove(k);
+                }
+            }
+            self.fetched.notify_all();
+            for (k, block) in fetched? {
+                if (first..=last).contains(&k) {
+                    out[(k - first) as usize] = Some(block);
+                }
+            }
+            if out.iter().all(Option::is_some) {
+                return Ok(out.into_iter().map(|b| b.expect("checked")).collect());
+            }
+            if busy {
+                // Wait for the other readers' fetches, then look again.
+                let mut fetching = self.fetching.lock();
+                while (first..=last).any(|k| fetching.contains(&k)) {
+                    if self.fetched.wait_until(&mut fetching, deadline).timed_out() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                }
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
         }
-        let mut b = first;
-        while b <= last {
-            if out[(b - first) as usize].is_some() {
-                b += 1;
-                continue;
-            }
+    }
+
+    /// Fetches the claimed blocks (ascending), contiguous runs one request each, keeping them
+    /// in memory and on disk.
+    fn fetch_runs(&self, claimed: &[u64]) -> io::Result<Vec<(u64, Arc<[u8]>)>> {
+        let mut got = Vec::with_capacity(claimed.len());
+        let mut i = 0;
+        while i < claimed.len() {
+            let b = claimed[i];
             let mut end = b;
-            while end < last && end - b + 1 < MAX_RUN && out[(end + 1 - first) as usize].is_none() {
+            while i + 1 < claimed.len() && claimed[i + 1] == end + 1 && end + 1 - b < MAX_RUN {
                 end += 1;
+                i += 1;
             }
-            let start = b * BLOCK;
-            let stop = ((end + 1) * BLOCK).min(self.len);
-            let data = self.fetch(start..stop)?;
+            i += 1;
+            let data = self.fetch(b * BLOCK..((end + 1) * BLOCK).min(self.len))?;
             for k in b..=end {
                 let from = ((k - b) * BLOCK) as usize;
                 let to = (from + BLOCK as usize).min(data.len());
@@ -395,14 +486,10 @@ impl Remote {
                 if let Some(disk) = &self.disk {
                     disk.put(k, &block);
                 }
-                out[(k - first) as usize] = Some(block);
+                got.push((k, block));
             }
-            b = end + 1;
         }
-        Ok(out
-            .into_iter()
-            .map(|b| b.expect("every block filled"))
-            .collect())
+        Ok(got)
     }
 }
 
