@@ -173,6 +173,10 @@ impl DiskBlocks {
         out
     }
 
+    fn has(&self, block: u64) -> bool {
+        self.dir.join(block.to_string()).exists()
+    }
+
     fn get(&self, block: u64, len: usize) -> Option<Arc<[u8]>> {
         use sha1::Digest;
         let path = self.dir.join(block.to_string());
@@ -367,6 +371,11 @@ impl Remote {
         Ok(bytes)
     }
 
+    /// Whether a block is in memory or on disk (without reading it).
+    fn has(&self, k: u64) -> bool {
+        self.blocks.lock().contains(&k) || self.disk.as_ref().is_some_and(|d| d.has(k))
+    }
+
     /// A block from memory or the disk cache.
     fn kept(&self, k: u64) -> Option<Arc<[u8]>> {
         if let Some(b) = self.blocks.lock().get(&k) {
@@ -424,7 +433,7 @@ impl Remote {
                 }
                 if let Some(&end) = claimed.last().filter(|&&e| e == last) {
                     let mut k = end + 1;
-                    while k < count && k <= last + ahead && !self.blocks.lock().contains(&k) {
+                    while k < count && k <= last + ahead && !self.has(k) {
                         if !fetching.insert(k) {
                             break;
                         }
