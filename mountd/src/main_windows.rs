@@ -140,24 +140,7 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
     };
     init_logging(args.debug, log.as_deref())?;
 
-    if let Some((dir, limit)) =
-        wimfs::read::remote::disk_cache_from_env().map_err(anyhow::Error::msg)?
-    {
-        wimfs::read::remote::set_disk_cache(dir, limit);
-    }
-    let remote = args.wimfile.to_str().is_some_and(wimfs::read::is_url);
-    if remote && args.rw {
-        bail!(
-            "{}: remote images are read-only; mount it read-only, or copy it first \
-             (wimfs export URL all COPY.wim) and mount the copy read-write",
-            args.wimfile.display()
-        );
-    }
-    let wimfile = match remote {
-        true => args.wimfile.clone(),
-        false => std::fs::canonicalize(&args.wimfile)
-            .with_context(|| format!("{}: cannot open", args.wimfile.display()))?,
-    };
+    let wimfile = wimfs_mountd::options::wim_location(&args.wimfile, args.rw)?;
     // Taken before reading the WIM and held until the daemon exits: nothing else may
     // change the file under a read-write mount.
     let lock = match args.rw {

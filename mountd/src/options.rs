@@ -10,6 +10,29 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .and_then(|n| usize::try_from(n).map_err(|_| format!("size {s:?} is too large")))
 }
 
+/// The WIM a daemon serves: a URL as given (remote images are read-only; the block cache
+/// comes from the environment), or a local file by its real path.
+pub fn wim_location(wimfile: &std::path::Path, rw: bool) -> anyhow::Result<std::path::PathBuf> {
+    use anyhow::Context;
+    if let Some((dir, limit)) =
+        wimfs::read::remote::disk_cache_from_env().map_err(anyhow::Error::msg)?
+    {
+        wimfs::read::remote::set_disk_cache(dir, limit);
+    }
+    if !wimfile.to_str().is_some_and(wimfs::read::is_url) {
+        return std::fs::canonicalize(wimfile)
+            .with_context(|| format!("{}: cannot open", wimfile.display()));
+    }
+    if rw {
+        anyhow::bail!(
+            "{}: remote images are read-only; mount it read-only, or copy it first \
+             (wimfs export URL all COPY.wim) and mount the copy read-write",
+            wimfile.display()
+        );
+    }
+    Ok(wimfile.to_path_buf())
+}
+
 /// Turns a comma-separated `-o` list into mount options. `rw` is refused: this mount is
 /// read-only.
 #[cfg(unix)]

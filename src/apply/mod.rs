@@ -41,7 +41,16 @@ mod windows;
 #[cfg(windows)]
 use windows as target;
 
-use target::{Dir, Kind, Target};
+use target::{Dir, Target};
+
+/// What an entry is expected to be when its owner and mode are set.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Kind {
+    Directory,
+    File,
+    Symlink,
+    Special,
+}
 
 /// How to apply.
 #[derive(Clone, Copy, Debug, Default)]

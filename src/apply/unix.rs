@@ -7,6 +7,7 @@
 //! a directory wimfs made for a link between two steps, the next step fails instead of
 //! writing, changing modes or owners somewhere else.
 
+use super::Kind;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -36,15 +37,6 @@ impl AsFd for Dir<'_> {
             Dir::Below(fd) => fd.as_fd(),
         }
     }
-}
-
-/// What an entry is expected to be when its owner and mode are set.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Kind {
-    Directory,
-    File,
-    Symlink,
-    Special,
 }
 
 impl Target {

@@ -3,6 +3,7 @@
 //! them stays below the target; files are created new (never opened through an existing
 //! entry) and times are set on links, not on what they point to.
 
+use super::Kind;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,15 +15,6 @@ pub struct Target {
 
 /// A directory below (or at) the target, as its path.
 pub struct Dir<'t>(PathBuf, std::marker::PhantomData<&'t ()>);
-
-/// What an entry is expected to be when its owner and mode are set.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Kind {
-    Directory,
-    File,
-    Symlink,
-    Special,
-}
 
 impl Target {
     pub fn open(path: &Path) -> io::Result<Target> {
