@@ -11,6 +11,18 @@ use crate::error::{Error, Result};
 pub trait ReadAt: Send + Sync {
     /// Fills `buf` with the bytes at `offset` (all of them, or an error).
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()>;
+
+    /// The same, for a read that is part of a scan of `span` (a resource): a source that
+    /// reads ahead may read ahead up to the end of `span`, no further.
+    fn read_exact_in(
+        &self,
+        buf: &mut [u8],
+        offset: u64,
+        span: std::ops::Range<u64>,
+    ) -> std::io::Result<()> {
+        let _ = span;
+        self.read_exact_at(buf, offset)
+    }
 }
 
 impl ReadAt for File {
@@ -96,6 +108,18 @@ impl PartFile {
 
     /// Fills `buf` from `offset`; reading past the end of the file is an error naming `what`.
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64, what: &str) -> Result<()> {
+        self.read_in(buf, offset, None, what)
+    }
+
+    /// Fills `buf` from `offset`, a read inside the resource that occupies `span` of the part
+    /// (sources that read ahead stop at its end).
+    pub fn read_in(
+        &self,
+        buf: &mut [u8],
+        offset: u64,
+        span: Option<std::ops::Range<u64>>,
+        what: &str,
+    ) -> Result<()> {
         let end = offset.checked_add(buf.len() as u64);
         if end.is_none_or(|e| e > self.len) {
             return Err(Error::invalid(
@@ -103,13 +127,26 @@ impl PartFile {
                 format!("{what} ({} bytes at offset {offset}) lies beyond the end of the file ({} bytes)", buf.len(), self.len),
             ));
         }
-        self.source
-            .read_exact_at(buf, offset)
-            .map_err(|e| Error::io(&self.path, format!("reading {what} at offset {offset}"), e))
+        match span {
+            Some(span) => self.source.read_exact_in(buf, offset, span),
+            None => self.source.read_exact_at(buf, offset),
+        }
+        .map_err(|e| Error::io(&self.path, format!("reading {what} at offset {offset}"), e))
     }
 
     /// Reads `len` bytes at `offset` into a new vector.
     pub fn read_vec(&self, offset: u64, len: u64, what: &str) -> Result<Vec<u8>> {
+        self.read_vec_in(offset, len, None, what)
+    }
+
+    /// Reads `len` bytes at `offset` inside the resource at `span` into a new vector.
+    pub fn read_vec_in(
+        &self,
+        offset: u64,
+        len: u64,
+        span: Option<std::ops::Range<u64>>,
+        what: &str,
+    ) -> Result<Vec<u8>> {
         if offset.checked_add(len).is_none_or(|e| e > self.len) {
             return Err(Error::invalid(
                 &self.path,
@@ -117,7 +154,7 @@ impl PartFile {
             ));
         }
         let mut v = vec![0u8; len as usize];
-        self.read_exact_at(&mut v, offset, what)?;
+        self.read_in(&mut v, offset, span, what)?;
         Ok(v)
     }
 }

@@ -77,11 +77,15 @@ fn runtime() -> io::Result<&'static tokio::runtime::Runtime> {
 
 /// Remote data is fetched in aligned blocks of this size, so that the many small reads of a
 /// WIM (chunk tables, small chunks, metadata) become few requests.
-const BLOCK: u64 = 256 << 10;
+const BLOCK: u64 = 64 << 10;
 /// Blocks kept in memory per object (the decoded-chunk cache sits above this).
-const BLOCKS_KEPT: usize = 256;
+const BLOCKS_KEPT: usize = 1024;
+/// Blocks a read may skip and still continue a sequential run.
+const GAP: u64 = 2;
+/// Background read-aheads at a time, per object.
+const PREFETCHES: usize = 2;
 /// Most blocks fetched by one request (16 MiB).
-const MAX_RUN: u64 = 64;
+const MAX_RUN: u64 = 256;
 
 /// Where fetched blocks are kept across runs and mounts, and how many bytes at most.
 static DISK_CACHE: OnceLock<(PathBuf, u64)> = OnceLock::new();
@@ -233,6 +237,60 @@ impl DiskBlocks {
     }
 }
 
+/// Reads moving forward through an object, one after the other, and how far ahead of them
+/// to fetch.
+///
+/// From the second sequential read on, as many blocks as the run has covered so far are
+/// fetched ahead (up to `MAX_RUN`): at most as much again as was read. A run inside one
+/// resource (one file being read) reads ahead no further than that resource's end, so
+/// reading a file fetches its bytes and not its neighbours'; a run that has gone from one
+/// resource into the next (a `tar` or `cp -r` of files stored in order) reads ahead across
+/// them.
+#[derive(Default)]
+struct Run {
+    /// The block after the last range read (0: none yet).
+    next: u64,
+    /// Reads in a row that were sequential.
+    streak: u64,
+    /// The block the run started at.
+    start: u64,
+    /// The resource (byte range) the last read was part of.
+    span: Range<u64>,
+    /// Whether the run has moved from one resource into another.
+    across: bool,
+}
+
+impl Run {
+    /// Records a read of blocks `first..=last` within the resource at `span`: how many
+    /// blocks after `last` to fetch along, and the last block the read-ahead may reach.
+    fn next(&mut self, first: u64, last: u64, span: Range<u64>) -> (u64, u64) {
+        // Within the run or just past it: several threads serving one reader (the kernel's
+        // read-ahead, the decoders) finish out of order, and a file whose data is cached
+        // already leaves a small gap.
+        let sequential = self.next > 0 && first >= self.start && first <= self.next + GAP;
+        if sequential {
+            self.streak += 1;
+            self.across |= span != self.span;
+        } else {
+            self.streak = 0;
+            self.start = first;
+            self.across = false;
+            self.next = 0;
+        }
+        self.next = self.next.max(last + 1);
+        let limit = match self.across {
+            true => u64::MAX,
+            false => span.end.saturating_sub(1) / BLOCK,
+        };
+        self.span = span;
+        let ahead = match self.streak {
+            0 | 1 => 0,
+            _ => (last + 1 - self.start).min(MAX_RUN),
+        };
+        (ahead, limit)
+    }
+}
+
 /// One remote object, read by ranges.
 pub struct Remote {
     disk: Option<DiskBlocks>,
@@ -242,9 +300,10 @@ pub struct Remote {
     /// Blocks some reader is fetching now, and the signal that a fetch ended.
     fetching: parking_lot::Mutex<std::collections::HashSet<u64>>,
     fetched: parking_lot::Condvar,
-    /// The block after the last range read, how many ranges in a row were sequential, and
-    /// the block that sequential run started at.
-    sequence: parking_lot::Mutex<(u64, u64, u64)>,
+    /// The sequential run of reads so far, which sizes the read-ahead.
+    sequence: parking_lot::Mutex<Run>,
+    /// Background read-aheads running.
+    prefetches: std::sync::atomic::AtomicUsize,
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     /// The object's ETag when it was opened; every read asks for that version.
@@ -322,7 +381,8 @@ impl Remote {
             )),
             fetching: parking_lot::Mutex::new(std::collections::HashSet::new()),
             fetched: parking_lot::Condvar::new(),
-            sequence: parking_lot::Mutex::new((0, 0, 0)),
+            sequence: parking_lot::Mutex::new(Run::default()),
+            prefetches: std::sync::atomic::AtomicUsize::new(0),
             store,
             path,
             etag: head.meta.e_tag.clone(),
@@ -389,36 +449,28 @@ impl Remote {
     }
 
     /// Blocks `first..=last`: from memory or disk, else fetched. Each block is fetched by one
-    /// reader at a time (others wait for it); runs of missing blocks go in one request, and a
-    /// reader moving forward through the object takes a growing window of the blocks after
-    /// its range along (up to `MAX_RUN` blocks a request), so a sequential read costs few
-    /// round trips.
-    fn blocks(&self, first: u64, last: u64) -> io::Result<Vec<Arc<[u8]>>> {
-        let count = self.len.div_ceil(BLOCK);
-        // Sequential: this range starts where the last one ended (or in its last block).
-        // From the second such range on, as many blocks as the sequential run has covered
-        // so far are fetched ahead (up to MAX_RUN): at most as much again as was read.
-        let ahead = {
-            let mut seq = self.sequence.lock();
-            let (next, streak, start) = *seq;
-            let sequential = first + 1 >= next && first <= next && next > 0;
-            let (streak, start) = match sequential {
-                true => (streak + 1, start),
-                false => (0, first),
-            };
-            *seq = (last + 1, streak, start);
-            match streak {
-                0 | 1 => 0,
-                _ => (last + 1 - start).min(MAX_RUN),
-            }
-        };
+    /// reader at a time (others wait for it), runs of missing blocks in one request. A
+    /// reader moving forward through the object has the blocks after its range fetched in
+    /// the background (see [`Run`] for how far), so a sequential read costs few round trips
+    /// and rarely waits for one.
+    fn blocks(
+        self: &Arc<Self>,
+        first: u64,
+        last: u64,
+        span: Range<u64>,
+    ) -> io::Result<Vec<Arc<[u8]>>> {
+        let (ahead, limit) = self.sequence.lock().next(first, last, span);
+        if ahead > 0 {
+            let end = (last + ahead).min(limit).min(self.len.div_ceil(BLOCK) - 1);
+            self.read_ahead(last + 1, end);
+        }
         let deadline = std::time::Instant::now() + 4 * request_timeout();
         loop {
             let mut out: Vec<Option<Arc<[u8]>>> = (first..=last).map(|k| self.kept(k)).collect();
             if out.iter().all(Option::is_some) {
                 return Ok(out.into_iter().map(|b| b.expect("checked")).collect());
             }
-            // Claim what nobody is fetching; the read-ahead only while it stays contiguous.
+            // Claim what nobody is fetching.
             let (mut claimed, mut busy) = (Vec::new(), false);
             {
                 let mut fetching = self.fetching.lock();
@@ -431,29 +483,11 @@ impl Remote {
                         }
                     }
                 }
-                if let Some(&end) = claimed.last().filter(|&&e| e == last) {
-                    let mut k = end + 1;
-                    while k < count && k <= last + ahead && !self.has(k) {
-                        if !fetching.insert(k) {
-                            break;
-                        }
-                        claimed.push(k);
-                        k += 1;
-                    }
-                }
             }
             let fetched = self.fetch_runs(&claimed);
-            {
-                let mut fetching = self.fetching.lock();
-                for k in &claimed {
-                    fetching.remove(k);
-                }
-            }
-            self.fetched.notify_all();
+            self.release(&claimed);
             for (k, block) in fetched? {
-                if (first..=last).contains(&k) {
-                    out[(k - first) as usize] = Some(block);
-                }
+                out[(k - first) as usize] = Some(block);
             }
             if out.iter().all(Option::is_some) {
                 return Ok(out.into_iter().map(|b| b.expect("checked")).collect());
@@ -470,6 +504,56 @@ impl Remote {
             if std::time::Instant::now() > deadline {
                 return Err(io::ErrorKind::TimedOut.into());
             }
+        }
+    }
+
+    /// Ends the claim on fetched (or failed) blocks and wakes the readers waiting for them.
+    fn release(&self, claimed: &[u64]) {
+        let mut fetching = self.fetching.lock();
+        for k in claimed {
+            fetching.remove(k);
+        }
+        drop(fetching);
+        self.fetched.notify_all();
+    }
+
+    /// Fetches the missing blocks of `from..=to` in the background. The window is refilled
+    /// once its middle block is neither here nor on its way (the reader has gone half way
+    /// through what was fetched ahead), so that it moves in a few large requests rather than
+    /// one per block; at most `PREFETCHES` such fetches run at a time. A failure is left to
+    /// the reader, which fetches the block itself and reports what went wrong.
+    fn read_ahead(self: &Arc<Self>, from: u64, to: u64) {
+        if from > to {
+            return;
+        }
+        let claimed: Vec<u64> = {
+            let mut fetching = self.fetching.lock();
+            let mid = from + (to - from) / 2;
+            if fetching.contains(&mid) || self.has(mid) {
+                return;
+            }
+            if self.prefetches.fetch_add(1, Ordering::AcqRel) >= PREFETCHES {
+                self.prefetches.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+            let missing: Vec<u64> = (from..=to)
+                .filter(|k| !fetching.contains(k) && !self.has(*k))
+                .collect();
+            fetching.extend(missing.iter().copied());
+            missing
+        };
+        let me = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("wimfs-prefetch".into())
+            .spawn(move || {
+                if let Err(e) = me.fetch_runs(&claimed) {
+                    tracing::debug!("{}: read-ahead failed: {e}", me.name);
+                }
+                me.release(&claimed);
+                me.prefetches.fetch_sub(1, Ordering::AcqRel);
+            });
+        if let Err(e) = spawned {
+            tracing::debug!("read-ahead thread: {e}");
         }
     }
 
@@ -502,8 +586,27 @@ impl Remote {
     }
 }
 
-impl ReadAt for Remote {
+/// A remote object as the reader's source of bytes (the background read-ahead holds it too).
+struct Shared(Arc<Remote>);
+
+impl ReadAt for Shared {
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        self.0.read_exact_in(buf, offset, 0..self.0.len)
+    }
+
+    fn read_exact_in(&self, buf: &mut [u8], offset: u64, span: Range<u64>) -> io::Result<()> {
+        self.0.read_exact_in(buf, offset, span)
+    }
+}
+
+impl Remote {
+    /// Fills `buf` from `offset`, a read within the resource at `span` (see [`Run`]).
+    fn read_exact_in(
+        self: &Arc<Self>,
+        buf: &mut [u8],
+        offset: u64,
+        span: Range<u64>,
+    ) -> io::Result<()> {
         if buf.is_empty() {
             return Ok(());
         }
@@ -518,7 +621,8 @@ impl ReadAt for Remote {
         }
         let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
         let mut at = 0usize;
-        for (i, block) in self.blocks(first, last)?.iter().enumerate() {
+        let span = span.start.min(offset)..span.end.clamp(end, self.len);
+        for (i, block) in self.blocks(first, last, span)?.iter().enumerate() {
             let base = (first + i as u64) * BLOCK;
             let from = (offset.max(base) - base) as usize;
             let to = (end.min(base + block.len() as u64) - base) as usize;
@@ -551,5 +655,9 @@ fn to_io(e: object_store::Error, raw: &str, name: &str) -> io::Error {
 pub fn open_part(url: &str) -> Result<PartFile> {
     let (remote, len) = Remote::open(url)?;
     let name = remote.name.clone();
-    Ok(PartFile::from_source(name, Box::new(remote), len))
+    Ok(PartFile::from_source(
+        name,
+        Box::new(Shared(Arc::new(remote))),
+        len,
+    ))
 }

@@ -52,6 +52,12 @@ impl Resource {
         }
     }
 
+    /// The bytes of its part the resource occupies (checked to lie within the part when it
+    /// was added).
+    pub fn span(&self) -> Option<std::ops::Range<u64>> {
+        Some(self.offset..self.offset.saturating_add(self.size_in_wim))
+    }
+
     /// Compression of the resource's chunks.
     pub fn compression(&self) -> Compression {
         match self.storage {

@@ -575,7 +575,7 @@ impl Wim {
                 ),
             ));
         }
-        let raw = part.read_vec(res.offset + start, len, "chunk table")?;
+        let raw = part.read_vec_in(res.offset + start, len, res.span(), "chunk table")?;
         let parsed = match res.storage {
             Storage::Raw => unreachable!("raw resources have no chunk table"),
             Storage::Chunked {
@@ -698,10 +698,10 @@ impl Wim {
             }
         }
         if (e - s) as usize == usize {
-            part.read_exact_at(buf, res.offset + s, "chunk")?;
+            part.read_in(buf, res.offset + s, res.span(), "chunk")?;
             return Ok(out);
         }
-        let comp = part.read_vec(res.offset + s, e - s, "chunk")?;
+        let comp = part.read_vec_in(res.offset + s, e - s, res.span(), "chunk")?;
         self.decode_into(res, table, i, &comp, buf)?;
         if let Some(sp) = spill {
             sp.put(res_idx, i as u64, buf);
@@ -722,7 +722,7 @@ impl Wim {
             let part = &self.parts[res.part];
             let (s, e) = table.chunk_range(i);
             let len = table.chunk_usize(i) as usize;
-            let comp = part.read_vec(res.offset + s, e - s, "chunk")?;
+            let comp = part.read_vec_in(res.offset + s, e - s, res.span(), "chunk")?;
             let kept = sp.decode_into(res_idx, i as u64, len, |buf| {
                 if comp.len() == len {
                     buf.copy_from_slice(&comp);
@@ -810,7 +810,7 @@ impl Wim {
         let res = &self.resources[loc.resource as usize];
         let start = loc.offset + offset;
         if let Storage::Raw = res.storage {
-            return self.parts[res.part].read_exact_at(buf, res.offset + start, "blob data");
+            return self.parts[res.part].read_in(buf, res.offset + start, res.span(), "blob data");
         }
         let table = self.chunk_table(loc.resource)?;
         let cs = table.chunk_size as u64;
@@ -1029,7 +1029,12 @@ impl Wim {
             let mut pos = 0u64;
             while pos < loc.size {
                 let n = (loc.size - pos).min(buf.len() as u64) as usize;
-                part.read_exact_at(&mut buf[..n], res.offset + loc.offset + pos, "blob data")?;
+                part.read_in(
+                    &mut buf[..n],
+                    res.offset + loc.offset + pos,
+                    res.span(),
+                    "blob data",
+                )?;
                 sink(&buf[..n])?;
                 pos += n as u64;
             }
