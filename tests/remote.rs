@@ -64,6 +64,11 @@ fn wait_for_port(port: u16, what: &str) {
 
 /// nginx serving `root` on `port`, as one process (no workers to outlive it).
 fn nginx(work: &Path, root: &Path, port: u16) -> Server {
+    nginx_with(work, root, port, "")
+}
+
+/// The same, with more directives for the server block.
+fn nginx_with(work: &Path, root: &Path, port: u16, extra: &str) -> Server {
     fs::create_dir_all(work.join("tmp")).unwrap();
     let conf = work.join("nginx.conf");
     let w = work.display();
@@ -75,7 +80,7 @@ fn nginx(work: &Path, root: &Path, port: u16) -> Server {
              http {{\n access_log {w}/access.log;\n client_body_temp_path {w}/tmp;\n\
              proxy_temp_path {w}/tmp;\n fastcgi_temp_path {w}/tmp;\n uwsgi_temp_path {w}/tmp;\n\
              scgi_temp_path {w}/tmp;\n\
-             server {{ listen 127.0.0.1:{port}; root {}; }}\n}}\n",
+             server {{ listen 127.0.0.1:{port}; root {}; {extra} }}\n}}\n",
             root.display()
         ),
     )
@@ -403,16 +408,190 @@ fn s3_images_read_as_the_local_files() {
     );
     let mounts = ok(&mut garage.wimfs(["mounts"]));
     assert!(mounts.contains(url) && !mounts.contains(SECRET), "{mounts}");
+    assert_in_no_arguments(SECRET);
+    ok(&mut garage.wimfs(["unmount", mnt.to_str().unwrap()]));
+}
+
+/// No process's arguments hold `secret`.
+fn assert_in_no_arguments(secret: &str) {
     for p in fs::read_dir("/proc").unwrap().flatten() {
         if let Ok(cmdline) = fs::read(p.path().join("cmdline")) {
             assert!(
-                !String::from_utf8_lossy(&cmdline).contains(SECRET),
-                "the secret is in the arguments of process {:?}",
+                !String::from_utf8_lossy(&cmdline).contains(secret),
+                "a secret is in the arguments of process {:?}",
                 p.file_name()
             );
         }
     }
-    ok(&mut garage.wimfs(["unmount", mnt.to_str().unwrap()]));
+}
+
+#[test]
+fn credentials_come_from_netrc_headers_urls_profiles_and_the_command_line() {
+    let t = tempdir();
+    let fx = fixture(t.path(), false);
+    let local = ok(&mut wimfs_cmd([
+        "dir".as_ref(),
+        fx.www.join("a.wim").as_os_str(),
+        "1".as_ref(),
+    ]));
+    let home = t.path().join("home");
+    fs::create_dir_all(&home).unwrap();
+    // HTTP: a directory behind basic authentication.
+    let work = t.path().join("nginx");
+    fs::create_dir_all(&work).unwrap();
+    const PASS: &str = "pass-of-reader";
+    fs::write(work.join("htpasswd"), format!("reader:{{PLAIN}}{PASS}\n")).unwrap();
+    fs::create_dir_all(fx.www.join("private")).unwrap();
+    fs::copy(fx.www.join("a.wim"), fx.www.join("private/a.wim")).unwrap();
+    let port = free_port();
+    let _nginx = nginx_with(
+        &work,
+        &fx.www,
+        port,
+        &format!(
+            "location /private/ {{ auth_basic \"wimfs\"; auth_basic_user_file {}/htpasswd; }}",
+            work.display()
+        ),
+    );
+    let url = format!("http://127.0.0.1:{port}/private/a.wim");
+    let http = |args: &[&str]| {
+        let mut c = wimfs_cmd(args);
+        c.env("HOME", &home)
+            .env_remove("NETRC")
+            .env_remove("WIMFS_HTTP_HEADERS");
+        c
+    };
+    let out = run(&mut http(&["dir", &url, "1"]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "without credentials: {err}");
+    assert!(err.contains("private/a.wim"), "{err}");
+    // From ~/.netrc, from NETRC, from the headers variable, from the URL.
+    let netrc = format!("machine 127.0.0.1 login reader password {PASS}\n");
+    fs::write(home.join(".netrc"), &netrc).unwrap();
+    assert_eq!(ok(&mut http(&["dir", &url, "1"])), local, "~/.netrc");
+    fs::remove_file(home.join(".netrc")).unwrap();
+    fs::write(
+        t.path().join("netrc"),
+        format!("default login reader password {PASS}\n"),
+    )
+    .unwrap();
+    assert_eq!(
+        ok(http(&["dir", &url, "1"]).env("NETRC", t.path().join("netrc"))),
+        local,
+        "NETRC"
+    );
+    let header = "Authorization: Basic cmVhZGVyOnBhc3Mtb2YtcmVhZGVy";
+    assert_eq!(
+        ok(http(&["dir", &url, "1"]).env("WIMFS_HTTP_HEADERS", format!("X-Other: 1\n{header}\n"))),
+        local,
+        "WIMFS_HTTP_HEADERS"
+    );
+    let in_url = format!("http://reader:{PASS}@127.0.0.1:{port}/private/a.wim?token={PASS}");
+    assert_eq!(
+        ok(&mut http(&["dir", &in_url, "1"])),
+        local,
+        "user and password in the URL"
+    );
+    // Mounted, the daemon gets the URL without them; they show nowhere.
+    let mnt = t.path().join("mnt-http");
+    let m = mount(http(&["mount", &in_url, "1", mnt.to_str().unwrap()]), &mnt);
+    assert_same_tree(&fx.src, &m.0);
+    let mounts = ok(&mut http(&["mounts"]));
+    assert!(
+        mounts.contains("private/a.wim") && !mounts.contains(PASS),
+        "{mounts}"
+    );
+    assert_in_no_arguments(PASS);
+    ok(&mut http(&["unmount", mnt.to_str().unwrap()]));
+    drop(m);
+    // S3: a profile of the shared credentials and config files, the endpoint from the profile
+    // or from --endpoint (which the mount daemon is handed too).
+    let garage = Garage::start(&t.path().join("garage"));
+    garage.put(&fx.www.join("a.wim"), "a.wim");
+    let (creds, config) = (t.path().join("credentials"), t.path().join("config"));
+    fs::write(
+        &creds,
+        format!(
+            "[default]\naws_access_key_id = GKwrong\naws_secret_access_key = wrong\n\n\
+             [wimfs]\naws_access_key_id = {KEY_ID}\naws_secret_access_key = {SECRET}\n"
+        ),
+    )
+    .unwrap();
+    let endpoint = format!("http://127.0.0.1:{}", garage.port);
+    fs::write(
+        &config,
+        format!("[default]\nregion = garage\n\n[profile wimfs]\nregion = garage\nendpoint_url = {endpoint}\n"),
+    )
+    .unwrap();
+    let s3 = |profile: Option<&str>, args: &[&str]| {
+        let mut c = wimfs_cmd(args);
+        for v in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_ENDPOINT",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+            "AWS_PROFILE",
+        ] {
+            c.env_remove(v);
+        }
+        if let Some(p) = profile {
+            c.env("AWS_PROFILE", p);
+        }
+        c.env("HOME", &home)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &creds)
+            .env("AWS_CONFIG_FILE", &config);
+        c
+    };
+    let obj = "s3://images/a.wim";
+    assert_eq!(
+        ok(&mut s3(Some("wimfs"), &["dir", obj, "1"])),
+        local,
+        "profile wimfs"
+    );
+    // The default profile's key is refused by the store: a clear error, no secret in it.
+    let out = run(&mut s3(None, &["dir", obj, "1", "--endpoint", &endpoint]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a.wim") && !err.contains(SECRET) && !err.contains("wrong\n"),
+        "{err}"
+    );
+    // Keys from the environment win over the profile's; the endpoint from --endpoint.
+    let mut c = s3(None, &["dir", obj, "1", "--endpoint", &endpoint]);
+    c.env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET);
+    assert_eq!(ok(&mut c), local, "environment keys and --endpoint");
+    let mnt = t.path().join("mnt-s3");
+    let mut c = s3(
+        None,
+        &[
+            "mount",
+            obj,
+            "1",
+            mnt.to_str().unwrap(),
+            "--endpoint",
+            &endpoint,
+        ],
+    );
+    c.env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET);
+    let m = mount(c, &mnt);
+    assert_same_tree(&fx.src, &m.0);
+    assert_in_no_arguments(SECRET);
+    ok(&mut s3(None, &["unmount", mnt.to_str().unwrap()]));
+    drop(m);
+    // A profile that is not there.
+    let out = run(&mut s3(Some("missing"), &["info", obj]));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("AWS_PROFILE=missing") && err.contains("no such profile"),
+        "{err}"
+    );
 }
 
 /// Reads every file below `mnt` (each within `limit`): each reads as in `src` or fails
@@ -543,7 +722,13 @@ fn a_cache_dir_fetches_nothing_twice_and_stays_bounded() {
     bytes[last] ^= 0xff;
     fs::write(&victim, bytes).unwrap();
     ok(wimfs_cmd(["verify", &url]).env("WIMFS_CACHE_DIR", &cache));
-    assert_eq!(gets(&work), first + 1, "the damaged block is fetched once");
+    // The block is fetched again, in one request or (a block shared by the ends of two
+    // resources, each fetched as far as its resource goes) two.
+    let again = gets(&work) - first;
+    assert!(
+        (1..=2).contains(&again),
+        "the damaged block took {again} requests"
+    );
     // A bounded cache stays within its bound.
     let small = t.path().join("small");
     ok(&mut wimfs_cmd([

@@ -152,7 +152,7 @@ fn run(args: Args, ready: &mut bool) -> Result<()> {
     let wim = Wim::open_with(
         &wimfile,
         OpenOptions {
-            refs: args.refs.clone(),
+            refs: wimfs_mountd::options::ref_locations(&args.refs),
             check_integrity: args.check,
             cache: Some(Arc::new(ChunkCache::new(args.cache_size))),
             allow_missing_parts: false,

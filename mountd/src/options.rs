@@ -19,6 +19,9 @@ pub fn wim_location(wimfile: &std::path::Path, rw: bool) -> anyhow::Result<std::
     {
         wimfs::read::remote::set_disk_cache(dir, limit);
     }
+    // A URL arrives without what may be secret in it; the full one is in the environment.
+    let wimfile = wimfs::read::remote::reveal(wimfile);
+    let wimfile = wimfile.as_path();
     if !wimfile.to_str().is_some_and(wimfs::read::is_url) {
         return std::fs::canonicalize(wimfile)
             .with_context(|| format!("{}: cannot open", wimfile.display()));
@@ -31,6 +34,14 @@ pub fn wim_location(wimfile: &std::path::Path, rw: bool) -> anyhow::Result<std::
         );
     }
     Ok(wimfile.to_path_buf())
+}
+
+/// The other parts of a split WIM as given to the daemon (URLs in full, see
+/// [`wim_location`]).
+pub fn ref_locations(refs: &[std::path::PathBuf]) -> Vec<std::path::PathBuf> {
+    refs.iter()
+        .map(|r| wimfs::read::remote::reveal(r))
+        .collect()
 }
 
 /// Turns a comma-separated `-o` list into mount options. `rw` is refused: this mount is

@@ -40,6 +40,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SIZE", default_value = "10G",
           value_parser = wimfs::units::parse_size)]
     pub cache_dir_size: u64,
+    /// Send s3:// requests to this S3-compatible store (Garage, MinIO, Ceph RGW, ...) rather
+    /// than the endpoint of the environment (AWS_ENDPOINT_URL) or profile, or AWS.
+    #[cfg(feature = "remote")]
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -117,6 +122,9 @@ pub fn run(cli: Cli) -> Result<i32> {
         };
         if let Some((dir, limit)) = cache {
             remote::set_disk_cache(dir, limit);
+        }
+        if let Some(url) = cli.endpoint {
+            remote::set_endpoint(url);
         }
     }
     match cli.command {

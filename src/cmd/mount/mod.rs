@@ -228,7 +228,23 @@ fn start_daemon(a: MountArgs, debug: bool, rw: Option<PathBuf>) -> Result<i32> {
         cmd.env("WIMFS_CACHE_DIR", dir)
             .env("WIMFS_CACHE_DIR_SIZE", limit.to_string());
     }
-    cmd.arg(&a.wimfile)
+    // URLs go in the arguments without what may be secret in them (see `conceal`).
+    #[cfg(feature = "remote")]
+    let (wimfile, refs) = {
+        let all: Vec<PathBuf> = std::iter::once(&a.wimfile).chain(&refs).cloned().collect();
+        let (mut shown, env) = wimfs::read::remote::conceal(&all);
+        if let Some((name, value)) = env {
+            cmd.env(name, value);
+        }
+        if let Some(url) = wimfs::read::remote::endpoint() {
+            cmd.env(wimfs::read::remote::ENDPOINT_VAR, url);
+        }
+        let wimfile = shown.remove(0);
+        (wimfile, shown)
+    };
+    #[cfg(not(feature = "remote"))]
+    let wimfile = a.wimfile.clone();
+    cmd.arg(&wimfile)
         .arg(index.to_string())
         .arg(&dir)
         .args(["--ready-fd", "1", "--log", "auto"]);

@@ -7,21 +7,25 @@
 //! timeout (30 s, or `WIMFS_REMOTE_TIMEOUT` seconds), transient failures (connection errors, 5xx, 429) are retried with backoff a few
 //! times, and then the read fails with an I/O error: nothing waits forever.
 //!
-//! Locations: `http://` and `https://` URLs; `s3://BUCKET/KEY`, with credentials, region and
-//! endpoint from the usual AWS environment variables (`AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`,
-//! `AWS_ENDPOINT_URL` for S3-compatible stores, `AWS_ALLOW_HTTP=true` for plain-HTTP ones).
-//! Names in messages never carry credentials or query strings.
+//! Locations: `http://` and `https://` URLs; `s3://BUCKET/KEY`. Credentials, region and
+//! endpoints come from where users keep them (see [`auth`]); names in messages never carry
+//! credentials or query strings. Fetched blocks can be kept on disk (see [`cache`]).
 
 use std::io;
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, GetOptions, ObjectStore, RetryConfig};
+
+mod auth;
+mod cache;
+
+pub use auth::{conceal, endpoint, reveal, set_endpoint, ENDPOINT_VAR};
+use cache::DiskBlocks;
+pub use cache::{disk_cache, disk_cache_from_env, set_disk_cache, DEFAULT_DISK_CACHE};
 
 use super::file::{PartFile, ReadAt};
 use crate::error::{Error, Result};
@@ -87,153 +91,41 @@ const PREFETCHES: usize = 2;
 /// Most blocks fetched by one request (16 MiB).
 const MAX_RUN: u64 = 256;
 
-/// Where fetched blocks are kept across runs and mounts, and how many bytes at most.
-static DISK_CACHE: OnceLock<(PathBuf, u64)> = OnceLock::new();
-
-/// Keeps fetched blocks of remote images in `dir` (at most `limit` bytes, least recently
-/// used evicted), for every remote image this process opens after the call. The directory
-/// may be shared by several processes and mounts, and lost at any time. Returns `false` if
-/// a cache was set already.
-pub fn set_disk_cache(dir: PathBuf, limit: u64) -> bool {
-    DISK_CACHE.set((dir, limit)).is_ok()
+/// Bytes of one block: all of it, or, fetched for a resource that starts or ends inside the
+/// block, the part from `at` on that was asked for.
+#[derive(Clone)]
+pub(super) struct Piece {
+    /// Offset of the first byte held in the block.
+    pub(super) at: u32,
+    pub(super) data: Arc<[u8]>,
 }
 
-/// The block cache set for this process, if any.
-pub fn disk_cache() -> Option<&'static (PathBuf, u64)> {
-    DISK_CACHE.get()
-}
+impl Piece {
+    /// Whether it holds the bytes at `need` (offsets in the block).
+    fn covers(&self, need: &Range<usize>) -> bool {
+        let at = self.at as usize;
+        at <= need.start && need.end <= at + self.data.len()
+    }
 
-/// Default bound of a block cache directory.
-pub const DEFAULT_DISK_CACHE: u64 = 10 << 30;
-
-/// The block cache named by the environment: `WIMFS_CACHE_DIR`, bounded by
-/// `WIMFS_CACHE_DIR_SIZE` (default 10G). The CLI passes its `--cache-dir` to mount daemons
-/// this way.
-pub fn disk_cache_from_env() -> std::result::Result<Option<(PathBuf, u64)>, String> {
-    let Some(dir) = std::env::var_os("WIMFS_CACHE_DIR").filter(|d| !d.is_empty()) else {
-        return Ok(None);
-    };
-    let limit = match std::env::var("WIMFS_CACHE_DIR_SIZE") {
-        Ok(s) => crate::units::parse_size(&s).map_err(|e| format!("WIMFS_CACHE_DIR_SIZE: {e}"))?,
-        Err(_) => DEFAULT_DISK_CACHE,
-    };
-    Ok(Some((PathBuf::from(dir), limit)))
-}
-
-/// Blocks of one object version on disk: `DIR/<key>/<block index>`, each file the block's
-/// SHA-1 followed by its bytes (a damaged file is dropped and fetched again). The key is a
-/// hash of the object's name and version (ETag, or size and modification time), so another
-/// version never reads this one's blocks.
-struct DiskBlocks {
-    root: PathBuf,
-    dir: PathBuf,
-    limit: u64,
-    /// Bytes this process believes the cache holds; past the limit it looks and evicts.
-    used: std::sync::atomic::AtomicU64,
-}
-
-impl DiskBlocks {
-    fn open(root: &std::path::Path, limit: u64, identity: &str) -> Option<DiskBlocks> {
-        use sha1::Digest;
-        let key: String = sha1::Sha1::digest(identity.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let dir = root.join(key);
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            tracing::warn!("{}: cannot keep blocks here: {e}", dir.display());
-            return None;
-        }
-        let d = DiskBlocks {
-            root: root.to_path_buf(),
-            dir,
-            limit,
-            used: std::sync::atomic::AtomicU64::new(0),
+    /// The two pieces as one, if they overlap or touch.
+    fn join(&self, other: &Piece) -> Option<Piece> {
+        let (a, b) = match self.at <= other.at {
+            true => (self, other),
+            false => (other, self),
         };
-        d.used
-            .store(d.scan().iter().map(|f| f.1).sum(), Ordering::Relaxed);
-        Some(d)
-    }
-
-    /// Every block file under the root: (path, size, last use).
-    fn scan(&self) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
-        let mut out = Vec::new();
-        for obj in std::fs::read_dir(&self.root)
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            for f in std::fs::read_dir(obj.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if let Ok(m) = f.metadata() {
-                    let used = m.modified().unwrap_or(std::time::UNIX_EPOCH);
-                    out.push((f.path(), m.len(), used));
-                }
-            }
-        }
-        out
-    }
-
-    fn has(&self, block: u64) -> bool {
-        self.dir.join(block.to_string()).exists()
-    }
-
-    fn get(&self, block: u64, len: usize) -> Option<Arc<[u8]>> {
-        use sha1::Digest;
-        let path = self.dir.join(block.to_string());
-        let data = std::fs::read(&path).ok()?;
-        if data.len() != 20 + len || sha1::Sha1::digest(&data[20..])[..] != data[..20] {
-            let _ = std::fs::remove_file(&path);
+        let (a_end, b_end) = (a.at as usize + a.data.len(), b.at as usize + b.data.len());
+        if (b.at as usize) > a_end {
             return None;
         }
-        // Last use, for eviction.
-        if let Ok(f) = std::fs::File::options().write(true).open(&path) {
-            let _ = f.set_modified(std::time::SystemTime::now());
+        if b_end <= a_end {
+            return Some(a.clone());
         }
-        Some(Arc::from(&data[20..]))
-    }
-
-    fn put(&self, block: u64, data: &[u8]) {
-        use sha1::Digest;
-        let path = self.dir.join(block.to_string());
-        let tmp = self.dir.join(format!(
-            ".{block}.{}.{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let mut bytes = sha1::Sha1::digest(data).to_vec();
-        bytes.extend_from_slice(data);
-        if std::fs::write(&tmp, &bytes)
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .is_err()
-        {
-            let _ = std::fs::remove_file(&tmp);
-            return;
-        }
-        let used = self.used.fetch_add(bytes.len() as u64, Ordering::Relaxed) + bytes.len() as u64;
-        if used > self.limit {
-            self.evict();
-        }
-    }
-
-    /// Removes the least recently used blocks (of any object) until the cache holds at most
-    /// nine tenths of its limit.
-    fn evict(&self) {
-        let mut files = self.scan();
-        files.sort_by_key(|f| f.2);
-        let mut total: u64 = files.iter().map(|f| f.1).sum();
-        for (path, size, _) in files {
-            if total <= self.limit / 10 * 9 {
-                break;
-            }
-            if std::fs::remove_file(&path).is_ok() {
-                total -= size;
-            }
-        }
-        self.used.store(total, Ordering::Relaxed);
+        let mut data = a.data.to_vec();
+        data.extend_from_slice(&b.data[a_end - b.at as usize..]);
+        Some(Piece {
+            at: a.at,
+            data: data.into(),
+        })
     }
 }
 
@@ -262,8 +154,12 @@ struct Run {
 
 impl Run {
     /// Records a read of blocks `first..=last` within the resource at `span`: how many
-    /// blocks after `last` to fetch along, and the last block the read-ahead may reach.
-    fn next(&mut self, first: u64, last: u64, span: Range<u64>) -> (u64, u64) {
+    /// blocks after `last` to fetch along, and the bytes fetching may cover. Those are the
+    /// read's own for a read standing alone (`exact`: a header, a table); anything once the
+    /// run has gone from one resource into the next; else the resource's for a resource of a
+    /// block or more, so that nothing around it is fetched, and whole blocks for a smaller
+    /// one, whose neighbours (small files of the same directory) are likely read soon.
+    fn next(&mut self, first: u64, last: u64, span: Range<u64>, exact: bool) -> (u64, Range<u64>) {
         // Within the run or just past it: several threads serving one reader (the kernel's
         // read-ahead, the decoders) finish out of order, and a file whose data is cached
         // already leaves a small gap.
@@ -278,16 +174,19 @@ impl Run {
             self.next = 0;
         }
         self.next = self.next.max(last + 1);
-        let limit = match self.across {
-            true => u64::MAX,
-            false => span.end.saturating_sub(1) / BLOCK,
+        let clip = if exact || (!self.across && span.end - span.start >= BLOCK) {
+            span.clone()
+        } else if self.across {
+            0..u64::MAX
+        } else {
+            span.start / BLOCK * BLOCK..span.end.div_ceil(BLOCK).saturating_mul(BLOCK)
         };
         self.span = span;
         let ahead = match self.streak {
             0 | 1 => 0,
             _ => (last + 1 - self.start).min(MAX_RUN),
         };
-        (ahead, limit)
+        (ahead, clip)
     }
 }
 
@@ -296,7 +195,7 @@ pub struct Remote {
     disk: Option<DiskBlocks>,
     /// Object size.
     len: u64,
-    blocks: parking_lot::Mutex<lru::LruCache<u64, Arc<[u8]>>>,
+    blocks: parking_lot::Mutex<lru::LruCache<u64, Piece>>,
     /// Blocks some reader is fetching now, and the signal that a fetch ended.
     fetching: parking_lot::Mutex<std::collections::HashSet<u64>>,
     fetched: parking_lot::Condvar,
@@ -331,33 +230,8 @@ impl Remote {
             retry_timeout: 2 * request_timeout(),
             ..RetryConfig::default()
         };
-        let (store, path): (Arc<dyn ObjectStore>, ObjectPath) = match parsed.scheme() {
-            "http" | "https" => {
-                let store = object_store::http::HttpBuilder::new()
-                    .with_url(url)
-                    .with_client_options(client)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(|e| fail("cannot use", &e))?;
-                (Arc::new(store), ObjectPath::default())
-            }
-            "s3" => {
-                let bucket = parsed
-                    .host_str()
-                    .filter(|b| !b.is_empty())
-                    .ok_or_else(|| fail("an s3:// URL needs a bucket", &"s3://BUCKET/KEY"))?;
-                let key = ObjectPath::from_url_path(parsed.path())
-                    .map_err(|e| fail("not a valid object key", &e))?;
-                let store = object_store::aws::AmazonS3Builder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_client_options(client)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(|e| fail("cannot use", &e))?;
-                (Arc::new(store), key)
-            }
-            other => return Err(fail("unsupported scheme", &other)),
-        };
+        let (store, path) =
+            auth::store_for(&parsed, client, retry).map_err(|e| Error::invalid(&name, e))?;
         let head = rt
             .block_on(async {
                 store
@@ -366,7 +240,7 @@ impl Remote {
             })
             .map_err(|e| Error::io(&name, "cannot open", to_io(e, url, &name)))?;
         let meta = &head.meta;
-        let disk = DISK_CACHE.get().and_then(|(root, limit)| {
+        let disk = disk_cache().and_then(|(root, limit)| {
             let version = match &meta.e_tag {
                 Some(tag) => format!("etag {tag}"),
                 None => format!("size {} modified {}", meta.size, meta.last_modified),
@@ -431,42 +305,74 @@ impl Remote {
         Ok(bytes)
     }
 
-    /// Whether a block is in memory or on disk (without reading it).
+    /// Bytes in block `k` (the last block may be short).
+    fn block_len(&self, k: u64) -> usize {
+        (((k + 1) * BLOCK).min(self.len) - k * BLOCK) as usize
+    }
+
+    /// Whether all of block `k` is in memory or on disk (without reading it).
     fn has(&self, k: u64) -> bool {
-        self.blocks.lock().contains(&k) || self.disk.as_ref().is_some_and(|d| d.has(k))
-    }
-
-    /// A block from memory or the disk cache.
-    fn kept(&self, k: u64) -> Option<Arc<[u8]>> {
-        if let Some(b) = self.blocks.lock().get(&k) {
-            return Some(Arc::clone(b));
+        let full = self.block_len(k);
+        if let Some(p) = self.blocks.lock().peek(&k) {
+            return p.at == 0 && p.data.len() == full;
         }
-        let disk = self.disk.as_ref()?;
-        let len = ((k + 1) * BLOCK).min(self.len) - k * BLOCK;
-        let block = disk.get(k, len as usize)?;
-        self.blocks.lock().put(k, Arc::clone(&block));
-        Some(block)
+        self.disk.as_ref().is_some_and(|d| d.has(k))
     }
 
-    /// Blocks `first..=last`: from memory or disk, else fetched. Each block is fetched by one
-    /// reader at a time (others wait for it), runs of missing blocks in one request. A
-    /// reader moving forward through the object has the blocks after its range fetched in
-    /// the background (see [`Run`] for how far), so a sequential read costs few round trips
-    /// and rarely waits for one.
-    fn blocks(
+    /// What memory or the disk cache holds of block `k`, if it covers `need` (offsets in
+    /// the block).
+    fn kept(&self, k: u64, need: &Range<usize>) -> Option<Piece> {
+        if let Some(p) = self.blocks.lock().get(&k) {
+            if p.covers(need) {
+                return Some(p.clone());
+            }
+        }
+        let piece = self.disk.as_ref()?.get(k, self.block_len(k))?;
+        let covers = piece.covers(need);
+        self.keep_in_memory(k, piece.clone());
+        covers.then_some(piece)
+    }
+
+    /// Keeps `piece` of block `k` in memory, joined with the piece there if they touch.
+    fn keep_in_memory(&self, k: u64, piece: Piece) -> Piece {
+        let mut blocks = self.blocks.lock();
+        let joined = match blocks.peek(&k) {
+            Some(old) => old.join(&piece).unwrap_or(piece),
+            None => piece,
+        };
+        blocks.put(k, joined.clone());
+        joined
+    }
+
+    /// Bytes `offset..end`, in pieces of the blocks they lie in: from memory or disk, else
+    /// fetched. Each block is fetched by one reader at a time (others wait for it), runs of
+    /// missing blocks in one request. A reader moving forward through the object has the
+    /// blocks after its range fetched in the background (see [`Run`] for how far), so a
+    /// sequential read costs few round trips and rarely waits for one. Inside one resource
+    /// (`span`), the first and last blocks are fetched only as far as the resource goes.
+    fn pieces(
         self: &Arc<Self>,
-        first: u64,
-        last: u64,
+        offset: u64,
+        end: u64,
         span: Range<u64>,
-    ) -> io::Result<Vec<Arc<[u8]>>> {
-        let (ahead, limit) = self.sequence.lock().next(first, last, span);
+        exact: bool,
+    ) -> io::Result<Vec<Piece>> {
+        let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
+        let (ahead, clip) = self.sequence.lock().next(first, last, span, exact);
         if ahead > 0 {
-            let end = (last + ahead).min(limit).min(self.len.div_ceil(BLOCK) - 1);
-            self.read_ahead(last + 1, end);
+            let to = (last + ahead)
+                .min((clip.end.min(self.len) - 1) / BLOCK)
+                .min(self.len.div_ceil(BLOCK) - 1);
+            self.read_ahead(last + 1, to, clip.clone());
         }
+        let need = |k: u64| {
+            let base = k * BLOCK;
+            (offset.max(base) - base) as usize..(end.min(base + BLOCK) - base) as usize
+        };
         let deadline = std::time::Instant::now() + 4 * request_timeout();
         loop {
-            let mut out: Vec<Option<Arc<[u8]>>> = (first..=last).map(|k| self.kept(k)).collect();
+            let mut out: Vec<Option<Piece>> =
+                (first..=last).map(|k| self.kept(k, &need(k))).collect();
             if out.iter().all(Option::is_some) {
                 return Ok(out.into_iter().map(|b| b.expect("checked")).collect());
             }
@@ -484,10 +390,12 @@ impl Remote {
                     }
                 }
             }
-            let fetched = self.fetch_runs(&claimed);
+            let fetched = self.fetch_runs(&claimed, &clip);
             self.release(&claimed);
-            for (k, block) in fetched? {
-                out[(k - first) as usize] = Some(block);
+            for (k, piece) in fetched? {
+                if piece.covers(&need(k)) {
+                    out[(k - first) as usize] = Some(piece);
+                }
             }
             if out.iter().all(Option::is_some) {
                 return Ok(out.into_iter().map(|b| b.expect("checked")).collect());
@@ -517,12 +425,13 @@ impl Remote {
         self.fetched.notify_all();
     }
 
-    /// Fetches the missing blocks of `from..=to` in the background. The window is refilled
-    /// once its middle block is neither here nor on its way (the reader has gone half way
-    /// through what was fetched ahead), so that it moves in a few large requests rather than
-    /// one per block; at most `PREFETCHES` such fetches run at a time. A failure is left to
-    /// the reader, which fetches the block itself and reports what went wrong.
-    fn read_ahead(self: &Arc<Self>, from: u64, to: u64) {
+    /// Fetches the missing blocks of `from..=to` (within `clip`) in the background. The
+    /// window is refilled once its middle block is neither here nor on its way (the reader
+    /// has gone half way through what was fetched ahead), so that it moves in a few large
+    /// requests rather than one per block; at most `PREFETCHES` such fetches run at a time.
+    /// A failure is left to the reader, which fetches the block itself and reports what went
+    /// wrong.
+    fn read_ahead(self: &Arc<Self>, from: u64, to: u64, clip: Range<u64>) {
         if from > to {
             return;
         }
@@ -546,7 +455,7 @@ impl Remote {
         let spawned = std::thread::Builder::new()
             .name("wimfs-prefetch".into())
             .spawn(move || {
-                if let Err(e) = me.fetch_runs(&claimed) {
+                if let Err(e) = me.fetch_runs(&claimed, &clip) {
                     tracing::debug!("{}: read-ahead failed: {e}", me.name);
                 }
                 me.release(&claimed);
@@ -557,9 +466,9 @@ impl Remote {
         }
     }
 
-    /// Fetches the claimed blocks (ascending), contiguous runs one request each, keeping them
-    /// in memory and on disk.
-    fn fetch_runs(&self, claimed: &[u64]) -> io::Result<Vec<(u64, Arc<[u8]>)>> {
+    /// Fetches the claimed blocks (ascending), contiguous runs one request each, no byte
+    /// outside `clip`, keeping them in memory and on disk. Returns what is now kept of each.
+    fn fetch_runs(&self, claimed: &[u64], clip: &Range<u64>) -> io::Result<Vec<(u64, Piece)>> {
         let mut got = Vec::with_capacity(claimed.len());
         let mut i = 0;
         while i < claimed.len() {
@@ -570,16 +479,24 @@ impl Remote {
                 i += 1;
             }
             i += 1;
-            let data = self.fetch(b * BLOCK..((end + 1) * BLOCK).min(self.len))?;
+            let range =
+                (b * BLOCK).max(clip.start)..((end + 1) * BLOCK).min(self.len).min(clip.end);
+            let data = self.fetch(range.clone())?;
             for k in b..=end {
-                let from = ((k - b) * BLOCK) as usize;
-                let to = (from + BLOCK as usize).min(data.len());
-                let block: Arc<[u8]> = Arc::from(&data[from..to]);
-                self.blocks.lock().put(k, Arc::clone(&block));
+                let base = k * BLOCK;
+                let from = range.start.max(base);
+                let to = range.end.min(base + BLOCK);
+                let piece = Piece {
+                    at: (from - base) as u32,
+                    data: Arc::from(
+                        &data[(from - range.start) as usize..(to - range.start) as usize],
+                    ),
+                };
+                let kept = self.keep_in_memory(k, piece);
                 if let Some(disk) = &self.disk {
-                    disk.put(k, &block);
+                    disk.put(k, &kept, self.block_len(k));
                 }
-                got.push((k, block));
+                got.push((k, kept));
             }
         }
         Ok(got)
@@ -590,22 +507,26 @@ impl Remote {
 struct Shared(Arc<Remote>);
 
 impl ReadAt for Shared {
+    /// A read on its own (a header, a table): it is its own span.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        self.0.read_exact_in(buf, offset, 0..self.0.len)
+        let end = offset.saturating_add(buf.len() as u64);
+        self.0.read_exact_in(buf, offset, offset..end, true)
     }
 
     fn read_exact_in(&self, buf: &mut [u8], offset: u64, span: Range<u64>) -> io::Result<()> {
-        self.0.read_exact_in(buf, offset, span)
+        self.0.read_exact_in(buf, offset, span, false)
     }
 }
 
 impl Remote {
-    /// Fills `buf` from `offset`, a read within the resource at `span` (see [`Run`]).
+    /// Fills `buf` from `offset`, a read within the resource at `span`, or (`exact`) a read
+    /// standing alone (see [`Run`]).
     fn read_exact_in(
         self: &Arc<Self>,
         buf: &mut [u8],
         offset: u64,
         span: Range<u64>,
+        exact: bool,
     ) -> io::Result<()> {
         if buf.is_empty() {
             return Ok(());
@@ -619,14 +540,13 @@ impl Remote {
             buf.copy_from_slice(&self.fetch(offset..end)?);
             return Ok(());
         }
-        let (first, last) = (offset / BLOCK, (end - 1) / BLOCK);
-        let mut at = 0usize;
         let span = span.start.min(offset)..span.end.clamp(end, self.len);
-        for (i, block) in self.blocks(first, last, span)?.iter().enumerate() {
-            let base = (first + i as u64) * BLOCK;
-            let from = (offset.max(base) - base) as usize;
-            let to = (end.min(base + block.len() as u64) - base) as usize;
-            buf[at..at + (to - from)].copy_from_slice(&block[from..to]);
+        let mut at = 0usize;
+        for piece in self.pieces(offset, end, span, exact)? {
+            let base = (offset + at as u64) / BLOCK * BLOCK + piece.at as u64;
+            let from = (offset + at as u64 - base) as usize;
+            let to = ((end - base) as usize).min(piece.data.len());
+            buf[at..at + (to - from)].copy_from_slice(&piece.data[from..to]);
             at += to - from;
         }
         debug_assert_eq!(at, buf.len());
