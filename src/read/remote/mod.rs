@@ -85,7 +85,7 @@ const BLOCK: u64 = 64 << 10;
 /// Blocks kept in memory per object (the decoded-chunk cache sits above this).
 const BLOCKS_KEPT: usize = 1024;
 /// Blocks a read may skip and still continue a sequential run.
-const GAP: u64 = 2;
+const GAP: u64 = 16;
 /// Background read-aheads at a time, per object.
 const PREFETCHES: usize = 2;
 /// Most blocks fetched by one request (16 MiB).
@@ -150,6 +150,10 @@ struct Run {
     span: Range<u64>,
     /// Whether the run has moved from one resource into another.
     across: bool,
+    /// Read-ahead carried over from the runs before: half of the last one's, so that a
+    /// reader that mostly moves forward (`tar` over files stored in another order) keeps
+    /// most of its window across a jump, while a random reader's soon fades.
+    credit: u64,
 }
 
 impl Run {
@@ -168,6 +172,8 @@ impl Run {
             self.streak += 1;
             self.across |= span != self.span;
         } else {
+            let window = (self.next.saturating_sub(self.start) + self.credit).min(MAX_RUN);
+            self.credit = if self.across { window / 2 } else { 0 };
             self.streak = 0;
             self.start = first;
             self.across = false;
@@ -182,9 +188,9 @@ impl Run {
             span.start / BLOCK * BLOCK..span.end.div_ceil(BLOCK).saturating_mul(BLOCK)
         };
         self.span = span;
-        let ahead = match self.streak {
-            0 | 1 => 0,
-            _ => (last + 1 - self.start).min(MAX_RUN),
+        let ahead = match (self.streak, self.credit) {
+            (0 | 1, 0) => 0,
+            _ => (last + 1 - self.start + self.credit).min(MAX_RUN),
         };
         (ahead, clip)
     }
@@ -310,13 +316,13 @@ impl Remote {
         (((k + 1) * BLOCK).min(self.len) - k * BLOCK) as usize
     }
 
-    /// Whether all of block `k` is in memory or on disk (without reading it).
-    fn has(&self, k: u64) -> bool {
+    /// Whether all of block `k` is in memory.
+    fn in_memory(&self, k: u64) -> bool {
         let full = self.block_len(k);
-        if let Some(p) = self.blocks.lock().peek(&k) {
-            return p.at == 0 && p.data.len() == full;
-        }
-        self.disk.as_ref().is_some_and(|d| d.has(k))
+        self.blocks
+            .lock()
+            .peek(&k)
+            .is_some_and(|p| p.at == 0 && p.data.len() == full)
     }
 
     /// What memory or the disk cache holds of block `k`, if it covers `need` (offsets in
@@ -425,36 +431,40 @@ impl Remote {
         self.fetched.notify_all();
     }
 
-    /// Fetches the missing blocks of `from..=to` (within `clip`) in the background. The
-    /// window is refilled once its middle block is neither here nor on its way (the reader
-    /// has gone half way through what was fetched ahead), so that it moves in a few large
-    /// requests rather than one per block; at most `PREFETCHES` such fetches run at a time.
-    /// A failure is left to the reader, which fetches the block itself and reports what went
-    /// wrong.
+    /// Brings the blocks of `from..=to` (within `clip`) into memory in the background:
+    /// fetched, or read from the disk cache. The window is refilled once its middle block is
+    /// neither in memory nor on its way (the reader has gone half way through what was
+    /// fetched ahead), so that it moves in a few large requests rather than one per block; at
+    /// most `PREFETCHES` such fetches run at a time. A failure is left to the reader, which
+    /// fetches the block itself and reports what went wrong.
     fn read_ahead(self: &Arc<Self>, from: u64, to: u64, clip: Range<u64>) {
         if from > to {
             return;
         }
-        let claimed: Vec<u64> = {
+        let (claimed, on_disk): (Vec<u64>, Vec<u64>) = {
             let mut fetching = self.fetching.lock();
             let mid = from + (to - from) / 2;
-            if fetching.contains(&mid) || self.has(mid) {
+            if fetching.contains(&mid) || self.in_memory(mid) {
                 return;
             }
             if self.prefetches.fetch_add(1, Ordering::AcqRel) >= PREFETCHES {
                 self.prefetches.fetch_sub(1, Ordering::AcqRel);
                 return;
             }
-            let missing: Vec<u64> = (from..=to)
-                .filter(|k| !fetching.contains(k) && !self.has(*k))
-                .collect();
+            let (on_disk, missing): (Vec<u64>, Vec<u64>) = (from..=to)
+                .filter(|&k| !fetching.contains(&k) && !self.in_memory(k))
+                .partition(|&k| self.disk.as_ref().is_some_and(|d| d.has(k)));
             fetching.extend(missing.iter().copied());
-            missing
+            (missing, on_disk)
         };
         let me = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name("wimfs-prefetch".into())
             .spawn(move || {
+                // Blocks on disk are read into memory ahead of the reader too.
+                for k in on_disk {
+                    me.kept(k, &(0..0));
+                }
                 if let Err(e) = me.fetch_runs(&claimed, &clip) {
                     tracing::debug!("{}: read-ahead failed: {e}", me.name);
                 }
