@@ -567,3 +567,131 @@ fn apply_all_images_as_wimlib() {
     assert_same_tree(&theirs, &mine);
     assert_same_tree(&a, &mine.join("First"));
 }
+
+/// `wimlib-imagex info` and `wimfs info` on copies of one file, with the same arguments:
+/// the same output and success, and (when the WIM changes) the same images and XML.
+fn info_both(a: &Path, b: &Path, args: &[&str]) {
+    let (x, y) = (
+        run(wimlib(["info"]).arg(a).args(args)),
+        run(wimfs_cmd(["info"]).arg(b).args(args)),
+    );
+    let text = |o: &std::process::Output, w: &Path| {
+        String::from_utf8_lossy(&o.stdout).replace(&w.display().to_string(), "WIM")
+    };
+    assert_eq!(
+        x.status.success(),
+        y.status.success(),
+        "info {args:?}: {y:?}"
+    );
+    assert_eq!(text(&x, a), text(&y, b), "info {args:?}");
+    // The images as wimlib reads them (the file's size and XML TOTALBYTES aside: wimlib
+    // rewrites the tables in place, wimfs appends new ones, which is crash-safe).
+    let summary = |w: &Path| -> String {
+        ok(wimlib(["info"]).arg(w))
+            .lines()
+            .filter(|l| !l.starts_with("Path:") && !l.starts_with("Size:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(summary(a), summary(b), "after info {args:?}");
+    ok(wimlib(["verify"]).arg(b));
+}
+
+/// Blob records (blank-line separated) in a stable order: wimlib prints its hash table's.
+fn records(text: &str) -> Vec<String> {
+    let mut r: Vec<String> = text
+        .split("\n\n")
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    r.sort();
+    r
+}
+
+#[test]
+fn info_prints_and_edits_as_wimlib() {
+    let t = tempdir();
+    let (a, b) = two_trees(t.path());
+    for (name, solid) in [("x.wim", false), ("x.esd", true)] {
+        let one = t.path().join(name);
+        let mut cap = wimlib(["capture"]);
+        cap.arg(&a).arg(&one).arg("first");
+        let mut app = wimlib(["append"]);
+        app.arg(&b).arg(&one).arg("second");
+        if solid {
+            cap.arg("--solid");
+            app.arg("--solid");
+        }
+        ok(&mut cap);
+        ok(&mut app);
+        let two = t.path().join(format!("copy-{name}"));
+        fs::copy(&one, &two).unwrap();
+        // What it prints.
+        for args in [&["--header"][..], &["1", "--header"], &["--xml"]] {
+            assert_eq!(
+                ok(wimlib(["info"]).arg(&one).args(args)),
+                ok(wimfs_cmd(["info"]).arg(&one).args(args)),
+                "info {args:?}"
+            );
+        }
+        assert_eq!(
+            records(&ok(wimlib(["info"]).arg(&one).arg("--blobs"))),
+            records(&ok(wimfs_cmd(["info"]).arg(&one).arg("--blobs"))),
+            "info --blobs"
+        );
+        let (xa, xb) = (t.path().join("a.xml"), t.path().join("b.xml"));
+        ok(wimlib(["info"]).arg(&one).arg("--extract-xml").arg(&xa));
+        ok(wimfs_cmd(["info"]).arg(&one).arg("--extract-xml").arg(&xb));
+        assert_eq!(fs::read(&xa).unwrap(), fs::read(&xb).unwrap());
+        // What it changes, one step after the other on both copies.
+        for args in [
+            &["2", "renamed", "a new description"][..],
+            &["2", "--boot"],
+            &["2", "--boot"],
+            &["0", "--boot"],
+            &[
+                "1",
+                "--image-property",
+                "WINDOWS/LANGUAGES/LANGUAGE[1]=en-US",
+            ],
+            &[
+                "1",
+                "--image-property",
+                "WINDOWS/LANGUAGES/LANGUAGE[2]=de-DE",
+            ],
+            &["1", "--image-property", "WINDOWS/LANGUAGES/LANGUAGE[1]="],
+            &["1", "--image-property", "WINDOWS/LANGUAGES/LANGUAGE[5]=xx"],
+            &[
+                "1",
+                "--image-property",
+                "DESCRIPTION=",
+                "--image-property",
+                "FLAGS=Custom",
+            ],
+            &["second", "renamed"],
+            &["2", "first"],
+            &["9", "nine"],
+            &["renamed", "first"],
+            &["--boot"],
+            &["1", "first"],
+            &["2", "--check"],
+        ] {
+            info_both(&one, &two, args);
+        }
+        // The same XML, but for the file size wimlib records at the end.
+        let xml = |w: &Path| {
+            let f = w.with_extension("xml");
+            ok(wimlib(["info"]).arg(w).arg("--extract-xml").arg(&f));
+            let units: Vec<u16> = fs::read(&f)
+                .unwrap()
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                .collect();
+            let text = String::from_utf16(&units).unwrap();
+            text[..text.rfind("<TOTALBYTES>").unwrap()].to_string()
+        };
+        assert_eq!(xml(&one), xml(&two));
+        check_image(&two, 1, &a);
+        check_image(&two, 2, &b);
+    }
+}

@@ -62,6 +62,76 @@ impl Element {
         }
     }
 
+    /// The text at a property path below this element, as `wimlib-imagex info
+    /// --image-property` names it: child names joined by `/`, each optionally with a 1-based
+    /// index among its like-named siblings (`WINDOWS/LANGUAGES/LANGUAGE[2]`).
+    pub fn path_text(&self, path: &str) -> Option<&str> {
+        let mut el = self;
+        for step in parse_path(path).ok()? {
+            el = el
+                .children
+                .iter()
+                .filter(|c| c.name == step.0)
+                .nth(step.1 - 1)?;
+        }
+        Some(el.text.trim())
+    }
+
+    /// Sets the text at a property path (see [`Element::path_text`]), creating the elements
+    /// on the way; `None` or an empty value removes the element. An index may be at most one
+    /// more than the number of like-named siblings (a new one is added at the end).
+    pub fn set_path_text(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+    ) -> std::result::Result<(), String> {
+        let steps = parse_path(path)?;
+        let value = value.filter(|v| !v.is_empty());
+        let mut el = self;
+        for (i, (name, n)) in steps.iter().enumerate() {
+            let last = i + 1 == steps.len();
+            let count = el.children.iter().filter(|c| &c.name == name).count();
+            if *n > count + 1 {
+                return Err(format!(
+                    "{path}: there is no {name}[{}] to add {name}[{n}] after",
+                    n - 1
+                ));
+            }
+            if *n == count + 1 {
+                if value.is_none() {
+                    return Ok(());
+                }
+                el.children.push(Element {
+                    name: name.clone(),
+                    ..Element::default()
+                });
+            }
+            let at = el
+                .children
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| &c.name == name)
+                .nth(n - 1)
+                .map(|(k, _)| k)
+                .expect("present or just added");
+            if last {
+                match value {
+                    Some(v) => {
+                        let c = &mut el.children[at];
+                        c.text = v.to_string();
+                        c.children.clear();
+                    }
+                    None => {
+                        el.children.remove(at);
+                    }
+                }
+                return Ok(());
+            }
+            el = &mut el.children[at];
+        }
+        Ok(())
+    }
+
     /// Serializes the element as compact XML (whitespace-only text between child elements
     /// is dropped; other text is kept and escaped).
     pub fn to_xml(&self) -> String {
@@ -289,9 +359,63 @@ pub fn parse_xml(data: &[u8]) -> Result<WimXml> {
     })
 }
 
+/// A property path's steps: (element name, 1-based index).
+fn parse_path(path: &str) -> std::result::Result<Vec<(String, usize)>, String> {
+    let bad = || format!("{path:?} is not a property path (NAME, or NAME/CHILD[2]/...)");
+    let mut steps = Vec::new();
+    for part in path.split('/') {
+        let (name, n) = match part.strip_suffix(']').and_then(|p| p.split_once('[')) {
+            Some((name, n)) => (
+                name,
+                n.parse::<usize>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(bad)?,
+            ),
+            None => (part, 1),
+        };
+        let mut chars = name.chars();
+        let legal = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !legal {
+            return Err(bad());
+        }
+        steps.push((name.to_string(), n));
+    }
+    Ok(steps)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn properties_are_set_and_removed_by_path() {
+        let mut el =
+            parse_element_tree("<IMAGE><NAME>a</NAME><WINDOWS><ARCH>9</ARCH></WINDOWS></IMAGE>")
+                .unwrap();
+        el.set_path_text("WINDOWS/LANGUAGES/LANGUAGE", Some("en-US"))
+            .unwrap();
+        el.set_path_text("WINDOWS/LANGUAGES/LANGUAGE[2]", Some("de-DE"))
+            .unwrap();
+        assert_eq!(el.path_text("WINDOWS/LANGUAGES/LANGUAGE[2]"), Some("de-DE"));
+        assert_eq!(el.path_text("WINDOWS/ARCH"), Some("9"));
+        assert!(el
+            .set_path_text("WINDOWS/LANGUAGES/LANGUAGE[4]", Some("x"))
+            .is_err());
+        assert!(el.set_path_text("9BAD", Some("x")).is_err());
+        assert!(el.set_path_text("A[0]", Some("x")).is_err());
+        el.set_path_text("WINDOWS/LANGUAGES/LANGUAGE[1]", Some(""))
+            .unwrap();
+        assert_eq!(el.path_text("WINDOWS/LANGUAGES/LANGUAGE"), Some("de-DE"));
+        el.set_path_text("NAME", None).unwrap();
+        assert_eq!(el.path_text("NAME"), None);
+        // Removing what is not there changes nothing.
+        el.set_path_text("NOPE/DEEPER", None).unwrap();
+        assert_eq!(el.to_xml(), "<IMAGE><WINDOWS><ARCH>9</ARCH><LANGUAGES><LANGUAGE>de-DE</LANGUAGE></LANGUAGES></WINDOWS></IMAGE>");
+    }
     use crate::format::bytes::string_to_utf16le;
 
     #[test]

@@ -69,6 +69,8 @@ pub struct Wim {
     missing_parts: Vec<u16>,
     pub(crate) id: u64,
     pub(crate) parts: Vec<PartFile>,
+    /// The part number of each of `parts`.
+    part_numbers: Vec<u16>,
     header: Header,
     xml: WimXml,
     xml_raw: Vec<u8>,
@@ -193,6 +195,7 @@ impl Wim {
             .unwrap_or_else(|| Arc::new(ChunkCache::new(DEFAULT_CACHE_BYTES)));
         let mut wim = Wim {
             id: NEXT_WIM_ID.fetch_add(1, Ordering::Relaxed),
+            part_numbers: headers.iter().map(|h| h.part_number).collect(),
             parts,
             header: header.clone(),
             xml: WimXml::default(),
@@ -528,7 +531,12 @@ impl Wim {
             .and_then(|i| self.metadata.get(i as usize))
     }
 
-    /// The resource a blob lives in.
+    /// The number of the part of a split set a blob is stored in (1 for a whole WIM).
+    pub fn part_number_of(&self, loc: &BlobLocation) -> u16 {
+        self.part_numbers[self.resources[loc.resource as usize].part]
+    }
+
+    /// The resource a blob is stored in.
     pub fn resource(&self, loc: &BlobLocation) -> &Resource {
         &self.resources[loc.resource as usize]
     }

@@ -426,6 +426,68 @@ impl WimWriter {
             .collect()
     }
 
+    /// The boot index the file will have (0: none).
+    pub fn boot_index(&self) -> u32 {
+        self.boot_index
+    }
+
+    /// The text of a property of image `index` (1-based) in the XML info, by path
+    /// (`NAME`, `WINDOWS/EDITIONID`, `WINDOWS/LANGUAGES/LANGUAGE[2]`), if present.
+    pub fn image_property(&self, index: u32, path: &str) -> Option<String> {
+        match &self.images.get((index as usize).checked_sub(1)?)?.xml {
+            XmlImage::Kept(el) => el.path_text(path).map(str::to_string),
+            XmlImage::New(x) => match path {
+                "NAME" => x.name.clone(),
+                "DESCRIPTION" => x.description.clone(),
+                _ => None,
+            },
+        }
+    }
+
+    /// Sets (or, with `None` or an empty value, removes) a property of image `index` in the
+    /// XML info. An image name must not be another image's.
+    pub fn set_image_property(
+        &mut self,
+        index: u32,
+        path: &str,
+        value: Option<&str>,
+    ) -> Result<()> {
+        let target = self.target.clone();
+        let value = value.filter(|v| !v.is_empty());
+        if index == 0 || index as usize > self.images.len() {
+            return Err(Error::NotFound(format!(
+                "{}: there is no image {index}",
+                target.display()
+            )));
+        }
+        if let (Some(name), "NAME") = (value, path) {
+            let taken = self
+                .images
+                .iter()
+                .enumerate()
+                .any(|(i, img)| i + 1 != index as usize && img.xml.name() == Some(name));
+            if taken {
+                return Err(Error::invalid(
+                    &target,
+                    format!("there is already an image named \"{name}\""),
+                ));
+            }
+        }
+        let slot = &mut self.images[index as usize - 1];
+        if let XmlImage::New(x) = &slot.xml {
+            // Properties other than name and description live in the element form.
+            let text = crate::write::xml::image_xml(x, index as usize);
+            let el = crate::format::xml::parse_element_tree(&text)
+                .map_err(|e| Error::invalid(&target, e.to_string()))?;
+            slot.xml = XmlImage::Kept(el);
+        }
+        let XmlImage::Kept(el) = &mut slot.xml else {
+            unreachable!("converted above")
+        };
+        el.set_path_text(path, value)
+            .map_err(|e| Error::Usage(format!("{}: {e}", target.display())))
+    }
+
     /// Removes image `index` (1-based) from the file being written. Blobs only it used are
     /// left out of the new blob table.
     pub fn delete_image(&mut self, index: u32) -> Result<()> {

@@ -107,6 +107,26 @@ fn time(tag: &str, ft: u64) -> String {
     )
 }
 
+/// The `<IMAGE>` element of a new image numbered `index`.
+pub fn image_xml(x: &ImageXml, index: usize) -> String {
+    let mut s = format!("<IMAGE INDEX=\"{index}\">");
+    // Element order follows wimlib: NAME first, DESCRIPTION last.
+    if let Some(n) = x.name.as_deref().filter(|n| !n.is_empty()) {
+        s.push_str(&format!("<NAME>{}</NAME>", escape(n)));
+    }
+    s.push_str(&format!(
+        "<DIRCOUNT>{}</DIRCOUNT><FILECOUNT>{}</FILECOUNT><TOTALBYTES>{}</TOTALBYTES><HARDLINKBYTES>{}</HARDLINKBYTES>",
+        x.dir_count, x.file_count, x.total_bytes, x.hard_link_bytes
+    ));
+    s.push_str(&time("CREATIONTIME", x.creation_time));
+    s.push_str(&time("LASTMODIFICATIONTIME", x.last_modification_time));
+    if let Some(d) = x.description.as_deref().filter(|d| !d.is_empty()) {
+        s.push_str(&format!("<DESCRIPTION>{}</DESCRIPTION>", escape(d)));
+    }
+    s.push_str("</IMAGE>");
+    s
+}
+
 /// The XML document as UTF-16LE with a byte order mark (WIMGAPI needs the BOM).
 /// `total_bytes` is the file offset of the XML data itself, which is what wimlib records.
 pub fn build_xml(images: &[XmlImage], total_bytes: u64) -> Vec<u8> {
@@ -121,21 +141,7 @@ pub fn build_xml(images: &[XmlImage], total_bytes: u64) -> Vec<u8> {
             }
             XmlImage::New(x) => x,
         };
-        s.push_str(&format!("<IMAGE INDEX=\"{}\">", i + 1));
-        // Element order follows wimlib: NAME first, DESCRIPTION last.
-        if let Some(n) = x.name.as_deref().filter(|n| !n.is_empty()) {
-            s.push_str(&format!("<NAME>{}</NAME>", escape(n)));
-        }
-        s.push_str(&format!(
-            "<DIRCOUNT>{}</DIRCOUNT><FILECOUNT>{}</FILECOUNT><TOTALBYTES>{}</TOTALBYTES><HARDLINKBYTES>{}</HARDLINKBYTES>",
-            x.dir_count, x.file_count, x.total_bytes, x.hard_link_bytes
-        ));
-        s.push_str(&time("CREATIONTIME", x.creation_time));
-        s.push_str(&time("LASTMODIFICATIONTIME", x.last_modification_time));
-        if let Some(d) = x.description.as_deref().filter(|d| !d.is_empty()) {
-            s.push_str(&format!("<DESCRIPTION>{}</DESCRIPTION>", escape(d)));
-        }
-        s.push_str("</IMAGE>");
+        s.push_str(&image_xml(x, i + 1));
     }
     s.push_str(&format!("<TOTALBYTES>{total_bytes}</TOTALBYTES></WIM>"));
     string_to_utf16le(&s)
