@@ -21,6 +21,7 @@ fn main() {
         }
         _ => args,
     };
+    let args = cmd::expand_short_name(args);
     let cli = cmd::Cli::parse_from(args);
     cmd::init_logging(cli.debug);
     match cmd::run(cli) {

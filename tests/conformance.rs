@@ -411,3 +411,37 @@ fn times_print_as_wimlib_prints_them() {
         );
     }
 }
+
+/// Run under wimlib's per-verb names (links to wimfs, as its package installs them), wimfs
+/// does their verbs.
+#[cfg(unix)]
+#[test]
+fn short_names_run_their_verbs() {
+    let t = tempdir();
+    let wim = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sample.wim");
+    for (name, verb) in [
+        ("wiminfo", "info"),
+        ("wimdir", "dir"),
+        ("wimverify", "verify"),
+    ] {
+        let link = t.path().join(name);
+        std::os::unix::fs::symlink(common::wimfs(), &link).unwrap();
+        let by_link = ok(Command::new(&link).arg(&wim));
+        assert_eq!(
+            by_link,
+            ok(&mut wimfs_cmd([verb.as_ref(), wim.as_os_str()])),
+            "{name}"
+        );
+    }
+    let link = t.path().join("wimapply");
+    std::os::unix::fs::symlink(common::wimfs(), &link).unwrap();
+    let out = t.path().join("applied");
+    ok(Command::new(&link).arg(&wim).arg("1").arg(&out));
+    assert_eq!(
+        std::fs::read(out.join("README.txt")).unwrap(),
+        ok(wimlib(["extract"])
+            .arg(&wim)
+            .args(["1", "/README.txt", "--to-stdout"]))
+        .into_bytes()
+    );
+}

@@ -112,6 +112,41 @@ pub fn init_logging(debug: bool) {
         .try_init();
 }
 
+/// wimlib's per-verb program names, as its package installs them: run under one of these
+/// names (a link to wimfs), wimfs does that verb.
+pub const SHORT_NAMES: &[(&str, &str)] = &[
+    ("wimapply", "apply"),
+    ("wimcapture", "capture"),
+    ("wimappend", "append"),
+    ("wimdelete", "delete"),
+    ("wimdir", "dir"),
+    ("wimexport", "export"),
+    ("wimextract", "extract"),
+    ("wiminfo", "info"),
+    ("wimjoin", "join"),
+    ("wimmount", "mount"),
+    ("wimmountrw", "mountrw"),
+    ("wimoptimize", "optimize"),
+    ("wimsplit", "split"),
+    ("wimunmount", "unmount"),
+    ("wimverify", "verify"),
+];
+
+/// The arguments with the verb that the program's name stands for put in front, if it is
+/// one of [`SHORT_NAMES`] (`wimapply X.wim 1 DIR` is `wimfs apply X.wim 1 DIR`).
+pub fn expand_short_name(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let verb = args
+        .first()
+        .and_then(|a0| std::path::Path::new(a0).file_stem())
+        .and_then(|s| s.to_str())
+        .and_then(|s| SHORT_NAMES.iter().find(|(n, _)| n.eq_ignore_ascii_case(s)))
+        .map(|&(_, verb)| verb);
+    if let Some(verb) = verb {
+        args.insert(1.min(args.len()), verb.into());
+    }
+    args
+}
+
 pub fn run(cli: Cli) -> Result<i32> {
     #[cfg(feature = "remote")]
     {
