@@ -377,6 +377,58 @@ fn config_exclusions_match_wimlib() {
     ok(wimlib(["verify"]).arg(&ours));
 }
 
+#[test]
+fn default_exclusions_and_an_empty_config_match_wimlib() {
+    let tmp = tempdir();
+    let src = tmp.path().join("volume");
+    for d in [
+        "System Volume Information/sub",
+        "Windows/CSC/v2",
+        "Windows/System32",
+        "$Recycle.Bin/S-1-5",
+        "RECYCLER",
+        "sub/System Volume Information",
+    ] {
+        fs::create_dir_all(src.join(d)).unwrap();
+    }
+    for f in [
+        "pagefile.sys",
+        "hiberfil.sys",
+        "swapfile.sys",
+        "$ntfs.log",
+        "PAGEFILE.SYS",
+        "sub/pagefile.sys",
+        "System Volume Information/sub/x",
+        "Windows/CSC/v2/y",
+        "Windows/System32/kernel32.dll",
+        "$Recycle.Bin/S-1-5/z",
+        "RECYCLER/w",
+        "sub/System Volume Information/kept",
+    ] {
+        fs::write(src.join(f), f).unwrap();
+    }
+    let empty = tmp.path().join("empty.ini");
+    fs::write(&empty, "").unwrap();
+    let list = |w: &Path| ok(wimlib(["dir"]).arg(w));
+    for config in [None, Some(&empty)] {
+        let (ours, theirs) = (tmp.path().join("ours.wim"), tmp.path().join("theirs.wim"));
+        let _ = (fs::remove_file(&ours), fs::remove_file(&theirs));
+        let mut a = wimfs_cmd(["capture", "-q"]);
+        let mut b = wimlib(["capture"]);
+        if let Some(c) = config {
+            a.arg("--config").arg(c);
+            b.arg(format!("--config={}", c.display()));
+        }
+        ok(a.arg(&src).arg(&ours));
+        ok(b.arg(&src).arg(&theirs));
+        let mine = list(&ours);
+        assert_eq!(mine, list(&theirs), "config {config:?}");
+        let has = |p: &str| mine.lines().any(|l| l == p);
+        assert_eq!(has("/pagefile.sys"), config.is_some(), "{mine}");
+        assert!(has("/sub/pagefile.sys") && has("/PAGEFILE.SYS"), "{mine}");
+    }
+}
+
 /// A file swapped for a symlink or a FIFO between the scan and the read is refused with an
 /// error naming it: never read through the link, never a hang on the FIFO.
 #[test]

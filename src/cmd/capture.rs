@@ -40,6 +40,9 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "N")]
     solid_chunk_size: Option<u32>,
     /// Configuration file with [ExclusionList] / [ExclusionException] globs (wimlib's format).
+    /// Without it, what wimlib-imagex leaves out by default is left out: /hiberfil.sys,
+    /// /pagefile.sys, /swapfile.sys, /$ntfs.log, /System Volume Information, /RECYCLER,
+    /// /$RECYCLE.BIN, /$Recycle.Bin and /Windows/CSC.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// `append`: write a new file with the old images and the new one, instead of
@@ -175,7 +178,7 @@ fn capture_into(mut writer: WimWriter, a: &CaptureArgs) -> Result<i32> {
         rp_fix: !a.norpfix,
         config: match &a.config {
             Some(p) => Some(wimfs::write::config::CaptureConfig::load(p)?),
-            None => None,
+            None => Some(wimfs::write::config::CaptureConfig::windows_default()),
         },
     };
     let mut tree = scan(&a.source, &opts)

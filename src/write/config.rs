@@ -35,7 +35,27 @@ pub struct CaptureConfig {
     exceptions: Vec<Glob>,
 }
 
+/// What a capture without a configuration file leaves out, as wimlib-imagex does on every
+/// system: the files and directories of a Windows volume that are not part of the system
+/// (paging and hibernation files, restore points, recycle bins, offline files cache).
+const WINDOWS_DEFAULT: &str = "[ExclusionList]
+/$ntfs.log
+/hiberfil.sys
+/pagefile.sys
+/swapfile.sys
+/System Volume Information
+/RECYCLER
+/$RECYCLE.BIN
+/$Recycle.Bin
+/Windows/CSC
+";
+
 impl CaptureConfig {
+    /// The rules a capture without `--config` follows (see `WINDOWS_DEFAULT`).
+    pub fn windows_default() -> CaptureConfig {
+        Self::parse(WINDOWS_DEFAULT).expect("the default configuration parses")
+    }
+
     /// Reads a configuration file (UTF-8, or UTF-16LE with a byte order mark).
     pub fn load(path: &Path) -> Result<CaptureConfig> {
         let raw = std::fs::read(path).map_err(|e| Error::io(path, "reading", e))?;
