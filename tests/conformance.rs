@@ -298,7 +298,32 @@ fn integrity_table_checked() {
     let v: serde_json::Value =
         serde_json::from_str(&ok(wimfs_cmd(["info", "--json", "--check"]).arg(&wim))).unwrap();
     assert_eq!(v["integrity_ok"], serde_json::Value::Bool(true));
-    ok(wimfs_cmd(["verify"]).arg(&wim));
+    assert!(ok(wimfs_cmd(["verify"]).arg(&wim)).contains("integrity table OK"));
+    assert!(!ok(wimfs_cmd(["verify", "--nocheck"]).arg(&wim)).contains("integrity"));
+    // A damaged integrity table (its last hash): verify fails as wimlib's does, and with
+    // --nocheck both pass.
+    let header = ok(wimfs_cmd(["info", "--header"]).arg(&wim));
+    let field = |name: &str| -> u64 {
+        header
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split('=').nth(1))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let end = field("Integrity Offset") + field("Integrity Size");
+    let mut bytes = std::fs::read(&wim).unwrap();
+    bytes[end as usize - 1] ^= 0x55;
+    std::fs::write(&wim, bytes).unwrap();
+    for nocheck in [false, true] {
+        let flag: &[&str] = if nocheck { &["--nocheck"] } else { &[] };
+        let theirs = run(wimlib(["verify"]).arg(&wim).args(flag));
+        let ours = run(wimfs_cmd(["verify"]).arg(&wim).args(flag));
+        assert_eq!(ours.status.success(), nocheck, "{ours:?}");
+        assert_eq!(theirs.status.success(), nocheck, "{theirs:?}");
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use wimfs::read::verify::verify_wim;
+use wimfs::read::verify::verify_wim_with;
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
@@ -16,13 +16,16 @@ pub struct VerifyArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    /// Do not check the integrity table.
+    #[arg(long)]
+    nocheck: bool,
 }
 
 pub fn run(a: VerifyArgs) -> Result<i32> {
     let wim = super::open_wim(&a.wimfile, &a.refs, false)?;
     let total: u64 = wim.blobs().map(|b| b.size).sum();
     let pb = super::progress::bytes_bar(total, "verifying", a.quiet);
-    let report = verify_wim(&wim, &|n| pb.inc(n));
+    let report = verify_wim_with(&wim, !a.nocheck, &|n| pb.inc(n));
     pb.finish_and_clear();
     for e in &report.errors {
         eprintln!("wimfs: {e}");

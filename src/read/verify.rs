@@ -28,10 +28,22 @@ pub struct VerifyReport {
 /// each blob it references exists) and checks the integrity table if present. `progress`
 /// receives byte counts as they are verified.
 pub fn verify_wim(wim: &Wim, progress: &(dyn Fn(u64) + Sync)) -> VerifyReport {
+    verify_wim_with(wim, true, progress)
+}
+
+/// [`verify_wim`], leaving the integrity table unchecked unless `integrity` (as
+/// `wimlib-imagex verify --nocheck` does).
+pub fn verify_wim_with(
+    wim: &Wim,
+    integrity: bool,
+    progress: &(dyn Fn(u64) + Sync),
+) -> VerifyReport {
     let mut report = VerifyReport::default();
-    match wim.check_integrity() {
-        Ok(checked) => report.integrity_checked = checked,
-        Err(e) => report.errors.push(e),
+    if integrity {
+        match wim.check_integrity() {
+            Ok(checked) => report.integrity_checked = checked,
+            Err(e) => report.errors.push(e),
+        }
     }
     let mut by_res: HashMap<u32, Vec<BlobLocation>> = HashMap::new();
     for b in wim.blobs() {
