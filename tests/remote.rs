@@ -310,6 +310,21 @@ fn reads_as_local(t: &Path, cmd: Cmd, url: &str, local: &Path, src: &Path, refs:
     }
 }
 
+/// The fixture's WIM, ESD and split set (its other parts by URL too), read through `cmd` at
+/// `prefix` followed by their file names, match the local files.
+fn fixtures_read_as_local(t: &Path, cmd: Cmd, prefix: &str, fx: &Fixture) {
+    for name in ["a.wim", "a.esd"] {
+        let url = format!("{prefix}{name}");
+        reads_as_local(t, cmd, &url, &fx.www.join(name), &fx.src, &[]);
+    }
+    let refs: Vec<String> = fx.parts[1..]
+        .iter()
+        .map(|p| format!("{prefix}{p}"))
+        .collect();
+    let first = format!("{prefix}{}", fx.parts[0]);
+    reads_as_local(t, cmd, &first, &fx.www.join(&fx.parts[0]), &fx.src, &refs);
+}
+
 #[test]
 fn http_images_read_as_the_local_files() {
     let t = tempdir();
@@ -318,23 +333,7 @@ fn http_images_read_as_the_local_files() {
     let _nginx = nginx(&t.path().join("nginx"), &fx.www, port);
     let base = format!("http://127.0.0.1:{port}");
     let cmd = |a: &[OsString]| wimfs_cmd(a);
-    for name in ["a.wim", "a.esd"] {
-        let url = format!("{base}/{name}");
-        reads_as_local(t.path(), &cmd, &url, &fx.www.join(name), &fx.src, &[]);
-    }
-    let refs: Vec<String> = fx.parts[1..]
-        .iter()
-        .map(|p| format!("{base}/{p}"))
-        .collect();
-    let first = format!("{base}/{}", fx.parts[0]);
-    reads_as_local(
-        t.path(),
-        &cmd,
-        &first,
-        &fx.www.join(&fx.parts[0]),
-        &fx.src,
-        &refs,
-    );
+    fixtures_read_as_local(t.path(), &cmd, &format!("{base}/"), &fx);
     // Remote images are read-only, with a clear message and status.
     let dir = t.path().join("rw");
     fs::create_dir_all(&dir).unwrap();
@@ -382,23 +381,7 @@ fn s3_images_read_as_the_local_files() {
         garage.put(&fx.www.join(name), &format!("set/{name}"));
     }
     let cmd = |a: &[OsString]| garage.wimfs(a);
-    for name in ["a.wim", "a.esd"] {
-        let url = format!("s3://images/set/{name}");
-        reads_as_local(t.path(), &cmd, &url, &fx.www.join(name), &fx.src, &[]);
-    }
-    let refs: Vec<String> = fx.parts[1..]
-        .iter()
-        .map(|p| format!("s3://images/set/{p}"))
-        .collect();
-    let first = format!("s3://images/set/{}", fx.parts[0]);
-    reads_as_local(
-        t.path(),
-        &cmd,
-        &first,
-        &fx.www.join(&fx.parts[0]),
-        &fx.src,
-        &refs,
-    );
+    fixtures_read_as_local(t.path(), &cmd, "s3://images/set/", &fx);
     // The secret is in no process's arguments and not in `wimfs mounts`.
     let mnt = t.path().join("mnt-secret");
     let url = "s3://images/set/a.wim";
