@@ -441,23 +441,25 @@ impl Remote {
         if from > to {
             return;
         }
-        let (claimed, on_disk): (Vec<u64>, Vec<u64>) = {
+        let mid = from + (to - from) / 2;
+        if self.in_memory(mid) || self.fetching.lock().contains(&mid) {
+            return;
+        }
+        if self.prefetches.fetch_add(1, Ordering::AcqRel) >= PREFETCHES {
+            self.prefetches.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        // Looked up before taking the claim lock: the disk cache answers with a file system
+        // call per block.
+        let (on_disk, absent): (Vec<u64>, Vec<u64>) = (from..=to)
+            .filter(|&k| !self.in_memory(k))
+            .partition(|&k| self.disk.as_ref().is_some_and(|d| d.has(k)));
+        let claimed: Vec<u64> = {
             let mut fetching = self.fetching.lock();
-            let mid = from + (to - from) / 2;
-            if fetching.contains(&mid) || self.in_memory(mid) {
-                return;
-            }
-            if self.prefetches.fetch_add(1, Ordering::AcqRel) >= PREFETCHES {
-                self.prefetches.fetch_sub(1, Ordering::AcqRel);
-                return;
-            }
-            let (on_disk, missing): (Vec<u64>, Vec<u64>) = (from..=to)
-                .filter(|&k| !fetching.contains(&k) && !self.in_memory(k))
-                .partition(|&k| self.disk.as_ref().is_some_and(|d| d.has(k)));
-            fetching.extend(missing.iter().copied());
-            (missing, on_disk)
+            absent.into_iter().filter(|&k| fetching.insert(k)).collect()
         };
         let me = Arc::clone(self);
+        let work = claimed.clone();
         let spawned = std::thread::Builder::new()
             .name("wimfs-prefetch".into())
             .spawn(move || {
@@ -465,14 +467,17 @@ impl Remote {
                 for k in on_disk {
                     me.kept(k, &(0..0));
                 }
-                if let Err(e) = me.fetch_runs(&claimed, &clip) {
+                if let Err(e) = me.fetch_runs(&work, &clip) {
                     tracing::debug!("{}: read-ahead failed: {e}", me.name);
                 }
-                me.release(&claimed);
+                me.release(&work);
                 me.prefetches.fetch_sub(1, Ordering::AcqRel);
             });
         if let Err(e) = spawned {
+            // Nobody will fetch them: readers must not wait for these blocks.
             tracing::debug!("read-ahead thread: {e}");
+            self.release(&claimed);
+            self.prefetches.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
