@@ -38,6 +38,11 @@ pub enum Error {
     },
     #[error("{path}: {detail}")]
     Invalid { path: PathBuf, detail: String },
+    #[error("{path}: {cause}")]
+    Edit {
+        path: PathBuf,
+        cause: crate::image::EditError,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]

@@ -28,7 +28,7 @@ fn main() {
         Ok(code) => std::process::exit(code),
         Err(e) => {
             eprintln!("wimfs: {e:#}");
-            std::process::exit(1);
+            std::process::exit(cmd::status::exit_status(&e));
         }
     }
 }

@@ -288,7 +288,7 @@ fn missing_image_and_path() {
             .arg("--dest-dir")
             .arg(d.path())),
         &wim,
-        "no file",
+        "no matches for path pattern \"/missing\"",
     );
     let missing = d.path().join("absent.wim");
     assert_clean_failure(

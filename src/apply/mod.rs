@@ -43,6 +43,31 @@ use windows as target;
 
 use target::{Dir, Target};
 
+/// Makes the directories of `rel` (relative) below `target` that are missing, one name at a
+/// time from the target down, never through a link; existing directories are kept.
+pub fn make_dirs(target_dir: &Path, rel: &Path) -> Result<()> {
+    let io = |what: &str, at: &Path, e| Error::io(target_dir.join(at), what.to_string(), e);
+    let t = Target::open(target_dir).map_err(|e| io("cannot open directory", Path::new(""), e))?;
+    let mut done = PathBuf::new();
+    for c in rel.components() {
+        let std::path::Component::Normal(name) = c else {
+            return Err(Error::invalid(
+                target_dir.join(rel),
+                "not a plain relative path",
+            ));
+        };
+        let name = name
+            .to_str()
+            .ok_or_else(|| Error::invalid(target_dir.join(rel), "the name is not valid UTF-8"))?;
+        let parent = t
+            .dir(&done)
+            .map_err(|e| io("cannot open directory", &done, e))?;
+        done.push(name);
+        target::mkdir(&parent, name).map_err(|e| io("cannot create directory", &done, e))?;
+    }
+    Ok(())
+}
+
 /// What an entry is expected to be when its owner and mode are set.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Kind {

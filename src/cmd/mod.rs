@@ -15,6 +15,9 @@ pub mod mount_helper;
 mod optimize;
 mod progress;
 mod split;
+pub mod status;
+#[cfg(unix)]
+mod update;
 mod verify;
 
 use std::path::PathBuf;
@@ -67,6 +70,9 @@ pub enum Command {
     /// Capture a directory tree as a new image of an existing WIM file.
     #[cfg(unix)]
     Append(capture::CaptureArgs),
+    /// Add, delete and rename files in an image (commands on standard input or --command).
+    #[cfg(unix)]
+    Update(update::UpdateArgs),
     /// Copy images into another (new or existing) WIM file.
     Export(export::ExportArgs),
     /// Remove images from a WIM file.
@@ -129,6 +135,7 @@ pub const SHORT_NAMES: &[(&str, &str)] = &[
     ("wimoptimize", "optimize"),
     ("wimsplit", "split"),
     ("wimunmount", "unmount"),
+    ("wimupdate", "update"),
     ("wimverify", "verify"),
 ];
 
@@ -172,6 +179,8 @@ pub fn run(cli: Cli) -> Result<i32> {
         Command::Capture(a) => capture::run(a),
         #[cfg(unix)]
         Command::Append(a) => capture::run_append(a),
+        #[cfg(unix)]
+        Command::Update(a) => update::run(a),
         Command::Export(a) => export::run(a),
         Command::Delete(a) => delete::run(a),
         Command::Optimize(a) => optimize::run(a),
@@ -251,17 +260,7 @@ pub fn pick_image(wim: &Wim, spec: Option<&str>) -> Result<u32> {
 /// The non-solid compression settings of an existing WIM.
 pub fn file_resources(path: &std::path::Path) -> Result<wimfs::write::ResourceOptions> {
     let h = Wim::read_header(path)?;
-    Ok(wimfs::write::ResourceOptions {
-        compression: h
-            .compression()
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-        chunk_size: if h.chunk_size == 0 {
-            32768
-        } else {
-            h.chunk_size
-        },
-        level: wimfs::codec::DEFAULT_LEVEL,
-    })
+    Ok(wimfs::write::resource_options_of(&h, path)?)
 }
 
 /// Starts a new file that will replace `path`, already holding the images of `path` that
@@ -313,6 +312,43 @@ pub fn rebuild_writer(
 }
 
 pub use wimfs::image::names::printable;
+
+/// A text file's contents as wimlib-imagex reads them: UTF-16LE with a byte-order mark,
+/// else UTF-8 (a byte-order mark dropped).
+pub fn decode_text(bytes: &[u8]) -> Result<String> {
+    use status::{code, failure};
+    if let Some(rest) = bytes.strip_prefix(&[0xFF, 0xFE]) {
+        let units: Vec<u16> = rest
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+            .collect();
+        return String::from_utf16(&units)
+            .map_err(|_| failure(code::USAGE, "the text is not valid UTF-16"));
+    }
+    let bytes = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| failure(code::USAGE, "the text is not valid UTF-8"))
+}
+
+/// How paths in an image are matched: `WIMLIB_IMAGEX_IGNORE_CASE` (1/yes, 0/no) as
+/// wimlib-imagex reads it, else exactly on Unix and ignoring case on Windows.
+pub fn case_rule() -> wimfs::image::Case {
+    use wimfs::image::Case;
+    let default = if cfg!(windows) {
+        Case::Insensitive
+    } else {
+        Case::Sensitive
+    };
+    match std::env::var("WIMLIB_IMAGEX_IGNORE_CASE").as_deref() {
+        Ok("1") | Ok("yes") => Case::Insensitive,
+        Ok("0") | Ok("no") => Case::Sensitive,
+        Ok(other) => {
+            tracing::warn!("ignoring the unknown setting WIMLIB_IMAGEX_IGNORE_CASE={other:?}");
+            default
+        }
+        Err(_) => default,
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -65,6 +65,28 @@ pub struct Inode {
 }
 
 impl Inode {
+    /// A new inode with `attributes`, all three times `time`, and nothing else: no
+    /// security descriptor, streams, names or extra data.
+    pub fn new(attributes: u32, time: u64) -> Inode {
+        Inode {
+            attributes,
+            security_id: -1,
+            creation_time: time,
+            last_access_time: time,
+            last_write_time: time,
+            reparse_tag: 0,
+            rp_reserved: 0,
+            rp_flags: 0,
+            unknown_0x54: 0,
+            link_group: 0,
+            streams: Vec::new(),
+            unix: None,
+            xattrs: Vec::new(),
+            tagged: Vec::new(),
+            dentries: Vec::new(),
+        }
+    }
+
     /// A directory that holds entries. Reparse points never do (a directory symlink or
     /// junction is a link), matching how Windows and wimlib read the tree.
     pub fn is_directory(&self) -> bool {

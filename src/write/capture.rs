@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha1::{Digest, Sha1};
 
+use super::commit::{new_stream, solid_key, Edited, NewData};
 use super::config::Filter;
 use super::resource::BlobSource;
 use super::writer::{BlobJob, WimWriter};
@@ -24,8 +25,7 @@ use crate::format::dentry::{
 use crate::format::reparse::{symlink_reparse_data, IO_REPARSE_TAG_SYMLINK, RP_FLAG_NOT_FIXED};
 use crate::format::tagged::UnixData;
 use crate::format::Sha1Hash;
-use crate::image::{Dentry, Image, Inode, Stream, StreamKind};
-use crate::read::BlobLocation;
+use crate::image::{Dentry, Image, Inode, StreamKind};
 use crate::time::unix_to_filetime;
 
 /// What to capture and how.
@@ -109,6 +109,8 @@ pub struct Scan {
     files: Vec<FileData>,
     /// Reparse data kept in memory (small), by inode.
     reparse: Vec<(usize, Vec<u8>)>,
+    /// (device, inode number) of every file that is not a directory, and its inode.
+    ids: Vec<((u64, u64), usize)>,
 }
 
 impl Scan {
@@ -162,6 +164,33 @@ impl Scan {
             })
     }
 
+    /// (device, inode number) of every file that is not a directory, and its inode.
+    pub fn file_ids(&self) -> &[((u64, u64), usize)] {
+        &self.ids
+    }
+
+    /// The scanned tree as an image to graft into another ([`Image::graft`]) and write with
+    /// [`super::commit::write_edited`]: its files' data and its links' reparse data are
+    /// still to be written.
+    pub fn into_edited(self) -> Edited {
+        let data = self
+            .files
+            .into_iter()
+            .map(|f| NewData {
+                inode: f.inode,
+                what: f.file.path.clone(),
+                source: Box::new(f.file),
+                len: f.size,
+            })
+            .collect();
+        Edited {
+            image: self.image,
+            data,
+            reparse: self.reparse,
+            streams: Vec::new(),
+        }
+    }
+
     /// Writes every distinct blob not yet in `writer` and returns the image.
     pub fn write(
         mut self,
@@ -176,7 +205,7 @@ impl Scan {
                 Path::new("reparse data"),
                 &|_| {},
             )?;
-            self.image.inodes[ino].streams.push(stream(
+            self.image.inodes[ino].streams.push(new_stream(
                 StreamKind::Reparse,
                 hash,
                 data.len() as u64,
@@ -208,40 +237,9 @@ impl Scan {
             let f = &self.files[i];
             self.image.inodes[f.inode]
                 .streams
-                .insert(0, stream(StreamKind::Data, hash, f.size));
+                .insert(0, new_stream(StreamKind::Data, hash, f.size));
         }
         Ok(self.image)
-    }
-}
-
-/// Sort key of a file's data in a solid resource: its name's extension, then its name,
-/// both folded to lower case.
-fn solid_key(path: &Path) -> (String, String) {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_lowercase())
-        .unwrap_or_default();
-    let ext = match name.rfind('.') {
-        Some(dot) => name[dot + 1..].to_string(),
-        None => String::new(),
-    };
-    (ext, name)
-}
-
-fn stream(kind: StreamKind, hash: Sha1Hash, size: u64) -> Stream {
-    Stream {
-        name: String::new(),
-        kind,
-        hash,
-        // Captured data lives in the WIM being written, not one being read; only the size
-        // and hash of this location mean anything.
-        blob: Some(BlobLocation {
-            resource: u32::MAX,
-            offset: 0,
-            size,
-            hash,
-            refcount: 0,
-        }),
     }
 }
 
@@ -279,33 +277,55 @@ pub fn scan(root: &Path, opts: &CaptureOptions) -> Result<Scan> {
     if !meta.is_dir() {
         return Err(Error::invalid(root, "is not a directory"));
     }
-    let mut s = Scanner {
-        opts,
-        root_id: (meta.dev(), meta.ino()),
-        image: Image {
-            index: 1,
-            security: Vec::new(),
-            dentries: Vec::new(),
-            inodes: Vec::new(),
-        },
-        files: Vec::new(),
-        reparse: Vec::new(),
-        links: HashMap::new(),
-    };
-    let ino = s.new_inode(&meta, FILE_ATTRIBUTE_DIRECTORY);
-    s.image.inodes[ino].dentries.push(0);
-    s.image.dentries.push(Dentry {
-        name: String::new(),
-        short_name: String::new(),
-        parent: 0,
-        children: Vec::new(),
-        inode: ino,
-    });
+    let mut s = Scanner::new(opts, &meta);
+    s.image.inodes[0].dentries.push(0);
     s.scan_dir(root, 0, Filter::Normal)?;
     Ok(Scan {
         image: s.image,
         files: s.files,
         reparse: s.reparse,
+        ids: s.ids,
+    })
+}
+
+/// Walks `path` for `wimfs update`'s add command: a directory as [`scan`] does; anything
+/// else (a file, a link, with `--unix-data` a special file) becomes the root of a
+/// one-entry tree.
+pub fn scan_branch(path: &Path, opts: &CaptureOptions) -> Result<Scan> {
+    let meta = match opts.dereference {
+        true => fs::metadata(path),
+        false => fs::symlink_metadata(path),
+    }
+    .map_err(|e| Error::io(path, "reading metadata", e))?;
+    if meta.is_dir() {
+        return scan(path, opts);
+    }
+    // Scanned as the one entry of a stand-in directory, then made the root.
+    let mut s = Scanner::new(opts, &meta);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    s.scan_entry(path, &name, 0, Filter::Normal)?;
+    if s.image.dentries.len() != 2 {
+        return Err(Error::invalid(
+            path,
+            "cannot be added (a special file needs --unix-data)",
+        ));
+    }
+    s.image.dentries.swap(0, 1);
+    let img = &mut s.image;
+    img.dentries[0].parent = 0;
+    img.dentries[1].children.clear();
+    let file = img.dentries[0].inode;
+    img.inodes[file].dentries = vec![0];
+    // The stand-in directory (inode 0) is left without names.
+    img.inodes[0].dentries.clear();
+    Ok(Scan {
+        image: s.image,
+        files: s.files,
+        reparse: s.reparse,
+        ids: s.ids,
     })
 }
 
@@ -317,33 +337,51 @@ struct Scanner<'a> {
     reparse: Vec<(usize, Vec<u8>)>,
     /// Inodes of multiply-linked non-directories by (device, inode number).
     links: HashMap<(u64, u64), usize>,
+    /// (device, inode number) of every non-directory, and its inode.
+    ids: Vec<((u64, u64), usize)>,
 }
 
-impl Scanner<'_> {
+impl<'a> Scanner<'a> {
+    /// A scanner whose image has a root directory (dentry and inode 0, not yet linked to
+    /// each other) with the times of `meta`, the scan root's metadata.
+    fn new(opts: &'a CaptureOptions, meta: &Metadata) -> Self {
+        let mut s = Scanner {
+            opts,
+            root_id: (meta.dev(), meta.ino()),
+            image: Image {
+                index: 1,
+                security: Vec::new(),
+                dentries: Vec::new(),
+                inodes: Vec::new(),
+            },
+            files: Vec::new(),
+            reparse: Vec::new(),
+            links: HashMap::new(),
+            ids: Vec::new(),
+        };
+        let ino = s.new_inode(meta, FILE_ATTRIBUTE_DIRECTORY);
+        s.image.dentries.push(Dentry {
+            name: String::new(),
+            short_name: String::new(),
+            parent: 0,
+            children: Vec::new(),
+            inode: ino,
+        });
+        s
+    }
+
     fn new_inode(&mut self, m: &Metadata, attributes: u32) -> usize {
         let mtime = unix_to_filetime(m.mtime(), m.mtime_nsec() as u32);
+        // Linux has no birth time in stat; wimlib records the modification time.
         self.image.inodes.push(Inode {
-            attributes,
-            security_id: -1,
-            // Linux has no birth time in stat; wimlib records the modification time.
-            creation_time: mtime,
             last_access_time: unix_to_filetime(m.atime(), m.atime_nsec() as u32),
-            last_write_time: mtime,
-            reparse_tag: 0,
-            rp_reserved: 0,
-            rp_flags: 0,
-            unknown_0x54: 0,
-            link_group: 0,
-            streams: Vec::new(),
             unix: self.opts.unix_data.then(|| UnixData {
                 uid: m.uid(),
                 gid: m.gid(),
                 mode: m.mode(),
                 rdev: m.rdev() as u32,
             }),
-            xattrs: Vec::new(),
-            tagged: Vec::new(),
-            dentries: Vec::new(),
+            ..Inode::new(attributes, mtime)
         });
         self.image.inodes.len() - 1
     }
@@ -520,6 +558,7 @@ impl Scanner<'_> {
     }
 
     fn remember_link(&mut self, m: &Metadata, ino: usize) {
+        self.ids.push(((m.dev(), m.ino()), ino));
         if m.nlink() > 1 {
             self.links.insert((m.dev(), m.ino()), ino);
         }

@@ -3,6 +3,7 @@
 
 #[cfg(unix)]
 pub mod capture;
+pub mod commit;
 pub mod config;
 mod lock;
 mod pipeline;
@@ -13,10 +14,12 @@ pub mod split;
 pub mod writer;
 pub mod xml;
 
+pub use commit::{write_edited, CommitOptions, Edited, NewData};
 pub use lock::TargetLock;
 pub use resource::{BlobSource, ResourceOptions};
 pub use solid::DEFAULT_SOLID_CHUNK_SIZE;
 pub use writer::{
-    image_refs, solid_options_of, BlobJob, ImageDescription, WimWriter, WriterOptions, SMALL_BLOB,
+    image_refs, options_of, resource_options_of, solid_options_of, BlobJob, ImageDescription,
+    WimWriter, WriterOptions, SMALL_BLOB,
 };
 pub use xml::{ImageXml, XmlImage};

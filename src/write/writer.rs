@@ -1354,6 +1354,41 @@ fn hash_source(source: &dyn BlobSource, size: u64) -> std::result::Result<Sha1Ha
     read_hashed(source, size, 1 << 20, &mut |_| Ok(()))
 }
 
+/// The SHA-1 of all `size` bytes of `source`; errors name `what`.
+pub(crate) fn hash_source_at(source: &dyn BlobSource, size: u64, what: &Path) -> Result<Sha1Hash> {
+    hash_source(source, size).map_err(|e| resource_error(what, e))
+}
+
+/// How the non-solid resources of the WIM with header `h` (at `path`) are compressed,
+/// for writing more of them (default level).
+pub fn resource_options_of(h: &Header, path: &Path) -> Result<ResourceOptions> {
+    Ok(ResourceOptions {
+        compression: h.compression().map_err(|cause| Error::Format {
+            path: path.to_path_buf(),
+            cause,
+        })?,
+        chunk_size: if h.chunk_size == 0 {
+            32768
+        } else {
+            h.chunk_size
+        },
+        level: crate::codec::DEFAULT_LEVEL,
+    })
+}
+
+/// The options to write more into the WIM `wim` as it is: its compression and chunk size,
+/// its RP_FIX flag; no integrity table unless asked, not solid.
+pub fn options_of(wim: &Wim) -> Result<WriterOptions> {
+    let h = wim.header();
+    Ok(WriterOptions {
+        resources: resource_options_of(h, wim.path())?,
+        solid: None,
+        threads: 0,
+        check_integrity: false,
+        rp_fix: h.flags & FLAG_RP_FIX != 0,
+    })
+}
+
 /// Reads all `size` bytes of `source` in pieces of up to `piece` bytes, handing each to
 /// `each`, and returns the data's SHA-1. A source that is shorter or longer is an error.
 fn read_hashed(

@@ -12,28 +12,14 @@ impl RwFs {
         uid: u32,
         gid: u32,
     ) -> RwNode {
-        let now = now_filetime();
+        // No security descriptor: Windows gives the file its directory's inherited ACL on
+        // apply, as it does for files wimlib captures on Linux.
         RwNode::new(Inode {
-            attributes,
-            // No security descriptor: Windows gives the file its directory's inherited
-            // ACL on apply, as it does for files wimlib captures on Linux.
-            security_id: -1,
-            creation_time: now,
-            last_access_time: now,
-            last_write_time: now,
-            reparse_tag: 0,
-            rp_reserved: 0,
-            rp_flags: 0,
-            unknown_0x54: 0,
-            link_group: 0,
-            streams: Vec::new(),
             unix: self
                 .opts
                 .unix_data
                 .then(|| default_unix(kind, mode, uid, gid)),
-            xattrs: Vec::new(),
-            tagged: Vec::new(),
-            dentries: Vec::new(),
+            ..Inode::new(attributes, now_filetime())
         })
     }
 
