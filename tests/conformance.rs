@@ -226,6 +226,63 @@ fn solid_xpress() {
     case(&["--solid", "--solid-compress=xpress"]);
 }
 
+/// A pipable WIM (wimlib's WLPWM layout: header again at the end, chunk headers, chunk
+/// tables after the chunks) read from a file (every check but 7-Zip's, which does not read
+/// the format), from standard input and from a named pipe; exported by wimfs to a normal
+/// WIM that wimlib verifies and applies as the source.
+fn pipable_case(args: &[&str]) {
+    let dir = tempdir();
+    let wim = capture(dir.path(), &[&["--pipable"], args].concat());
+    assert_eq!(&std::fs::read(&wim).unwrap()[..5], b"WLPWM");
+    check_wim(&wim, "1", &[], false);
+    // From standard input through a real pipe, as `wimlib-imagex apply - 1 DIR` takes it.
+    let out = dir.path().join("from-stdin");
+    let mut child = wimfs_cmd(["apply", "-q", "-", "1"])
+        .arg(&out)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let bytes = std::fs::read(&wim).unwrap();
+    let feeder = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &bytes));
+    assert!(child.wait().unwrap().success());
+    feeder.join().unwrap().unwrap();
+    assert_same_tree(source(), &out);
+    // From a named pipe.
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (src, to) = (wim.clone(), fifo.clone());
+    let feeder = std::thread::spawn(move || std::fs::write(&to, std::fs::read(&src).unwrap()));
+    let listing = ok(wimfs_cmd(["dir"]).arg(&fifo).arg("1"));
+    feeder.join().unwrap().unwrap();
+    assert_eq!(listing, ok(wimfs_cmd(["dir"]).arg(&wim).arg("1")));
+    let normal = dir.path().join("normal.wim");
+    ok(wimfs_cmd(["export", "-q"]).arg(&wim).arg("1").arg(&normal));
+    ok(wimlib(["verify"]).arg(&normal));
+    let out = dir.path().join("normal-applied");
+    ok(wimlib(["apply"]).arg(&normal).arg("1").arg(&out));
+    assert_same_tree(source(), &out);
+}
+
+#[test]
+fn pipable_lzx() {
+    pipable_case(&[]);
+}
+
+#[test]
+fn pipable_xpress_with_integrity_table() {
+    pipable_case(&["--compress=xpress", "--check"]);
+}
+
+#[test]
+fn pipable_uncompressed() {
+    pipable_case(&["--compress=none"]);
+}
+
 #[test]
 fn multi_image_by_name() {
     let dir = tempdir();

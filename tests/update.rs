@@ -278,6 +278,11 @@ fn failed_updates_change_nothing_and_exit_as_wimlib() {
         update_both(&lib, &ours, t.path(), &["3"], b"delete /hello.txt\n"),
         18
     );
+    // Standard input cannot be changed: refused, and no file named "-" appears.
+    let out = run(wimfs_cmd(["update", "-", "--command=delete /x"]).current_dir(t.path()));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+    assert!(!t.path().join("-").exists());
     // The short name runs the verb.
     let link = t.path().join("wimupdate");
     std::os::unix::fs::symlink(wimfs(), &link).unwrap();

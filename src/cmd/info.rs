@@ -218,8 +218,11 @@ pub fn run(a: InfoArgs) -> Result<i32> {
             "Size:           {} bytes",
             wim.xml().total_bytes.unwrap_or(0)
         );
-        // The same attributes in the same order as wimlib-imagex (pipable WIMs are not read).
+        // The same attributes in the same order as wimlib-imagex.
         let mut attrs = Vec::new();
+        if h.magic == wimfs::format::header::PWM_MAGIC {
+            attrs.push("Pipable");
+        }
         if !h.integrity.is_empty() {
             attrs.push("Integrity info");
         }

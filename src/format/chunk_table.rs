@@ -4,6 +4,10 @@
 //! chunks 1.. relative to the end of the table (4 bytes each, 8 if the resource is 4 GiB or
 //! more). A solid resource begins with a 16-byte header (uncompressed size, chunk size,
 //! compression format) and then the compressed size of every chunk, 4 bytes each.
+//!
+//! A compressed resource of a pipable WIM (wimlib's `WLPWM` format) has a normal table,
+//! but at its end, and each chunk is preceded by a 4-byte header (its compressed size) that
+//! the table's offsets leave out.
 
 use super::bytes::Bytes;
 use super::{FormatError, Result};
@@ -22,8 +26,11 @@ pub struct ChunkTable {
     /// Total uncompressed size of the resource.
     pub uncompressed_size: u64,
     /// `num_chunks + 1` offsets relative to the start of the resource: chunk `i` occupies
-    /// `bounds[i]..bounds[i+1]`.
+    /// `bounds[i]..bounds[i+1] - gap`.
     pub bounds: Vec<u64>,
+    /// Bytes in front of each chunk that are not part of the one before (4 in a pipable
+    /// WIM: the next chunk's header; else 0).
+    pub gap: u64,
 }
 
 impl ChunkTable {
@@ -40,7 +47,7 @@ impl ChunkTable {
 
     /// The compressed byte range of chunk `i` relative to the resource start.
     pub fn chunk_range(&self, i: usize) -> (u64, u64) {
-        (self.bounds[i], self.bounds[i + 1])
+        (self.bounds[i], self.bounds[i + 1] - self.gap)
     }
 }
 
@@ -137,11 +144,52 @@ pub fn parse_normal(
         compression,
         uncompressed_size: usize,
         bounds,
+        gap: 0,
     };
     for i in 0..t.num_chunks() {
         let (s, e) = t.chunk_range(i);
         check_chunk(i, e.saturating_sub(s), t.chunk_usize(i))?;
     }
+    Ok(t)
+}
+
+/// Bytes in front of each chunk of a pipable WIM's compressed resource.
+pub const PIPABLE_CHUNK_HEADER: u64 = 4;
+
+/// Parses the chunk table of a pipable WIM's compressed resource: `table` is the
+/// [`normal_table_size`] bytes at the resource's end; chunks (each after its 4-byte
+/// header) fill the rest.
+pub fn parse_pipable(
+    table: &[u8],
+    usize: u64,
+    size_in_wim: u64,
+    chunk_size: u32,
+    compression: Compression,
+) -> Result<ChunkTable> {
+    let n = num_chunks(usize, chunk_size);
+    let table_size = table.len() as u64;
+    let headers = n.saturating_mul(PIPABLE_CHUNK_HEADER);
+    let Some(data_end) = size_in_wim
+        .checked_sub(table_size)
+        .filter(|&e| e >= headers)
+    else {
+        return Err(FormatError::invalid(
+            "pipable chunk table",
+            format!("{n} chunks and their table do not fit in {size_in_wim} bytes"),
+        ));
+    };
+    // The offsets as if there were no chunk headers, then moved past them.
+    let mut t = parse_normal(
+        table,
+        usize,
+        data_end - headers + table_size,
+        chunk_size,
+        compression,
+    )?;
+    for (i, b) in t.bounds.iter_mut().enumerate() {
+        *b = *b - table_size + (i as u64 + 1) * PIPABLE_CHUNK_HEADER;
+    }
+    t.gap = PIPABLE_CHUNK_HEADER;
     Ok(t)
 }
 
@@ -213,6 +261,7 @@ pub fn parse_solid(
         compression,
         uncompressed_size: usize,
         bounds: Vec::new(),
+        gap: 0,
     };
     for i in 0..n {
         let csize = b.u32(i * 4)? as u64;
@@ -233,6 +282,19 @@ pub fn parse_solid(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pipable_chunks_skip_their_headers() {
+        // Three chunks of 10, 7 and 5 stored bytes, each after a 4-byte header, then a
+        // table with the offsets of chunks 1 and 2 as if there were no headers.
+        let table: Vec<u8> = [10u32, 17].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let size = 3 * 4 + 22 + 8;
+        let t = parse_pipable(&table, 2 * 32768 + 100, size, 32768, Compression::Lzx).unwrap();
+        assert_eq!(t.chunk_range(0), (4, 14));
+        assert_eq!(t.chunk_range(1), (18, 25));
+        assert_eq!(t.chunk_range(2), (29, 34));
+        assert!(parse_pipable(&table, 2 * 32768 + 100, 19, 32768, Compression::Lzx).is_err());
+    }
 
     #[test]
     fn normal_table() {

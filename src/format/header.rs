@@ -71,13 +71,7 @@ impl Header {
         let b = Bytes::new(data, "WIM header");
         b.slice(0, HEADER_SIZE as u64)?;
         let magic: [u8; 8] = b.array(0)?;
-        if magic != WIM_MAGIC {
-            if magic == PWM_MAGIC {
-                return Err(FormatError::invalid(
-                    "WIM header",
-                    "pipable WIMs (WLPWM magic) are not supported; convert with `wimlib-imagex optimize`",
-                ));
-            }
+        if magic != WIM_MAGIC && magic != PWM_MAGIC {
             return Err(FormatError::invalid(
                 "WIM header",
                 "not a WIM file (bad magic)",

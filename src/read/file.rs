@@ -61,6 +61,23 @@ impl std::fmt::Debug for PartFile {
     }
 }
 
+/// Whether `path` is a pipe, socket or character device: something read as a stream.
+fn is_stream(path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        std::fs::metadata(path).is_ok_and(|m| {
+            let t = m.file_type();
+            t.is_fifo() || t.is_socket() || t.is_char_device()
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        false
+    }
+}
+
 impl PartFile {
     /// Opens `path` for reading.
     pub fn open(path: &Path) -> Result<Self> {
@@ -87,8 +104,37 @@ impl PartFile {
                 location,
                 "this wimfs was built without the `remote` feature: it cannot read URLs",
             )),
+            _ if location == Path::new("-") => {
+                Self::spool(location, &mut std::io::stdin().lock(), "standard input")
+            }
+            _ if is_stream(location) => {
+                let mut f =
+                    File::open(location).map_err(|e| Error::io(location, "cannot open", e))?;
+                Self::spool(location, &mut f, "the pipe")
+            }
             _ => Self::open(location),
         }
+    }
+
+    /// A WIM that arrives as a stream (`-` for standard input, a pipe): copied whole into an
+    /// unlinked temporary file in `$TMPDIR` first, then read like any file (wimlib reads a
+    /// pipable WIM from a pipe as it comes; wimfs needs the space of the file once).
+    fn spool(name: &Path, input: &mut dyn std::io::Read, what: &str) -> Result<Self> {
+        let tmp_dir = std::env::temp_dir();
+        let mut tmp = tempfile::tempfile()
+            .map_err(|e| Error::io(&tmp_dir, "making a temporary file to hold the WIM", e))?;
+        let len = std::io::copy(input, &mut tmp).map_err(|e| {
+            Error::io(
+                name,
+                format!("copying the WIM from {what} into {}", tmp_dir.display()),
+                e,
+            )
+        })?;
+        Ok(PartFile {
+            path: name.to_path_buf(),
+            source: Box::new(tmp),
+            len,
+        })
     }
 
     /// A part of `len` bytes read from `source`, called `name` in messages.

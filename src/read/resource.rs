@@ -31,6 +31,10 @@ pub struct Resource {
     pub size_in_wim: u64,
     pub uncompressed_size: u64,
     pub storage: Storage,
+    /// In a pipable WIM: a compressed resource has its chunk table at its end and a
+    /// header before each chunk (see `chunk_table::parse_pipable`), so it is never copied
+    /// into another file as it is.
+    pub pipable: bool,
     pub(crate) table: OnceLock<Arc<ChunkTable>>,
 }
 
@@ -48,6 +52,7 @@ impl Resource {
             size_in_wim,
             uncompressed_size,
             storage,
+            pipable: false,
             table: OnceLock::new(),
         }
     }
@@ -88,12 +93,15 @@ impl Resource {
     pub(crate) fn table_range(&self) -> (u64, u64) {
         match self.storage {
             Storage::Raw => (0, 0),
-            Storage::Chunked { chunk_size, .. } => (
-                0,
+            Storage::Chunked { chunk_size, .. } => {
                 // Checked when the resource was added (chunk_table::check_plausible).
-                chunk_table::normal_table_size(self.uncompressed_size, chunk_size)
-                    .unwrap_or(u64::MAX),
-            ),
+                let len = chunk_table::normal_table_size(self.uncompressed_size, chunk_size)
+                    .unwrap_or(u64::MAX);
+                match self.pipable {
+                    true => (self.size_in_wim.saturating_sub(len), len),
+                    false => (0, len),
+                }
+            }
             Storage::Solid { chunk_size, .. } => (
                 chunk_table::SOLID_HEADER_SIZE,
                 chunk_table::solid_table_size(self.uncompressed_size, chunk_size)

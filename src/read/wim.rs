@@ -16,7 +16,7 @@ use crate::codec::{new_decompressor, Compression, Decompressor};
 use crate::error::{Error, Result};
 use crate::format::blob_table::{parse_blob_table, BlobEntry};
 use crate::format::chunk_table::{self, ChunkTable};
-use crate::format::header::{Header, HEADER_SIZE};
+use crate::format::header::{Header, HEADER_SIZE, PWM_MAGIC};
 use crate::format::integrity::parse_integrity_table;
 use crate::format::reshdr::{ResHdr, SOLID_RESOURCE_MAGIC};
 use crate::format::xml::{parse_xml, WimXml};
@@ -102,6 +102,17 @@ fn read_header(part: &PartFile) -> Result<Header> {
         ));
     }
     part.read_exact_at(&mut buf, 0, "header")?;
+    if buf[..8] == PWM_MAGIC {
+        // A pipable WIM: the header at the start was written before the tables; the full
+        // one is at the end of the file.
+        part.read_exact_at(&mut buf, part.len - HEADER_SIZE as u64, "header at the end")?;
+        if buf[..8] != PWM_MAGIC {
+            return Err(Error::invalid(
+                &part.path,
+                "is a pipable WIM without its header at the end (cut short?)",
+            ));
+        }
+    }
     Header::parse(&buf).map_err(|source| Error::Format {
         path: part.path.clone(),
         cause: source,
@@ -294,13 +305,9 @@ impl Wim {
             }
             Storage::Raw
         };
-        self.resources.push(Resource::new(
-            part,
-            r.offset,
-            r.size_in_wim,
-            r.uncompressed_size,
-            storage,
-        ));
+        let mut res = Resource::new(part, r.offset, r.size_in_wim, r.uncompressed_size, storage);
+        res.pipable = self.header.magic == PWM_MAGIC;
+        self.resources.push(res);
         Ok(self.resources.len() as u32 - 1)
     }
 
@@ -589,13 +596,19 @@ impl Wim {
             Storage::Chunked {
                 compression,
                 chunk_size,
-            } => chunk_table::parse_normal(
-                &raw,
-                res.uncompressed_size,
-                res.size_in_wim,
-                chunk_size,
-                compression,
-            ),
+            } => {
+                let parse = match res.pipable {
+                    true => chunk_table::parse_pipable,
+                    false => chunk_table::parse_normal,
+                };
+                parse(
+                    &raw,
+                    res.uncompressed_size,
+                    res.size_in_wim,
+                    chunk_size,
+                    compression,
+                )
+            }
             Storage::Solid {
                 compression,
                 chunk_size,

@@ -23,6 +23,16 @@ impl TargetLock {
                 "remote images are read-only: write a local copy (wimfs export URL all COPY.wim)",
             ));
         }
+        let regular = std::fs::symlink_metadata(target)
+            .and_then(|_| std::fs::metadata(target))
+            .map(|m| m.is_file());
+        if target == Path::new("-") || matches!(regular, Ok(false)) {
+            return Err(Error::invalid(
+                target,
+                "is not a regular file: a WIM read from standard input or a pipe cannot be \
+                 changed (export it to a file)",
+            ));
+        }
         loop {
             let created = !target.exists();
             let file = OpenOptions::new()

@@ -807,7 +807,7 @@ impl WimWriter {
             }
             Storage::Solid { .. } => false,
         };
-        whole && same_format && !recompress && self.opts.solid.is_none()
+        whole && same_format && !res.pipable && !recompress && self.opts.solid.is_none()
     }
 
     /// Decodes blobs `locs` of `src` and writes them compressed this file's way, as one
