@@ -52,6 +52,13 @@ pub struct CaptureArgs {
     /// `append`: make the WIM file, as capture does, if it does not exist.
     #[arg(long)]
     create: bool,
+    /// Write a pipable WIM (wimlib's format that can be applied from a pipe; `-` as
+    /// WIMFILE writes one to standard output).
+    #[arg(long, conflicts_with = "not_pipable")]
+    pipable: bool,
+    /// Write a normal WIM (`append`: even to a pipable one).
+    #[arg(long)]
+    not_pipable: bool,
     /// Compression threads (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
@@ -97,9 +104,21 @@ pub fn run(a: CaptureArgs) -> Result<i32> {
         check_integrity: a.check,
         rp_fix: !a.norpfix,
     };
-    let writer = WimWriter::create(&a.wimfile, opts)
+    let out = super::Output::new(&a.wimfile)?;
+    let stdout = matches!(out, super::Output::Stdout(_));
+    let pipable = (a.pipable || stdout) && !a.not_pipable;
+    if pipable && opts.solid.is_some() {
+        bail!("solid resources cannot go into a pipable WIM (leave out --solid or --pipable)");
+    }
+    if stdout && !pipable {
+        bail!("standard output takes only a pipable WIM (leave out --not-pipable)");
+    }
+    let writer = WimWriter::create(out.path(), opts)
         .with_context(|| format!("{}: creating", a.wimfile.display()))?;
-    capture_into(writer, &a)
+    capture_into(writer, &a)?;
+    out.finish(pipable, a.check)
+        .with_context(|| format!("{}: writing the pipable WIM", a.wimfile.display()))?;
+    Ok(0)
 }
 
 /// `wimfs append`.
@@ -124,6 +143,9 @@ pub fn run_append(a: CaptureArgs) -> Result<i32> {
             a.wimfile.display()
         );
     }
+    if a.wimfile == std::path::Path::new("-") {
+        bail!("standard output cannot be appended to (use capture to write a WIM there)");
+    }
     if !a.wimfile.exists() {
         if a.create {
             return run(a);
@@ -133,7 +155,11 @@ pub fn run_append(a: CaptureArgs) -> Result<i32> {
             a.wimfile.display()
         );
     }
-    let writer = if a.rebuild {
+    // A pipable WIM is rewritten whole (it cannot grow in place), and stays pipable unless
+    // --not-pipable, as with wimlib.
+    let was_pipable = super::is_pipable(&a.wimfile);
+    let pipable = (a.pipable || was_pipable) && !a.not_pipable;
+    let writer = if a.rebuild || was_pipable {
         let mut opts = opts;
         if a.compress.is_none() {
             opts.resources = super::file_resources(&a.wimfile)?;
@@ -154,10 +180,14 @@ pub fn run_append(a: CaptureArgs) -> Result<i32> {
         }
         w
     };
-    capture_into(writer, &a)
+    capture_into(writer, &a)?;
+    super::Output::File(a.wimfile.clone())
+        .finish(pipable, a.check)
+        .with_context(|| format!("{}: writing the pipable WIM", a.wimfile.display()))?;
+    Ok(0)
 }
 
-fn capture_into(mut writer: WimWriter, a: &CaptureArgs) -> Result<i32> {
+fn capture_into(mut writer: WimWriter, a: &CaptureArgs) -> Result<()> {
     let name = a.name.clone().or_else(|| {
         std::fs::canonicalize(&a.source)
             .ok()
@@ -208,5 +238,5 @@ fn capture_into(mut writer: WimWriter, a: &CaptureArgs) -> Result<i32> {
     writer
         .finish()
         .with_context(|| format!("{}: finishing", a.wimfile.display()))?;
-    Ok(0)
+    Ok(())
 }

@@ -32,17 +32,15 @@ pub fn run(a: DeleteArgs) -> Result<i32> {
     } else {
         vec![wim.resolve_image(&a.image)?]
     };
+    // The file's own compression and header flags (RP_FIX stays as it was).
+    let opts = WriterOptions {
+        check_integrity: a.check,
+        ..wimfs::write::options_of(&wim)?
+    };
     drop(wim);
     if doomed.is_empty() {
         bail!("{}: holds no images", a.wimfile.display());
     }
-    let opts = WriterOptions {
-        resources: super::file_resources(&a.wimfile)?,
-        solid: None,
-        threads: 0,
-        check_integrity: a.check,
-        rp_fix: false,
-    };
     let writer = if a.soft {
         let mut w = WimWriter::append(&a.wimfile, opts)
             .with_context(|| format!("{}: opening to change", a.wimfile.display()))?;

@@ -48,6 +48,13 @@ pub struct ExportArgs {
     #[arg(long)]
     rebuild: bool,
     /// Other parts of a split SRC_WIM.
+    /// Write a pipable WIM (wimlib's format that can be applied from a pipe; `-` as
+    /// DEST_WIM writes one to standard output). An existing pipable DEST_WIM stays pipable.
+    #[arg(long, conflicts_with = "not_pipable")]
+    pipable: bool,
+    /// Write a normal WIM, even into a pipable DEST_WIM.
+    #[arg(long)]
+    not_pipable: bool,
     #[arg(long = "ref", value_name = "GLOB")]
     refs: Vec<String>,
     /// Compression threads (default: one per core).
@@ -86,7 +93,19 @@ pub fn run(a: ExportArgs) -> Result<i32> {
             h.chunk_size,
         )
     };
-    let exists = a.dest_wim.exists() && std::fs::metadata(&a.dest_wim)?.len() > 0;
+    let out = super::Output::new(&a.dest_wim)?;
+    let stdout = matches!(out, super::Output::Stdout(_));
+    let exists = !stdout && a.dest_wim.exists() && std::fs::metadata(&a.dest_wim)?.len() > 0;
+    // A pipable WIM is rewritten whole, and stays pipable unless --not-pipable (wimlib's
+    // rule); standard output only takes a pipable one.
+    let was_pipable = exists && super::is_pipable(&a.dest_wim);
+    let pipable = (a.pipable || stdout || was_pipable) && !a.not_pipable;
+    if stdout && !pipable {
+        bail!("standard output takes only a pipable WIM (leave out --not-pipable)");
+    }
+    if pipable && a.solid {
+        bail!("solid resources cannot go into a pipable WIM (leave out --solid or --pipable)");
+    }
     let compress = a.compress.or(Some(CompressArg::of(src_compress.0)));
     let chunk_size = a
         .chunk_size
@@ -126,9 +145,9 @@ pub fn run(a: ExportArgs) -> Result<i32> {
         rp_fix: src.header().flags & wimfs::format::header::FLAG_RP_FIX != 0,
     };
     let mut writer = if !exists {
-        WimWriter::create(&a.dest_wim, opts)
+        WimWriter::create(out.path(), opts)
             .with_context(|| format!("{}: creating", a.dest_wim.display()))?
-    } else if a.rebuild {
+    } else if a.rebuild || was_pipable {
         super::rebuild_writer(&a.dest_wim, opts, a.recompress, a.quiet, true, &|_| true)?
     } else {
         WimWriter::append(&a.dest_wim, opts)
@@ -178,5 +197,7 @@ pub fn run(a: ExportArgs) -> Result<i32> {
     writer
         .finish()
         .with_context(|| format!("{}: finishing", a.dest_wim.display()))?;
+    out.finish(pipable, a.check)
+        .with_context(|| format!("{}: writing the pipable WIM", a.dest_wim.display()))?;
     Ok(0)
 }

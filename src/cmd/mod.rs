@@ -313,6 +313,68 @@ pub fn rebuild_writer(
 
 pub use wimfs::image::names::printable;
 
+/// Whether the WIM at `path` is pipable (wimlib's `WLPWM` magic).
+pub fn is_pipable(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 8];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|_| magic == wimfs::format::header::PWM_MAGIC)
+}
+
+/// Where a verb that makes a WIM writes it: `-` is standard output, which gets a pipable
+/// WIM made from a normal one written first to a temporary file.
+pub enum Output {
+    File(PathBuf),
+    Stdout(tempfile::TempPath),
+}
+
+impl Output {
+    pub fn new(target: &std::path::Path) -> Result<Output> {
+        if target != std::path::Path::new("-") {
+            return Ok(Output::File(target.to_path_buf()));
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(".wimfs-")
+            .suffix(".wim")
+            .tempfile()
+            .context("making a temporary file for the WIM")?
+            .into_temp_path();
+        Ok(Output::Stdout(tmp))
+    }
+
+    /// The file the WIM is written to first.
+    pub fn path(&self) -> &std::path::Path {
+        match self {
+            Output::File(p) => p,
+            Output::Stdout(t) => t,
+        }
+    }
+
+    /// After the normal WIM is written: makes it pipable in place when `pipable`, or sends
+    /// it to standard output as a pipable WIM.
+    pub fn finish(self, pipable: bool, check: bool) -> Result<()> {
+        match self {
+            Output::File(p) if pipable => {
+                wimfs::write::pipable::convert_in_place(&p, check)?;
+            }
+            Output::File(_) => {}
+            Output::Stdout(tmp) => {
+                let wim = Wim::open(&tmp)?;
+                let stdout = std::io::stdout();
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+                wimfs::write::pipable::write_pipable(
+                    &wim,
+                    &mut out,
+                    std::path::Path::new("standard output"),
+                    check,
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A text file's contents as wimlib-imagex reads them: UTF-16LE with a byte-order mark,
 /// else UTF-8 (a byte-order mark dropped).
 pub fn decode_text(bytes: &[u8]) -> Result<String> {

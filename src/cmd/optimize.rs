@@ -33,6 +33,12 @@ pub struct OptimizeArgs {
     /// Write an integrity table.
     #[arg(long)]
     check: bool,
+    /// Make the file pipable (wimlib's format that can be applied from a pipe).
+    #[arg(long, conflicts_with = "not_pipable")]
+    pipable: bool,
+    /// Make a pipable file normal again (otherwise it stays pipable).
+    #[arg(long)]
+    not_pipable: bool,
     /// Compression threads (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
@@ -65,6 +71,12 @@ pub fn run(a: OptimizeArgs) -> Result<i32> {
         rp_fix: wimfs::Wim::open(&a.wimfile)?.header().flags & wimfs::format::header::FLAG_RP_FIX
             != 0,
     };
+    let pipable = (a.pipable || super::is_pipable(&a.wimfile)) && !a.not_pipable;
+    if pipable && solid.is_some() {
+        anyhow::bail!(
+            "solid resources cannot go into a pipable WIM (leave out --solid or --pipable)"
+        );
+    }
     let writer = super::rebuild_writer(
         &a.wimfile,
         opts,
@@ -76,6 +88,9 @@ pub fn run(a: OptimizeArgs) -> Result<i32> {
     writer
         .finish()
         .with_context(|| format!("{}: finishing", a.wimfile.display()))?;
+    super::Output::File(a.wimfile.clone())
+        .finish(pipable, a.check)
+        .with_context(|| format!("{}: writing the pipable WIM", a.wimfile.display()))?;
     let after = std::fs::metadata(&a.wimfile)?.len();
     if !a.quiet {
         eprintln!(

@@ -6,6 +6,7 @@ pub mod capture;
 pub mod commit;
 pub mod config;
 mod lock;
+pub mod pipable;
 mod pipeline;
 mod replace;
 pub mod resource;

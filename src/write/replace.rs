@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 /// `target` with symlinks resolved, if it exists (else as given).
-pub(super) fn resolve_links(target: &Path) -> PathBuf {
+pub(crate) fn resolve_links(target: &Path) -> PathBuf {
     match std::fs::symlink_metadata(target) {
         Ok(m) if m.file_type().is_symlink() => {
             std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf())
