@@ -254,12 +254,19 @@ impl Session<'_> {
         let mut opts = opts;
         let at_root = wimfs::image::edit::components(target).is_empty();
         opts.rp_fix = at_root && self.rp_fix_root;
-        let scan = scan_branch(source, &opts).map_err(|e| match &e {
-            wimfs::Error::Io { what, .. } if what == "reading metadata" => {
-                failure(code::STAT, e.to_string())
-            }
-            _ => anyhow::Error::new(e).context(format!("adding {}", source.display())),
-        })?;
+        // A source that cannot even be looked at is wimlib's "cannot read metadata" (63).
+        let look = match opts.dereference {
+            true => std::fs::metadata(source),
+            false => std::fs::symlink_metadata(source),
+        };
+        if let Err(e) = look {
+            return Err(failure(
+                code::STAT,
+                format!("{}: cannot read its metadata: {e}", source.display()),
+            ));
+        }
+        let scan =
+            scan_branch(source, &opts).with_context(|| format!("adding {}", source.display()))?;
         let ids = scan.file_ids().to_vec();
         let branch = scan.into_edited();
         let offset = self
@@ -268,7 +275,7 @@ impl Session<'_> {
             .graft(branch.image, target, self.case, no_replace)
             .map_err(|e| self.edit_error(e))?;
         let image = &mut self.edited.image;
-        let mut joined = Vec::new();
+        let mut joined = std::collections::HashSet::new();
         for (key, ino) in ids {
             let ino = ino + offset;
             match self.links.get(&key) {
@@ -277,7 +284,7 @@ impl Session<'_> {
                         image.dentries[d].inode = earlier;
                         image.inodes[earlier].dentries.push(d);
                     }
-                    joined.push(ino);
+                    joined.insert(ino);
                 }
                 _ => {
                     self.links.insert(key, ino);
